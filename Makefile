@@ -1,0 +1,33 @@
+# ilrma: install, test, demo, bench. Works on a fresh machine that has only python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,plot]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check ilrma_cli tests bench
+	$(BIN)/ruff format --check ilrma_cli tests bench
+
+test: install lint
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/ilrma separate sample_data/mix.wav -o out/demo --force \
+		--refs sample_data/src1.wav sample_data/src2.wav --loss-plot
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

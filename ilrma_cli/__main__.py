@@ -1,0 +1,3 @@
+from ilrma_cli.cli import main
+
+main()

@@ -1,0 +1,17 @@
+"""Command-line interface: parse, validate, call the library, write."""
+
+from __future__ import annotations
+
+import click
+
+from ilrma_cli import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ilrma")
+def cli() -> None:
+    """Determined blind source separation with ILRMA."""
+
+
+def main() -> None:
+    cli()

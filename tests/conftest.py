@@ -1,0 +1,47 @@
+"""Shared fixtures: the development cases of ../shared/data and the shipped sample."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+DEV = REPO.parent / "shared" / "data" / "dev"
+DEV_CASES = ("arctic_2src_rt250", "arctic_2src_rt500")
+
+
+def read(path: Path) -> tuple[np.ndarray, int]:
+    """``(n_channels, n_samples)`` float64 and the sample rate."""
+    data, rate = sf.read(path, dtype="float64", always_2d=True)
+    return data.T, rate
+
+
+@pytest.fixture(scope="session")
+def dev_case():
+    """Load a development case: (mixture, references at mic 0, sample rate)."""
+
+    def load(name: str) -> tuple[np.ndarray, np.ndarray, int]:
+        folder = DEV / name
+        if not folder.is_dir():
+            pytest.fail(f"development data missing: {folder} (clone beside ../shared)")
+        mix, rate = read(folder / "mix.wav")
+        refs = np.stack([read(folder / f"src{i}.wav")[0][0] for i in (1, 2)])
+        return mix, refs, rate
+
+    return load
+
+
+def sdr_improvement(refs: np.ndarray, estimates: np.ndarray, mix_ref: np.ndarray) -> float:
+    """Mean SDR (mir_eval, best permutation) minus that of the mixture channel as every estimate."""
+    import mir_eval
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdr = mir_eval.separation.bss_eval_sources(refs, estimates)[0]
+        sdr_mix = mir_eval.separation.bss_eval_sources(refs, np.stack([mix_ref] * len(refs)))[0]
+    return float(np.mean(sdr - sdr_mix))
