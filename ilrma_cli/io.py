@@ -6,8 +6,10 @@ soundfile's ``(n_samples, n_channels)`` layout is transposed here and nowhere el
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import soundfile as sf
 from ilrma_cli.errors import InputError, OutputError
 
 SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
+PCM_PEAK = 1.0 - 2.0**-15  # largest value every PCM subtype stores without wrapping
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,34 @@ class Audio:
         return self.data.shape[1]
 
 
+@dataclass(frozen=True)
+class MixtureInput:
+    """One mixture to separate: a multichannel file, or mono microphone files in channel order."""
+
+    track: str
+    paths: tuple[Path, ...]
+    n_channels: int
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+
+
+def audio_info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
+    """Header of an audio file (channels, rate, frames) or an :class:`InputError`."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise InputError(path, f"not a readable audio file ({_reason(err)})") from None
+
+
 def read_audio(path: str | os.PathLike[str]) -> Audio:
     """Read any file soundfile understands; refuse what cannot be used, naming the file.
 
@@ -43,14 +74,8 @@ def read_audio(path: str | os.PathLike[str]) -> Audio:
     truncated audio, and NaN or infinite samples.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise InputError(path, "empty file (0 bytes)")
+    info = audio_info(path)
     try:
-        info = sf.info(str(path))
         data, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise InputError(path, f"not a readable audio file ({_reason(err)})") from None
@@ -66,36 +91,195 @@ def read_audio(path: str | os.PathLike[str]) -> Audio:
 
 
 def _reason(err: Exception) -> str:
-    text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    return text.splitlines()[-1].rsplit(": ", 1)[-1]
 
 
-def write_audio_atomic(
-    path: Path, data: np.ndarray, rate: int, subtype: str = "float", fmt: str | None = None
-) -> None:
-    """Write ``data`` ``(n_channels, n_samples)`` to a temporary file beside ``path``, then rename.
+def plan_mixtures(paths: Sequence[str | os.PathLike[str]]) -> list[MixtureInput]:
+    """Group input files into mixtures from their headers alone (nothing is decoded).
 
-    Nothing is left at ``path`` (or beside it) if writing fails.
+    One or more multichannel files: one mixture each. Two or more mono files: the
+    microphones of one mixture, in argument order, sharing one sample rate.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(
-            tmp,
-            np.ascontiguousarray(data.T),
-            rate,
-            subtype=SUBTYPES[subtype],
-            format=fmt or _format_of(path),
+    paths = [Path(p) for p in paths]
+    infos = [audio_info(p) for p in paths]
+    mono = [p for p, info in zip(paths, infos, strict=True) if info.channels == 1]
+    if not mono:
+        return [
+            MixtureInput(p.stem, (p,), info.channels) for p, info in zip(paths, infos, strict=True)
+        ]
+    if len(mono) < len(paths):
+        multi = next(p for p, info in zip(paths, infos, strict=True) if info.channels > 1)
+        raise InputError(
+            mono[0],
+            f"mono file given with multichannel {multi}: give several mono microphone files "
+            "of one mixture, or multichannel files",
         )
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, (OSError, sf.LibsndfileError)):
-            raise OutputError(path, f"cannot write ({err})") from None
-        raise
+    if len(paths) == 1:
+        raise InputError(
+            paths[0],
+            "is mono: ILRMA needs at least 2 channels (a multichannel file or 2+ mono mics)",
+        )
+    first, first_info = paths[0], infos[0]
+    for path, info in zip(paths[1:], infos[1:], strict=True):
+        if info.samplerate != first_info.samplerate:
+            raise InputError(
+                path,
+                f"sample rate {info.samplerate} Hz differs from {first} ({first_info.samplerate} Hz)",
+            )
+    return [MixtureInput(first.stem, tuple(paths), len(paths))]
+
+
+def read_mixture(mixture: MixtureInput, pad: bool = False) -> Audio:
+    """Read a mixture as ``(n_channels, n_samples)``; mono mics are stacked in order.
+
+    Mono files of different lengths are an error unless ``pad`` (zero-pads to the longest).
+    """
+    if len(mixture.paths) == 1:
+        return read_audio(mixture.paths[0])
+    mics = [read_audio(p) for p in mixture.paths]
+    lengths = [m.n_samples for m in mics]
+    longest = max(lengths)
+    if not pad and min(lengths) != longest:
+        short = mics[lengths.index(min(lengths))]
+        raise InputError(
+            short.path,
+            f"has {short.n_samples} samples but {mics[lengths.index(longest)].path} has "
+            f"{longest}: mono microphones must have equal lengths (or use --pad)",
+        )
+    data = np.zeros((len(mics), longest))
+    for channel, mic in enumerate(mics):
+        data[channel, : mic.n_samples] = mic.data[0]
+    return Audio(data, mics[0].rate, mixture.paths[0])
+
+
+def mixture_warnings(audio: Audio) -> list[str]:
+    """Degenerate but valid properties of a mixture worth telling the user."""
+    messages = []
+    silent = [c + 1 for c in range(audio.n_channels) if not np.any(audio.data[c])]
+    if silent:
+        messages.append(
+            f"channel(s) {silent} are digital silence: those sources cannot be separated"
+        )
+    for a in range(audio.n_channels):
+        for b in range(a + 1, audio.n_channels):
+            if a + 1 not in silent and np.array_equal(audio.data[a], audio.data[b]):
+                messages.append(
+                    f"channels {a + 1} and {b + 1} are identical: they carry no spatial information"
+                )
+    return messages
+
+
+def fit_to_subtype(
+    signals: np.ndarray, subtype: str, clip_mode: str
+) -> tuple[np.ndarray, str | None]:
+    """Make ``signals`` storable as ``subtype`` without silent clipping.
+
+    Float keeps everything. For PCM, ``rescale`` applies ONE gain to every source of
+    the mixture (relative levels stay) and ``clamp`` clips; the message says what was done.
+    """
+    peak = float(np.max(np.abs(signals))) if signals.size else 0.0
+    if subtype == "float" or peak <= PCM_PEAK:
+        return signals, None
+    if clip_mode == "rescale":
+        gain = PCM_PEAK / peak
+        return signals * gain, (
+            f"peak {peak:.3f} exceeds full scale for {subtype}: every source scaled by "
+            f"{gain:.4f} ({20 * np.log10(gain):.2f} dB), the same gain for all"
+        )
+    clipped = int(np.count_nonzero(np.abs(signals) > PCM_PEAK))
+    return np.clip(signals, -PCM_PEAK, PCM_PEAK), (
+        f"peak {peak:.3f} exceeds full scale for {subtype}: {clipped} samples clamped"
+    )
+
+
+class AtomicWriter:
+    """Write several files so that they appear together or not at all.
+
+    Each file goes to a temporary ``.name.*.part`` beside its target; :meth:`commit`
+    renames them all. :meth:`rollback` (also on any exception inside ``with``) removes
+    the temporaries, every file this writer renamed, and the folders it created that
+    are left empty. Nothing else is touched.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+        self._done: list[Path] = []
+        self._made_dirs: list[Path] = []
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.rollback()
+
+    def _make_parent(self, path: Path) -> None:
+        missing = []
+        for parent in [path.parent, *path.parent.parents]:
+            if parent.exists():
+                break
+            missing.append(parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(path.parent, f"cannot create folder ({err.strerror})") from None
+        self._made_dirs.extend(missing)
+
+    def write(self, path: Path, data: np.ndarray, rate: int, subtype: str = "float") -> None:
+        """Write ``data`` ``(n_channels, n_samples)`` (or ``(n_samples,)``) to a temporary beside ``path``."""
+        self._make_parent(path)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        except OSError as err:
+            raise OutputError(path.parent, f"cannot write ({err.strerror})") from None
+        os.close(fd)
+        tmp = Path(name)
+        self._pending.append((tmp, path))
+        try:
+            sf.write(
+                str(tmp),
+                np.ascontiguousarray(np.atleast_2d(data).T),
+                rate,
+                subtype=SUBTYPES[subtype],
+                format=_format_of(path),
+            )
+        except (OSError, sf.LibsndfileError, RuntimeError) as err:
+            raise OutputError(path, f"cannot write ({_reason(err)})") from None
+
+    def write_bytes(self, path: Path, content: bytes) -> None:
+        """Stage a small non-audio file (a report, a figure) the same way."""
+        self._make_parent(path)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        self._pending.append((Path(name), path))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+
+    def commit(self) -> list[Path]:
+        """Rename every temporary onto its target; returns the targets."""
+        try:
+            for tmp, path in self._pending:
+                os.replace(tmp, path)
+                self._done.append(path)
+        except OSError as err:
+            self.rollback()
+            raise OutputError(path, f"cannot write ({err.strerror})") from None
+        self._pending = []
+        return list(self._done)
+
+    def rollback(self) -> None:
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        for path in self._done:
+            path.unlink(missing_ok=True)
+        for folder in sorted(self._made_dirs, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: someone else's files
+                folder.rmdir()
+        self._pending, self._done, self._made_dirs = [], [], []
 
 
 def _format_of(path: Path) -> str:
     ext = path.suffix.lower().lstrip(".")
-    return {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(ext, "WAV")
+    return {"flac": "FLAC", "ogg": "OGG"}.get(ext, "WAV")

@@ -1,0 +1,225 @@
+"""Separating mixtures to files: output planning and the per-mixture job.
+
+``plan_outputs`` computes and checks every target path before any work starts;
+``run_job`` reads one mixture, separates it, and writes all its files at once.
+It is a top-level function of plain data so that a process pool can run it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import string
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingError
+from ilrma_cli.figures import loss_curve_png
+from ilrma_cli.io import AtomicWriter, MixtureInput, fit_to_subtype, mixture_warnings, read_mixture
+from ilrma_cli.pipeline import SeparationSettings, separate
+
+log = logging.getLogger("ilrma")
+
+TEMPLATE_FIELDS = {"track", "index", "ext"}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How the files of a separation are written."""
+
+    out_dir: Path
+    filename: str = "{track}/source{index}.{ext}"
+    subtype: str = "float"
+    clip_mode: str = "rescale"
+    loss_plot: str | None = None  # None: no plot; "": default path; else a path (may hold {track})
+    pad: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One mixture and every file it will produce."""
+
+    mixture: MixtureInput
+    targets: tuple[Path, ...]
+    loss_plot: Path | None
+
+
+@dataclass
+class JobRecord:
+    """What a job did, for the summary and ``--json``."""
+
+    track: str
+    inputs: list[str]
+    outputs: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+    sample_rate: int | None = None
+    n_channels: int | None = None
+    n_samples: int | None = None
+    n_iter: int | None = None
+    final_loss: float | None = None
+    loss: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    sources: np.ndarray | None = None
+
+
+def check_template(template: str) -> None:
+    """``ValueError`` unless ``template`` uses only {track}, {index}, {ext} and has {index}."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"invalid template {template!r}: {err}") from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}} in {template!r}; use {{track}}, {{index}}, {{ext}}"
+        )
+    if "index" not in fields:
+        raise ValueError(f"{template!r} has no {{index}}: every source would get the same file")
+
+
+def _side_file(targets: Sequence[Path], out_dir: Path, track: str, name: str) -> Path:
+    """``<folder>/name`` beside the outputs, or ``<out_dir>/<track>_name`` when they share out_dir."""
+    parent = targets[0].parent
+    return parent / name if parent != out_dir else out_dir / f"{track}_{name}"
+
+
+def plan_outputs(
+    mixtures: Sequence[MixtureInput], options: OutputOptions, force: bool
+) -> list[Job]:
+    """Every target of every mixture, checked before any work: writable, distinct, not existing."""
+    check_out_dir(options.out_dir)
+    jobs = []
+    for mixture in mixtures:
+        targets = tuple(
+            options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
+            for i in range(mixture.n_channels)
+        )
+        plot = None
+        if options.loss_plot is not None:
+            plot = (
+                Path(options.loss_plot.format(track=mixture.track))
+                if options.loss_plot
+                else _side_file(targets, options.out_dir, mixture.track, "loss.png")
+            )
+        jobs.append(Job(mixture, targets, plot))
+
+    seen: dict[Path, str] = {}
+    inputs = {p.resolve(): p for job in jobs for p in job.mixture.paths}
+    for job in jobs:
+        for path in [*job.targets, *([job.loss_plot] if job.loss_plot else [])]:
+            key = path.resolve()
+            if key in inputs:
+                raise OutputError(path, "would overwrite the input file; choose another --out-dir")
+            if key in seen:
+                raise OutputError(
+                    path,
+                    f"two outputs ({seen[key]} and {job.mixture.track}) map to the same file: "
+                    "put {track} in --filename",
+                )
+            seen[key] = job.mixture.track
+    existing = [str(p) for p in seen if p.exists()]
+    if existing and not force:
+        listed = ", ".join(existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
+        raise OutputError(
+            options.out_dir, f"outputs exist already (use --force to overwrite): {listed}"
+        )
+    return jobs
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """The output folder is a folder (or can be made) and is writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(out_dir, "exists and is not a folder")
+    ancestor = out_dir
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(out_dir, f"cannot be created: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(out_dir, f"cannot be created or written: {ancestor} is not writable")
+
+
+def run_job(
+    job: Job,
+    settings: SeparationSettings,
+    options: OutputOptions,
+    progress: Callable[[int, float], bool | None] | None = None,
+    keep_sources: bool = False,
+) -> JobRecord:
+    """Read, separate and write one mixture; all its files appear together or not at all."""
+    record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
+    start = time.perf_counter()
+    audio = read_mixture(job.mixture, pad=options.pad)
+    record.sample_rate, record.n_channels, record.n_samples = audio.rate, *audio.data.shape
+    record.seconds["read"] = time.perf_counter() - start
+    for message in mixture_warnings(audio):
+        record.warnings.append(message)
+        log.warning("%s: %s", audio.path, message)
+
+    try:
+        separation = separate(audio.data, settings, callback=progress)
+    except ValueError as err:
+        raise InputError(audio.path, str(err)) from None
+    record.seconds.update(separation.seconds)
+    sources = separation.sources
+    check_sources(sources, audio.path)
+    record.n_iter = separation.result.n_iter
+    record.loss = [float(v) for v in separation.result.loss]
+    record.final_loss = record.loss[-1] if record.loss else None
+
+    start = time.perf_counter()
+    sources, message = fit_to_subtype(sources, options.subtype, options.clip_mode)
+    if message:
+        record.warnings.append(message)
+        log.warning("%s: %s", audio.path, message)
+    with AtomicWriter() as writer:
+        for target, signal in zip(job.targets, sources, strict=True):
+            writer.write(target, signal, audio.rate, options.subtype)
+        if job.loss_plot is not None:
+            writer.write_bytes(
+                job.loss_plot, loss_curve_png(separation.result.loss, _title(job, settings))
+            )
+        record.outputs = [str(p) for p in writer.commit()]
+    record.seconds["write"] = time.perf_counter() - start
+    record.seconds["total"] = sum(record.seconds.values())
+    if keep_sources:
+        record.sources = separation.sources
+    return record
+
+
+def check_sources(sources: np.ndarray, path: Path) -> None:
+    """Never write NaN, inf or an all-zero source."""
+    if not np.all(np.isfinite(sources)):
+        raise ProcessingError(f"{path}: separation produced non-finite samples; nothing written")
+    flat = sources.reshape(sources.shape[0], -1)
+    silent = [i + 1 for i in range(flat.shape[0]) if not np.any(flat[i])]
+    if silent:
+        raise ProcessingError(f"{path}: separated source(s) {silent} are silent; nothing written")
+
+
+def _title(job: Job, settings: SeparationSettings) -> str:
+    s = settings
+    return (
+        f"{job.mixture.track}: ILRMA {s.ilrma.update}, {s.ilrma.n_basis} bases, "
+        f"STFT {s.stft.n_fft}/{s.stft.hop} {s.stft.window}, seed {s.seed}"
+    )
+
+
+def run_job_safely(
+    job: Job, settings: SeparationSettings, options: OutputOptions, keep_sources: bool = False
+) -> JobRecord:
+    """:func:`run_job` for a worker process: failures come back as a record, not an exception."""
+    try:
+        return run_job(job, settings, options, keep_sources=keep_sources)
+    except IlrmaError as err:
+        record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
+        record.status, record.error = "error", err.format_message()
+        return record

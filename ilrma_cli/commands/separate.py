@@ -1,0 +1,285 @@
+"""``ilrma separate``: parse, validate, call the batch layer, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from ilrma_cli.batch import (
+    Job,
+    JobRecord,
+    OutputOptions,
+    check_template,
+    plan_outputs,
+    run_job,
+    run_job_safely,
+)
+from ilrma_cli.engine import UPDATES, ILRMAConfig
+from ilrma_cli.errors import IlrmaError
+from ilrma_cli.figures import require_matplotlib
+from ilrma_cli.io import SUBTYPES, plan_mixtures
+from ilrma_cli.logs import setup_logging
+from ilrma_cli.pipeline import SeparationSettings
+from ilrma_cli.stft import WINDOWS, StftConfig
+from ilrma_cli.versions import versions
+
+log = logging.getLogger("ilrma")
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    default=Path("separated"),
+    show_default=True,
+    help="Folder for the separated files.",
+)
+@click.option(
+    "--filename",
+    default="{track}/source{index}.{ext}",
+    show_default=True,
+    help="Output path inside --out-dir; placeholders {track} {index} {ext}.",
+)
+@click.option(
+    "--n-fft",
+    type=click.IntRange(min=2),
+    default=4096,
+    show_default=True,
+    help="STFT frame length in samples (any size).",
+)
+@click.option(
+    "--hop",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="STFT hop in samples (at most --n-fft).",
+)
+@click.option("--window", type=click.Choice(WINDOWS), default="hann", show_default=True)
+@click.option(
+    "--n-basis",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="NMF bases per source.",
+)
+@click.option("--n-iter", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option(
+    "--update",
+    type=click.Choice(sorted(UPDATES)),
+    default="ip",
+    show_default=True,
+    help="Demixing update rule.",
+)
+@click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
+@click.option(
+    "--ref-mic",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Microphone (0-based) the sources are scaled to.",
+)
+@click.option("--images", is_flag=True, help="Write each source as heard at every microphone.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--subtype", type=click.Choice(sorted(SUBTYPES)), default="float", show_default=True)
+@click.option(
+    "--clip-mode",
+    type=click.Choice(["rescale", "clamp"]),
+    default="rescale",
+    show_default=True,
+    help="For PCM output beyond full scale: one gain for all, or clip.",
+)
+@click.option(
+    "--loss-plot",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="PNG of the loss per iteration (default: loss.png beside the outputs).",
+)
+@click.option("--pad", is_flag=True, help="Zero-pad mono microphone files to the longest.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Mixtures separated in parallel (processes, one BLAS thread each).",
+)
+@click.option("--keep-going", is_flag=True, help="Go on with the other mixtures after a failure.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, nothing else.")
+def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int, hop: int,
+             window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
+             ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
+             loss_plot: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
+             quiet: bool, verbose: bool, no_progress: bool, as_json: bool) -> None:  # fmt: skip
+    """Separate each mixture in INPUT... into one file per source.
+
+    INPUT is one or more multichannel files (one mixture each), or two or more
+    mono files recorded at the same time (the microphones of one mixture, in order).
+    """
+    setup_logging(quiet, verbose)
+    if hop > n_fft:
+        raise click.BadParameter(f"{hop} is larger than --n-fft {n_fft}", param_hint="--hop")
+    try:
+        check_template(filename)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--filename") from None
+    if loss_plot is not None:
+        require_matplotlib("--loss-plot")
+    settings = SeparationSettings(
+        stft=StftConfig(n_fft, hop, window),
+        ilrma=ILRMAConfig(
+            n_basis=n_basis, n_iter=n_iter, update=update, normalize=not no_normalize
+        ),
+        ref_mic=ref_mic,
+        images=images,
+        seed=seed,
+    )
+    options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, pad)
+
+    mixtures = plan_mixtures(inputs)
+    planned = plan_outputs(mixtures, options, force)
+    show_progress = not (no_progress or quiet)
+    records = _run_all(planned, settings, options, jobs, keep_going, show_progress)
+
+    for record in records:
+        if record.status == "ok":
+            log.info("%s: wrote %s (%.1f s)", record.track, ", ".join(record.outputs),
+                     record.seconds.get("total", 0.0))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(_document(records, settings, options), indent=2))
+    if any(r.status != "ok" for r in records):
+        sys.exit(1)
+
+
+def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
+             n_workers: int, keep_going: bool, show_progress: bool) -> list[JobRecord]:  # fmt: skip
+    """Run every job, in-process or in a process pool; failures reported as they happen."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    records: list[JobRecord] = []
+    try:
+        if n_workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                record = _run_one(job, settings, options, show_progress)
+                records.append(record)
+                if record.status != "ok" and not keep_going:
+                    break
+        else:
+            records = _run_pool(jobs, settings, options, n_workers, keep_going, show_progress)
+    except KeyboardInterrupt:
+        raise IlrmaError("interrupted: the mixture in progress was not written") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return records
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
+             show_progress: bool) -> JobRecord:  # fmt: skip
+    bar = tqdm(total=settings.ilrma.n_iter, desc=job.mixture.track, unit="it", file=sys.stderr,
+               disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
+
+    def progress(iteration: int, loss: float) -> None:
+        bar.update(1)
+        if loss == loss:  # not NaN
+            bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+
+    try:
+        return run_job(job, settings, options, progress)
+    except IlrmaError as err:
+        _report_failure(err.format_message())
+        return JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths], status="error",
+                         error=err.format_message())  # fmt: skip
+    finally:
+        bar.close()
+
+
+def _run_pool(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
+              n_workers: int, keep_going: bool, show_progress: bool) -> list[JobRecord]:  # fmt: skip
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
+    os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # workers inherit it at start
+    try:
+        pool = ProcessPoolExecutor(
+            max_workers=min(n_workers, len(jobs)), mp_context=get_context("spawn")
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    records: dict[int, JobRecord] = {}
+    bar = tqdm(total=len(jobs), desc="mixtures", unit="mix", file=sys.stderr,
+               disable=None if show_progress else True, leave=False)  # fmt: skip
+    try:
+        futures = {
+            pool.submit(run_job_safely, job, settings, options): i for i, job in enumerate(jobs)
+        }
+        for future in as_completed(futures):
+            record = future.result()
+            records[futures[future]] = record
+            bar.update(1)
+            if record.status != "ok":
+                _report_failure(record.error or "failed")
+                if not keep_going:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    break
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown(wait=True)
+    return [records[i] for i in sorted(records)]
+
+
+def _report_failure(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+
+
+def _document(records: list[JobRecord], settings: SeparationSettings,
+              options: OutputOptions) -> dict[str, object]:  # fmt: skip
+    return {
+        "settings": {
+            **settings.to_dict(),
+            "subtype": options.subtype,
+            "clip_mode": options.clip_mode,
+        },
+        "mixtures": [
+            {
+                "track": r.track,
+                "status": r.status,
+                "error": r.error,
+                "inputs": r.inputs,
+                "outputs": r.outputs,
+                "sample_rate": r.sample_rate,
+                "n_channels": r.n_channels,
+                "n_samples": r.n_samples,
+                "n_iter": r.n_iter,
+                "final_loss": r.final_loss,
+                "warnings": r.warnings,
+                "seconds": r.seconds,
+            }
+            for r in records
+        ],
+        "versions": versions(),
+    }

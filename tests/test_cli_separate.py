@@ -1,0 +1,343 @@
+"""`ilrma separate` end to end through click's runner (stdout and stderr apart)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from conftest import SAMPLE, sdr_improvement
+
+from ilrma_cli.cli import cli
+
+FAST = ["--n-iter", "5", "--n-fft", "1024", "--hop", "512"]
+
+
+def invoke(*args: object) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def short_mix(tmp_path: Path) -> Path:
+    """The first 3 s of the sample mixture, 2 channels."""
+    data, rate = sf.read(SAMPLE / "mix.wav")
+    path = tmp_path / "in" / "short.wav"
+    path.parent.mkdir()
+    sf.write(path, data[: 3 * rate], rate, subtype="FLOAT")
+    return path
+
+
+def test_sample_separates_well_and_keeps_rate_length_and_channels(tmp_path, dev_case):
+    result = invoke("separate", SAMPLE / "mix.wav", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert files_in(tmp_path) == ["mix/source1.wav", "mix/source2.wav"]
+    mix, refs, rate = dev_case("arctic_2src_rt250")
+    estimates = []
+    for index in (1, 2):
+        data, out_rate = sf.read(tmp_path / "mix" / f"source{index}.wav", always_2d=True)
+        info = sf.info(tmp_path / "mix" / f"source{index}.wav")
+        assert (out_rate, info.subtype, data.shape) == (rate, "FLOAT", (mix.shape[1], 1))
+        estimates.append(data[:, 0])
+    assert sdr_improvement(refs, np.array(estimates), mix[0]) > 9.0
+
+
+def test_mono_microphone_files_give_the_same_result_as_the_multichannel_file(tmp_path):
+    a = invoke("separate", SAMPLE / "mix.wav", "-o", tmp_path / "a", *FAST)
+    b = invoke("separate", SAMPLE / "mic1.wav", SAMPLE / "mic2.wav", "-o", tmp_path / "b", *FAST)
+    assert a.exit_code == b.exit_code == 0
+    for index in (1, 2):
+        x, _ = sf.read(tmp_path / "a" / "mix" / f"source{index}.wav")
+        y, _ = sf.read(tmp_path / "b" / "mic1" / f"source{index}.wav")
+        np.testing.assert_array_equal(x, y)
+
+
+def test_same_seed_same_bytes_other_seed_other_output(tmp_path, short_mix):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert (
+            invoke("separate", short_mix, "-o", tmp_path / name, "--seed", seed, *FAST).exit_code
+            == 0
+        )
+    read = lambda name: (tmp_path / name / "short" / "source1.wav").read_bytes()  # noqa: E731
+    assert read("a") == read("b")
+    assert read("a") != read("c")
+
+
+def test_images_write_one_multichannel_file_per_source_summing_to_the_mixture(tmp_path, short_mix):
+    result = invoke("separate", short_mix, "-o", tmp_path, "--images", *FAST)
+    assert result.exit_code == 0, result.output
+    images = [sf.read(tmp_path / "short" / f"source{i}.wav")[0] for i in (1, 2)]
+    assert images[0].shape[1] == 2
+    mix, _ = sf.read(short_mix)
+    np.testing.assert_allclose(images[0] + images[1], mix, atol=1e-5)
+
+
+def test_ref_mic_scales_sources_to_that_microphone(tmp_path, short_mix):
+    invoke("separate", short_mix, "-o", tmp_path / "img", "--images", *FAST)
+    invoke("separate", short_mix, "-o", tmp_path / "m1", "--ref-mic", 1, *FAST)
+    image, _ = sf.read(tmp_path / "img" / "short" / "source2.wav")
+    at_mic1, _ = sf.read(tmp_path / "m1" / "short" / "source2.wav")
+    np.testing.assert_allclose(at_mic1, image[:, 1], atol=1e-6)
+
+
+def test_json_is_the_only_stdout_and_holds_what_it_promises(tmp_path, short_mix):
+    result = invoke("separate", short_mix, "-o", tmp_path, "--json", *FAST)
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    (mixture,) = doc["mixtures"]
+    assert mixture["status"] == "ok"
+    assert mixture["outputs"] == [str(tmp_path / "short" / f"source{i}.wav") for i in (1, 2)]
+    assert mixture["inputs"] == [str(short_mix)]
+    assert (mixture["sample_rate"], mixture["n_channels"], mixture["n_samples"]) == (
+        16000,
+        2,
+        48000,
+    )
+    assert mixture["n_iter"] == 5 and np.isfinite(mixture["final_loss"])
+    assert doc["settings"]["n_fft"] == 1024 and doc["settings"]["update"] == "ip"
+    assert {"ilrma", "numpy", "scipy"} <= set(doc["versions"])
+    assert set(mixture["seconds"]) >= {"read", "stft", "ilrma", "istft", "write", "total"}
+
+
+def test_existing_outputs_are_refused_before_any_work_and_kept(tmp_path, short_mix):
+    assert invoke("separate", short_mix, "-o", tmp_path, *FAST).exit_code == 0
+    target = tmp_path / "short" / "source1.wav"
+    target.write_bytes(b"precious")
+    (tmp_path / "unrelated.txt").write_text("keep")
+    result = invoke("separate", short_mix, "-o", tmp_path, *FAST)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: {tmp_path}: outputs exist already (use --force to overwrite): "
+    )
+    assert str(target) in result.stderr
+    assert target.read_bytes() == b"precious"
+    forced = invoke("separate", short_mix, "-o", tmp_path, "--force", *FAST)
+    assert forced.exit_code == 0
+    assert target.read_bytes() != b"precious"
+    assert (tmp_path / "unrelated.txt").read_text() == "keep"
+
+
+def test_filename_template_and_collisions(tmp_path, short_mix):
+    out = tmp_path / "out"
+    result = invoke("separate", short_mix, "-o", out, "--filename", "{track}_s{index}.{ext}", *FAST)
+    assert result.exit_code == 0
+    assert files_in(out) == ["short_s1.wav", "short_s2.wav"]
+    other = tmp_path / "other" / "short.wav"
+    other.parent.mkdir()
+    shutil.copy(short_mix, other)
+    clash = invoke("separate", short_mix, other, "-o", tmp_path / "x", *FAST)
+    assert clash.exit_code == 1
+    assert "map to the same file: put {track} in --filename" in clash.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{track}.wav", "'{track}.wav' has no {index}: every source would get the same file"),
+        ("{name}{index}.wav", "unknown placeholder {name} in '{name}{index}.wav'"),
+    ],
+)
+def test_bad_templates_are_usage_errors(tmp_path, short_mix, template, message):
+    result = invoke("separate", short_mix, "-o", tmp_path, "--filename", template)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_batch_of_two_mixtures_in_parallel_equals_sequential(tmp_path, short_mix):
+    second = tmp_path / "in" / "second.wav"
+    data, rate = sf.read(short_mix)
+    sf.write(second, data[::-1].copy(), rate, subtype="FLOAT")
+    par = invoke("separate", short_mix, second, "-o", tmp_path / "par", "-j", 2, "--json", *FAST)
+    seq = invoke("separate", short_mix, second, "-o", tmp_path / "seq", *FAST)
+    assert par.exit_code == seq.exit_code == 0, par.output
+    assert [m["track"] for m in json.loads(par.stdout)["mixtures"]] == ["short", "second"]
+    for rel in files_in(tmp_path / "seq"):
+        assert (tmp_path / "par" / rel).read_bytes() == (tmp_path / "seq" / rel).read_bytes()
+
+
+def test_keep_going_separates_the_rest_and_still_fails(tmp_path, short_mix):
+    missing = tmp_path / "missing.wav"
+    bad = tmp_path / "in" / "bad.wav"
+    sf.write(bad, np.zeros((48000, 2)), 16000)
+    stopped = invoke("separate", bad, short_mix, "-o", tmp_path / "a", *FAST)
+    assert stopped.exit_code == 1
+    assert stopped.stderr.strip().endswith(
+        f"Error: {bad}: the input is digital silence: there is nothing to separate"
+    )
+    assert not (tmp_path / "a").exists()
+    going = invoke("separate", bad, short_mix, "-o", tmp_path / "b", "--keep-going", *FAST)
+    assert going.exit_code == 1
+    assert files_in(tmp_path / "b") == ["short/source1.wav", "short/source2.wav"]
+    absent = invoke("separate", missing, short_mix, "-o", tmp_path / "c")
+    assert (absent.exit_code, absent.stderr) == (1, f"Error: {missing}: no such file\n")
+
+
+def test_pcm_output_rescales_all_sources_with_one_gain(tmp_path, short_mix):
+    data, rate = sf.read(short_mix)
+    loud = tmp_path / "in" / "loud.wav"
+    sf.write(loud, data / np.abs(data).max() * 4.0, rate, subtype="FLOAT")
+    flt = invoke("separate", loud, "-o", tmp_path / "f", *FAST)
+    pcm = invoke("separate", loud, "-o", tmp_path / "p", "--subtype", "pcm16", *FAST)
+    assert flt.exit_code == pcm.exit_code == 0
+    assert "every source scaled by" in pcm.stderr and "the same gain for all" in pcm.stderr
+    f = [sf.read(tmp_path / "f" / "loud" / f"source{i}.wav")[0] for i in (1, 2)]
+    p = [sf.read(tmp_path / "p" / "loud" / f"source{i}.wav")[0] for i in (1, 2)]
+    assert sf.info(tmp_path / "p" / "loud" / "source1.wav").subtype == "PCM_16"
+    assert max(np.abs(x).max() for x in p) <= 1.0
+    gains = [np.dot(pi, fi) / np.dot(fi, fi) for pi, fi in zip(p, f, strict=True)]
+    assert gains[0] == pytest.approx(gains[1], rel=1e-3)
+    clamp = invoke(
+        "separate", loud, "-o", tmp_path / "c", "--subtype", "pcm24", "--clip-mode", "clamp", *FAST
+    )
+    assert clamp.exit_code == 0 and "samples clamped" in clamp.stderr
+
+
+def test_loss_plot_is_a_png_beside_the_outputs(tmp_path, short_mix):
+    result = invoke("separate", short_mix, "-o", tmp_path, "--loss-plot", *FAST)
+    assert result.exit_code == 0
+    png = tmp_path / "short" / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    custom = invoke(
+        "separate", short_mix, "-o", tmp_path / "b", "--loss-plot", tmp_path / "l.png", *FAST
+    )
+    assert custom.exit_code == 0 and (tmp_path / "l.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n-fft", "0"], "Invalid value for '--n-fft'"),
+        (["--hop", "5000"], "Invalid value for --hop: 5000 is larger than --n-fft 4096"),
+        (["--n-iter", "-1"], "Invalid value for '--n-iter'"),
+        (["--n-basis", "0"], "Invalid value for '--n-basis'"),
+        (["--update", "foo"], "Invalid value for '--update'"),
+        (["--window", "kaiser"], "Invalid value for '--window'"),
+        (["--subtype", "pcm8"], "Invalid value for '--subtype'"),
+        (["--bogus"], "No such option '--bogus'"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, short_mix, args, message):
+    result = invoke("separate", short_mix, "-o", tmp_path / "o", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_input_argument_is_a_usage_error():
+    result = invoke("separate")
+    assert result.exit_code == 2 and "Missing argument 'INPUTS...'" in result.stderr
+
+
+def _write(path: Path, data: np.ndarray, rate: int = 16000, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, **kwargs)
+    return path
+
+
+def test_input_errors_are_one_line_and_leave_nothing(tmp_path, short_mix):
+    stereo, _ = sf.read(short_mix)
+    src = tmp_path / "src"
+    cases = {
+        "directory": (src, "is a directory, not an audio file"),
+        "empty": (src / "empty.wav", "empty file (0 bytes)"),
+        "text": (src / "text.wav", "not a readable audio file"),
+        "mono": (
+            _write(src / "mono.wav", stereo[:, 0]),
+            "is mono: ILRMA needs at least 2 channels",
+        ),
+        "short": (
+            _write(src / "tiny.wav", stereo[:100]),
+            "signal of 100 samples is shorter than one STFT frame (n_fft = 4096)",
+        ),
+        "nan": (src / "nan.wav", "contains NaN or infinite samples"),
+    }
+    src.mkdir(exist_ok=True)
+    (src / "empty.wav").write_bytes(b"")
+    (src / "text.wav").write_text("this is not audio\n" * 20)
+    bad = stereo.copy()
+    bad[10, 1] = np.nan
+    _write(src / "nan.wav", bad, subtype="FLOAT")
+    for name, (path, message) in cases.items():
+        out = tmp_path / f"out_{name}"
+        result = invoke("separate", path, "-o", out)
+        assert result.exit_code == 1, name
+        assert result.stderr.startswith(f"Error: {path}: {message}"), (name, result.stderr)
+        assert result.stderr.count("\n") == 1, name
+        assert "Traceback" not in result.output
+        assert not out.exists(), name
+
+
+def test_mono_microphone_problems(tmp_path, short_mix):
+    stereo, _ = sf.read(short_mix)
+    a = _write(tmp_path / "a.wav", stereo[:, 0])
+    b8k = _write(tmp_path / "b8k.wav", stereo[:, 1], rate=8000)
+    short = _write(tmp_path / "short.wav", stereo[:-10, 1])
+    rate = invoke("separate", a, b8k, "-o", tmp_path / "o")
+    assert rate.stderr == f"Error: {b8k}: sample rate 8000 Hz differs from {a} (16000 Hz)\n"
+    length = invoke("separate", a, short, "-o", tmp_path / "o")
+    assert length.exit_code == 1
+    assert f"Error: {short}: has 47990 samples but {a} has 48000" in length.stderr
+    padded = invoke("separate", a, short, "-o", tmp_path / "o", "--pad", *FAST)
+    assert padded.exit_code == 0
+    assert sf.info(tmp_path / "o" / "a" / "source1.wav").frames == 48000
+    mixed = invoke("separate", a, short_mix, "-o", tmp_path / "p")
+    assert (
+        mixed.exit_code == 1
+        and f"Error: {a}: mono file given with multichannel {short_mix}" in mixed.stderr
+    )
+
+
+def test_out_dir_problems(tmp_path, short_mix):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = invoke("separate", short_mix, "-o", a_file)
+    assert result.stderr == f"Error: {a_file}: exists and is not a folder\n"
+    below = invoke("separate", short_mix, "-o", a_file / "sub")
+    assert below.stderr == f"Error: {a_file / 'sub'}: cannot be created: {a_file} is a file\n"
+    inside = invoke("separate", short_mix, "-o", short_mix.parent, "--filename", "short.wav{index}")
+    assert inside.exit_code == 0  # a different name: fine
+    clash = invoke(
+        "separate", short_mix, "-o", short_mix.parent.parent, "--filename", "in/{track}.wav{index}x"
+    )
+    assert clash.exit_code == 0
+
+
+def test_silent_channel_separates_with_a_warning(tmp_path, short_mix):
+    data, rate = sf.read(short_mix)
+    data[:, 1] = 0
+    path = _write(tmp_path / "in" / "half.wav", data, subtype="FLOAT")
+    result = invoke("separate", path, "-o", tmp_path / "o", *FAST)
+    assert "channel(s) [2] are digital silence" in result.stderr
+    if result.exit_code == 0:
+        for i in (1, 2):
+            out, _ = sf.read(tmp_path / "o" / "half" / f"source{i}.wav")
+            assert np.all(np.isfinite(out)) and np.any(out)
+    else:
+        assert "separated source(s)" in result.stderr
+        assert not (tmp_path / "o").exists()
+
+
+def test_identical_channels_warn_and_stay_finite(tmp_path, short_mix):
+    data, rate = sf.read(short_mix)
+    data[:, 1] = data[:, 0]
+    path = _write(tmp_path / "in" / "same.wav", data, subtype="FLOAT")
+    result = invoke("separate", path, "-o", tmp_path / "o", *FAST)
+    assert "channels 1 and 2 are identical" in result.stderr
+    assert result.exit_code == 0
+    for i in (1, 2):
+        out, _ = sf.read(tmp_path / "o" / "same" / f"source{i}.wav")
+        assert np.all(np.isfinite(out)) and np.any(out)
+
+
+def test_version_and_help():
+    assert invoke("--version").stdout.startswith("ilrma, version ")
+    assert "Separate each mixture" in invoke("separate", "--help").stdout
