@@ -31,3 +31,11 @@ class OutputError(IlrmaError):
 
 class ProcessingError(IlrmaError):
     """The separation itself failed on valid input."""
+
+
+class Interrupted(IlrmaError):
+    """Stopped by SIGINT (exit 130) or SIGTERM (exit 143); unfinished outputs were removed."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(f"interrupted by {signal_name}: the mixture in progress was not written")
+        self.exit_code = exit_code

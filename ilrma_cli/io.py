@@ -78,16 +78,46 @@ def read_audio(path: str | os.PathLike[str]) -> Audio:
     try:
         data, rate = sf.read(str(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise InputError(path, f"not a readable audio file ({_reason(err)})") from None
+        raise InputError(path, f"audio data is corrupt or truncated ({_reason(err)})") from None
     if data.shape[0] == 0:
         raise InputError(path, "contains no audio samples")
-    if info.frames > 0 and data.shape[0] < info.frames:
+    promised = max(info.frames, _wav_declared_frames(path) or 0)
+    if data.shape[0] < promised:
         raise InputError(
-            path, f"truncated: header promises {info.frames} samples, file holds {data.shape[0]}"
+            path, f"truncated: header promises {promised} samples, file holds {data.shape[0]}"
         )
     if not np.all(np.isfinite(data)):
         raise InputError(path, "contains NaN or infinite samples")
     return Audio(np.ascontiguousarray(data.T), int(rate), path)
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames a RIFF/RF64 WAV header declares (libsndfile silently reads fewer when cut short).
+
+    None when the file is not WAV or the size is a streaming placeholder.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return None
+        block_align, data_bytes, ds64_bytes = 0, None, None
+        while data_bytes is None:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                data_bytes = ds64_bytes if size == 0xFFFFFFFF and ds64_bytes else size
+                break
+            body = handle.read(min(size, 64))
+            if chunk[:4] == b"fmt " and len(body) >= 14:
+                block_align = int.from_bytes(body[12:14], "little")
+            elif chunk[:4] == b"ds64" and len(body) >= 16:
+                ds64_bytes = int.from_bytes(body[8:16], "little")
+            handle.seek(size + (size & 1) - len(body), os.SEEK_CUR)
+    if not block_align or data_bytes in (0, 0xFFFFFFFF):
+        return None
+    return data_bytes // block_align
 
 
 def _reason(err: Exception) -> str:
@@ -159,6 +189,8 @@ def mixture_warnings(audio: Audio) -> list[str]:
     """Degenerate but valid properties of a mixture worth telling the user."""
     messages = []
     silent = [c + 1 for c in range(audio.n_channels) if not np.any(audio.data[c])]
+    if len(silent) == audio.n_channels:
+        return []  # nothing at all: refused by the separation itself
     if silent:
         messages.append(
             f"channel(s) {silent} are digital silence: those sources cannot be separated"

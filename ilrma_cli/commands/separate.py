@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 import click
@@ -24,7 +22,8 @@ from ilrma_cli.batch import (
     run_job_safely,
 )
 from ilrma_cli.engine import UPDATES, ILRMAConfig
-from ilrma_cli.errors import IlrmaError
+from ilrma_cli.errors import IlrmaError, Interrupted
+from ilrma_cli.execute import imap_processes
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
@@ -33,7 +32,6 @@ from ilrma_cli.stft import WINDOWS, StftConfig
 from ilrma_cli.versions import versions
 
 log = logging.getLogger("ilrma")
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @click.command()
@@ -182,15 +180,21 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
                     break
         else:
             records = _run_pool(jobs, settings, options, n_workers, keep_going, show_progress)
+    except _Terminated:
+        raise Interrupted("SIGTERM", 143) from None
     except KeyboardInterrupt:
-        raise IlrmaError("interrupted: the mixture in progress was not written") from None
+        raise Interrupted("SIGINT", 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     return records
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``with`` block cleans up."""
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
 
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
@@ -215,40 +219,17 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
 
 def _run_pool(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
               n_workers: int, keep_going: bool, show_progress: bool) -> list[JobRecord]:  # fmt: skip
-    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
-    os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # workers inherit it at start
-    try:
-        pool = ProcessPoolExecutor(
-            max_workers=min(n_workers, len(jobs)), mp_context=get_context("spawn")
-        )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     records: dict[int, JobRecord] = {}
-    bar = tqdm(total=len(jobs), desc="mixtures", unit="mix", file=sys.stderr,
-               disable=None if show_progress else True, leave=False)  # fmt: skip
-    try:
-        futures = {
-            pool.submit(run_job_safely, job, settings, options): i for i, job in enumerate(jobs)
-        }
-        for future in as_completed(futures):
-            record = future.result()
-            records[futures[future]] = record
+    run = partial(run_job_safely, settings=settings, options=options)
+    with tqdm(total=len(jobs), desc="mixtures", unit="mix", file=sys.stderr,
+              disable=None if show_progress else True, leave=False) as bar:  # fmt: skip
+        for index, record in imap_processes(run, jobs, n_workers):
+            records[index] = record
             bar.update(1)
             if record.status != "ok":
                 _report_failure(record.error or "failed")
                 if not keep_going:
-                    pool.shutdown(wait=True, cancel_futures=True)
                     break
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        bar.close()
-    pool.shutdown(wait=True)
     return [records[i] for i in sorted(records)]
 
 
