@@ -13,12 +13,13 @@ import string
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingError
-from ilrma_cli.figures import loss_curve_png
+from ilrma_cli.figures import loss_curve_png, spectrograms_png
 from ilrma_cli.io import AtomicWriter, MixtureInput, fit_to_subtype, mixture_warnings, read_mixture
 from ilrma_cli.pipeline import SeparationSettings, separate
 
@@ -36,6 +37,7 @@ class OutputOptions:
     subtype: str = "float"
     clip_mode: str = "rescale"
     loss_plot: str | None = None  # None: no plot; "": default path; else a path (may hold {track})
+    spectrograms: str | None = None  # the same convention
     pad: bool = False
 
 
@@ -46,6 +48,7 @@ class Job:
     mixture: MixtureInput
     targets: tuple[Path, ...]
     loss_plot: Path | None
+    spectrograms: Path | None = None
 
 
 @dataclass
@@ -89,6 +92,15 @@ def _side_file(targets: Sequence[Path], out_dir: Path, track: str, name: str) ->
     return parent / name if parent != out_dir else out_dir / f"{track}_{name}"
 
 
+def _figure_path(
+    option: str | None, name: str, targets: Sequence[Path], out_dir: Path, track: str
+) -> Path | None:
+    """None (not asked), the default beside the outputs (``""``), or the given path."""
+    if option is None:
+        return None
+    return Path(option.format(track=track)) if option else _side_file(targets, out_dir, track, name)
+
+
 def plan_outputs(
     mixtures: Sequence[MixtureInput], options: OutputOptions, force: bool
 ) -> list[Job]:
@@ -100,19 +112,22 @@ def plan_outputs(
             options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
             for i in range(mixture.n_channels)
         )
-        plot = None
-        if options.loss_plot is not None:
-            plot = (
-                Path(options.loss_plot.format(track=mixture.track))
-                if options.loss_plot
-                else _side_file(targets, options.out_dir, mixture.track, "loss.png")
+        figure = partial(
+            _figure_path, targets=targets, out_dir=options.out_dir, track=mixture.track
+        )
+        jobs.append(
+            Job(
+                mixture,
+                targets,
+                figure(options.loss_plot, "loss.png"),
+                figure(options.spectrograms, "spectrograms.png"),
             )
-        jobs.append(Job(mixture, targets, plot))
+        )
 
     seen: dict[Path, str] = {}
     inputs = {p.resolve(): p for job in jobs for p in job.mixture.paths}
     for job in jobs:
-        for path in [*job.targets, *([job.loss_plot] if job.loss_plot else [])]:
+        for path in [*job.targets, *(p for p in (job.loss_plot, job.spectrograms) if p)]:
             key = path.resolve()
             if key in inputs:
                 raise OutputError(path, "would overwrite the input file; choose another --out-dir")
@@ -187,6 +202,18 @@ def run_job(
             writer.write_bytes(
                 job.loss_plot, loss_curve_png(separation.result.loss, _title(job, settings))
             )
+        if job.spectrograms is not None:
+            at_ref = (
+                separation.sources[:, settings.ref_mic] if settings.images else separation.sources
+            )
+            figure = spectrograms_png(
+                audio.data[settings.ref_mic],
+                at_ref,
+                audio.rate,
+                _title(job, settings),
+                f"mixture (mic {settings.ref_mic})",
+            )
+            writer.write_bytes(job.spectrograms, figure)
         record.outputs = [str(p) for p in writer.commit()]
     record.seconds["write"] = time.perf_counter() - start
     record.seconds["total"] = sum(record.seconds.values())

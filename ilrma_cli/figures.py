@@ -32,11 +32,60 @@ def loss_curve_png(loss: np.ndarray, title: str) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     ax.plot(np.arange(len(loss)), loss, marker="." if len(loss) <= 60 else None, lw=1.5)
+    if len(loss) > 2:  # the initial point is far above; keep the iterations readable
+        low, high = float(np.min(loss[1:])), float(np.max(loss[1:]))
+        margin = 0.05 * (high - low) or 1.0
+        ax.set_ylim(low - margin, high + margin)
+        if loss[0] > high + margin:
+            ax.annotate(f"initial {loss[0]:.4g} (off scale)", xy=(0.02, 0.95),
+                        xycoords="axes fraction", va="top", fontsize=8)  # fmt: skip
     ax.set_xlabel("iteration")
     ax.set_ylabel("negative log-likelihood")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def spectrograms_png(
+    mixture: np.ndarray,
+    sources: np.ndarray,
+    rate: int,
+    title: str,
+    mixture_label: str = "mixture",
+    dynamic_range_db: float = 80.0,
+) -> bytes:
+    """Mixture channel ``(n_samples,)`` above each source ``(n_sources, n_samples)``, in dB.
+
+    One colour scale for all panels (top ``dynamic_range_db`` below the loudest bin),
+    time in seconds, frequency in kHz; a 64-ms Hann analysis for display only.
+    """
+    from ilrma_cli.stft import StftConfig, stft
+
+    n_fft = int(2 ** np.ceil(np.log2(0.064 * rate)))
+    config = StftConfig(n_fft, n_fft // 4, "hann")
+    signals = np.vstack([mixture[None, :], sources])
+    power_db = 10 * np.log10(np.abs(stft(signals, config)) ** 2 + 1e-20)
+    top = float(power_db.max())
+    n_frames = power_db.shape[-1]
+    extent = (0.0, n_frames * config.hop / rate, 0.0, rate / 2000)
+
+    plt = _pyplot()
+    rows = len(signals)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.9 * rows + 0.8), dpi=100, sharex=True)
+    for row, (ax, panel) in enumerate(zip(np.atleast_1d(axes), power_db, strict=True)):
+        image = ax.imshow(
+            panel, origin="lower", aspect="auto", extent=extent, cmap="magma",
+            vmin=top - dynamic_range_db, vmax=top,
+        )  # fmt: skip
+        ax.set_ylabel("frequency (kHz)")
+        ax.set_title(mixture_label if row == 0 else f"source {row}", fontsize=9, loc="left")
+    np.atleast_1d(axes)[-1].set_xlabel("time (s)")
+    fig.suptitle(title, fontsize=10)
+    fig.colorbar(image, ax=axes, label="power (dB)", fraction=0.025, pad=0.01)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)

@@ -201,6 +201,16 @@ def test_pcm_output_rescales_all_sources_with_one_gain(tmp_path, short_mix):
     assert clamp.exit_code == 0 and "samples clamped" in clamp.stderr
 
 
+def test_spectrograms_are_a_non_blank_png_with_one_panel_per_signal(tmp_path, short_mix):
+    import matplotlib.image
+
+    result = invoke("separate", short_mix, "-o", tmp_path, "--spectrograms", *FAST)
+    assert result.exit_code == 0
+    image = matplotlib.image.imread(tmp_path / "short" / "spectrograms.png")
+    assert image.shape[0] > 400 and image.shape[1] > 600
+    assert image[..., :3].std() > 0.1  # not blank
+
+
 def test_loss_plot_is_a_png_beside_the_outputs(tmp_path, short_mix):
     result = invoke("separate", short_mix, "-o", tmp_path, "--loss-plot", *FAST)
     assert result.exit_code == 0

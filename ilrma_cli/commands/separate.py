@@ -106,6 +106,14 @@ log = logging.getLogger("ilrma")
     metavar="[PATH]",
     help="PNG of the loss per iteration (default: loss.png beside the outputs).",
 )
+@click.option(
+    "--spectrograms",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="PNG of the mixture and source spectrograms (default: beside the outputs).",
+)
 @click.option("--pad", is_flag=True, help="Zero-pad mono microphone files to the longest.")
 @click.option(
     "-j",
@@ -124,7 +132,7 @@ log = logging.getLogger("ilrma")
 def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int, hop: int,
              window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
              ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
-             loss_plot: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
+             loss_plot: str | None, spectrograms: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
              quiet: bool, verbose: bool, no_progress: bool, as_json: bool) -> None:  # fmt: skip
     """Separate each mixture in INPUT... into one file per source.
 
@@ -138,8 +146,9 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int,
         check_template(filename)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--filename") from None
-    if loss_plot is not None:
-        require_matplotlib("--loss-plot")
+    for name, value in (("--loss-plot", loss_plot), ("--spectrograms", spectrograms)):
+        if value is not None:
+            require_matplotlib(name)
     settings = SeparationSettings(
         stft=StftConfig(n_fft, hop, window),
         ilrma=ILRMAConfig(
@@ -149,7 +158,7 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int,
         images=images,
         seed=seed,
     )
-    options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, pad)
+    options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
 
     mixtures = plan_mixtures(inputs)
     planned = plan_outputs(mixtures, options, force)
