@@ -244,7 +244,17 @@ def test_usage_errors_exit_2(tmp_path, short_mix, args, message):
 
 def test_missing_input_argument_is_a_usage_error():
     result = invoke("separate")
-    assert result.exit_code == 2 and "Missing argument 'INPUTS...'" in result.stderr
+    assert result.exit_code == 2
+    assert "Missing argument 'INPUTS...' (or --from-list FILE)" in result.stderr
+
+
+def test_inputs_from_a_list_on_stdin(tmp_path, short_mix):
+    listing = f"# recordings\n{short_mix}\n\n"
+    result = CliRunner().invoke(
+        cli, ["separate", "--from-list", "-", "-o", str(tmp_path / "o"), *FAST], input=listing
+    )
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "o") == ["short/source1.wav", "short/source2.wav"]
 
 
 def _write(path: Path, data: np.ndarray, rate: int = 16000, **kwargs) -> Path:

@@ -8,6 +8,7 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TextIO
 
 import click
 from tqdm import tqdm
@@ -35,7 +36,15 @@ log = logging.getLogger("ilrma")
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--from-list",
+    "from_list",
+    type=click.File("r"),
+    default=None,
+    metavar="FILE|-",
+    help="Read more inputs from FILE (or stdin with -), one path per line.",
+)
 @click.option(
     "-o",
     "--out-dir",
@@ -129,7 +138,7 @@ log = logging.getLogger("ilrma")
 @click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, nothing else.")
-def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int, hop: int,
+def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, filename: str, n_fft: int, hop: int,
              window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
              ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
              loss_plot: str | None, spectrograms: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
@@ -140,6 +149,9 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int,
     mono files recorded at the same time (the microphones of one mixture, in order).
     """
     setup_logging(quiet, verbose)
+    inputs = inputs + read_input_list(from_list)
+    if not inputs:
+        raise click.UsageError("Missing argument 'INPUTS...' (or --from-list FILE)")
     if hop > n_fft:
         raise click.BadParameter(f"{hop} is larger than --n-fft {n_fft}", param_hint="--hop")
     try:
@@ -173,6 +185,14 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int,
         click.echo(json.dumps(_document(records, settings, options), indent=2))
     if any(r.status != "ok" for r in records):
         sys.exit(1)
+
+
+def read_input_list(handle: TextIO | None) -> tuple[Path, ...]:
+    """Paths listed one per line; blank lines and lines starting with ``#`` are skipped."""
+    if handle is None:
+        return ()
+    lines = (line.strip() for line in handle)
+    return tuple(Path(line) for line in lines if line and not line.startswith("#"))
 
 
 def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
