@@ -5,12 +5,16 @@ from __future__ import annotations
 import click
 
 from ilrma_cli import __version__
+from ilrma_cli.commands.evaluate import evaluate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ilrma")
 def cli() -> None:
     """Determined blind source separation with ILRMA."""
+
+
+cli.add_command(evaluate)
 
 
 def main() -> None:

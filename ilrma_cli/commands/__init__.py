@@ -1,0 +1,1 @@
+"""Subcommands of ``ilrma``, one module each."""
