@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ilrma_cli import __version__
+from ilrma_cli.commands.evaluate import evaluate
 from ilrma_cli.commands.separate import separate
 
 
@@ -15,6 +16,7 @@ def cli() -> None:
 
 
 cli.add_command(separate)
+cli.add_command(evaluate)
 
 
 def main() -> None:

@@ -1,1 +1,1 @@
-"""The subcommands of ``ilrma``."""
+"""Subcommands of ``ilrma``, one module each."""

@@ -1,0 +1,238 @@
+"""``ilrma evaluate``: score separated sources against references (BSS Eval v3, SI-SDR)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+import soundfile as sf
+
+from ilrma_cli.commands.options import VariadicCommand, VariadicOption
+from ilrma_cli.errors import InputError, OutputError
+from ilrma_cli.evaluate import BACKENDS, Scores, score
+from ilrma_cli.io import read_audio
+
+AUDIO_SUFFIXES = {f".{name.lower()}" for name in sf.available_formats()}
+
+
+def load_signals(paths: Sequence[Path], ref_mic: int = 0) -> tuple[np.ndarray, int]:
+    """One signal per file, ``(n_files, n_samples)`` float64, and their common sample rate.
+
+    Mono files are taken whole, multichannel files (source images, mixtures) at channel
+    ``ref_mic``. Lengths that differ are trimmed to the shortest, with a warning on stderr.
+    Raises :class:`InputError` naming the file: unreadable (see ``read_audio``), missing
+    channel, sample rate differing from the first file's, silent (all zeros) after trimming.
+    """
+    signals = []
+    first = None
+    for path in paths:
+        audio = read_audio(path)
+        if audio.n_channels > 1 and ref_mic >= audio.n_channels:
+            raise InputError(
+                path, f"has {audio.n_channels} channels: --ref-mic {ref_mic} does not exist"
+            )
+        if first is None:
+            first = audio
+        elif audio.rate != first.rate:
+            raise InputError(
+                path, f"sample rate {audio.rate} Hz differs from {first.path} ({first.rate} Hz)"
+            )
+        signals.append(audio.data[ref_mic if audio.n_channels > 1 else 0])
+    lengths = [len(signal) for signal in signals]
+    shortest, longest = int(np.argmin(lengths)), int(np.argmax(lengths))
+    if lengths[shortest] != lengths[longest]:
+        click.echo(
+            f"Warning: lengths differ: {paths[shortest]} has {lengths[shortest]} samples, "
+            f"{paths[longest]} has {lengths[longest]}; every signal is trimmed to "
+            f"{lengths[shortest]} samples",
+            err=True,
+        )
+    stacked = np.stack([signal[: lengths[shortest]] for signal in signals])
+    for path, signal in zip(paths, stacked, strict=True):
+        if not np.any(signal):
+            raise InputError(path, "is silent (all samples zero): BSS Eval is undefined for it")
+    return stacked, first.rate
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Audio files (by suffix) in ``folder``, sorted by name; hidden files are skipped."""
+    if not folder.exists():
+        raise InputError(folder, "no such directory")
+    if not folder.is_dir():
+        raise InputError(folder, "is not a directory")
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file()
+        and path.suffix.lower() in AUDIO_SUFFIXES
+        and not path.name.startswith(".")
+    )
+
+
+@click.command("evaluate", cls=VariadicCommand)
+@click.argument("estimates", nargs=-1, metavar="[ESTIMATE]...", type=click.Path(path_type=Path))
+@click.option(
+    "--refs",
+    "references",
+    cls=VariadicOption,
+    required=True,
+    metavar="REF...",
+    type=click.Path(path_type=Path),
+    help="Reference files, one per source. The list ends at the next option or at '--'.",
+)
+@click.option(
+    "--est-dir",
+    type=click.Path(path_type=Path),
+    help="Score every audio file in DIR, sorted by name, instead of ESTIMATE files.",
+)
+@click.option(
+    "--mix",
+    "mixture",
+    type=click.Path(path_type=Path),
+    help="Also score the unprocessed mixture as the estimate of every source; adds SDRi, SIRi.",
+)
+@click.option(
+    "--ref-mic",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Channel taken from multichannel files (source images, mixture).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="fast",
+    show_default=True,
+    help="fast: our BSS Eval, same numbers much sooner; mir_eval: bss_eval_sources itself.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of the table."
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the scores to this CSV file.",
+)
+def evaluate(
+    estimates: tuple[Path, ...],
+    references: tuple[Path, ...],
+    est_dir: Path | None,
+    mixture: Path | None,
+    ref_mic: int,
+    backend: str,
+    as_json: bool,
+    csv_path: Path | None,
+) -> None:
+    """Score ESTIMATE files against the --refs files: SDR, SIR, SAR (BSS Eval v3, as
+    mir_eval's bss_eval_sources), SI-SDR, and which estimate matched which reference.
+
+    \b
+      ilrma evaluate est1.wav est2.wav --refs piano.wav violin.wav
+      ilrma evaluate --refs piano.wav violin.wav --est-dir out/mix --mix mix.wav
+      ilrma evaluate --refs piano.wav violin.wav --json -- est1.wav est2.wav
+
+    Estimates may come in any order: the permutation with the highest mean SIR is used.
+    """
+    if estimates and est_dir is not None:
+        raise click.UsageError("give ESTIMATE files or --est-dir, not both")
+    estimate_paths = list(estimates) if est_dir is None else audio_files(est_dir)
+    if not estimate_paths and est_dir is None:
+        raise click.UsageError(
+            "no ESTIMATE files: put them before --refs, end the --refs list with '--', "
+            "or use --est-dir"
+        )
+    _check_counts(estimate_paths, list(references), est_dir)
+    paths = [*references, *estimate_paths] + ([mixture] if mixture is not None else [])
+    signals, rate = load_signals(paths, ref_mic)
+    n_sources = len(references)
+    scores = score(
+        signals[:n_sources],
+        signals[n_sources : 2 * n_sources],
+        signals[-1] if mixture is not None else None,
+        backend=backend,
+    )
+    ref_names = [str(path) for path in references]
+    est_names = [str(path) for path in estimate_paths]
+    if csv_path is not None:
+        _write_text_atomic(csv_path, _csv_text(scores, ref_names, est_names))
+    if as_json:
+        document = _json_document(scores, ref_names, est_names, mixture, rate, signals.shape[1])
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(scores.format_table(ref_names, est_names))
+
+
+def _check_counts(estimates: list[Path], references: list[Path], est_dir: Path | None) -> None:
+    n_est, n_ref = len(estimates), len(references)
+    if n_est == n_ref:
+        return
+    counts = f"{_count(n_est, 'estimate')} for {_count(n_ref, 'reference')}"
+    if est_dir is not None:
+        raise InputError(est_dir, f"{counts}: give one audio file per reference")
+    if n_est > n_ref:
+        raise InputError(estimates[n_ref], f"{counts}: this estimate has no reference")
+    raise InputError(references[n_est], f"{counts}: this reference has no estimate")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _json_document(
+    scores: Scores,
+    ref_names: list[str],
+    est_names: list[str],
+    mixture: Path | None,
+    rate: int,
+    n_samples: int,
+) -> dict:
+    document = {
+        "references": ref_names,
+        "estimates": est_names,
+        "mixture": None if mixture is None else str(mixture),
+        "rate": rate,
+        "n_samples": n_samples,
+        **scores.to_dict(),
+    }
+    for entry in document["sources"]:
+        entry["reference_file"] = ref_names[entry["reference"]]
+        entry["estimate_file"] = est_names[entry["estimate"]]
+    return document
+
+
+def _csv_text(scores: Scores, ref_names: list[str], est_names: list[str]) -> str:
+    """One row per reference then a ``mean`` row; values in dB, full precision."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["reference", "estimate", *scores.metrics])
+    for ref, est in enumerate(scores.permutation):
+        values = [float(getattr(scores, name)[ref]) for name in scores.metrics]
+        writer.writerow([ref_names[ref], est_names[est], *values])
+    writer.writerow(["mean", "", *scores.means().values()])
+    return buffer.getvalue()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as err:
+        raise OutputError(path, f"cannot write ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(path, f"cannot write ({err.strerror})") from None
+        raise
