@@ -7,6 +7,7 @@ It is a top-level function of plain data so that a process pool can run it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import string
@@ -19,8 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingError
+from ilrma_cli.evaluate import Scores, score
 from ilrma_cli.figures import loss_curve_png, spectrograms_png
-from ilrma_cli.io import AtomicWriter, MixtureInput, fit_to_subtype, mixture_warnings, read_mixture
+from ilrma_cli.io import (
+    AtomicWriter,
+    Audio,
+    MixtureInput,
+    fit_to_subtype,
+    mixture_warnings,
+    read_mixture,
+)
 from ilrma_cli.pipeline import SeparationSettings, separate
 
 log = logging.getLogger("ilrma")
@@ -49,6 +58,17 @@ class Job:
     targets: tuple[Path, ...]
     loss_plot: Path | None
     spectrograms: Path | None = None
+    report: Path | None = None
+    references: References | None = None
+
+
+@dataclass(frozen=True)
+class References:
+    """Reference signals to score against: ``(n_sources, n_samples)`` at the reference mic."""
+
+    signals: np.ndarray
+    rate: int
+    paths: tuple[Path, ...]
 
 
 @dataclass
@@ -69,6 +89,8 @@ class JobRecord:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     sources: np.ndarray | None = None
+    metrics: dict | None = None
+    table: str | None = None
 
 
 def check_template(template: str) -> None:
@@ -102,9 +124,15 @@ def _figure_path(
 
 
 def plan_outputs(
-    mixtures: Sequence[MixtureInput], options: OutputOptions, force: bool
+    mixtures: Sequence[MixtureInput],
+    options: OutputOptions,
+    force: bool,
+    references: References | None = None,
 ) -> list[Job]:
-    """Every target of every mixture, checked before any work: writable, distinct, not existing."""
+    """Every target of every mixture, checked before any work: writable, distinct, not existing.
+
+    ``references`` (for a single mixture) adds a ``report.json`` beside the outputs.
+    """
     check_out_dir(options.out_dir)
     jobs = []
     for mixture in mixtures:
@@ -121,13 +149,16 @@ def plan_outputs(
                 targets,
                 figure(options.loss_plot, "loss.png"),
                 figure(options.spectrograms, "spectrograms.png"),
+                figure("" if references else None, "report.json"),
+                references,
             )
         )
 
     seen: dict[Path, str] = {}
     inputs = {p.resolve(): p for job in jobs for p in job.mixture.paths}
     for job in jobs:
-        for path in [*job.targets, *(p for p in (job.loss_plot, job.spectrograms) if p)]:
+        side_files = (job.loss_plot, job.spectrograms, job.report)
+        for path in [*job.targets, *(p for p in side_files if p)]:
             key = path.resolve()
             if key in inputs:
                 raise OutputError(path, "would overwrite the input file; choose another --out-dir")
@@ -195,6 +226,13 @@ def run_job(
     if message:
         record.warnings.append(message)
         log.warning("%s: %s", audio.path, message)
+    if job.references is not None:
+        at_ref = sources[:, settings.ref_mic] if settings.images else sources
+        scores = score_against(job.references, at_ref, audio, settings.ref_mic, record)
+        record.metrics = scores.to_dict()
+        record.table = scores.format_table(
+            [p.name for p in job.references.paths], [p.name for p in job.targets]
+        )
     with AtomicWriter() as writer:
         for target, signal in zip(job.targets, sources, strict=True):
             writer.write(target, signal, audio.rate, options.subtype)
@@ -214,12 +252,58 @@ def run_job(
                 f"mixture (mic {settings.ref_mic})",
             )
             writer.write_bytes(job.spectrograms, figure)
+        if job.report is not None:
+            writer.write_bytes(job.report, _report_json(record, job, settings))
         record.outputs = [str(p) for p in writer.commit()]
     record.seconds["write"] = time.perf_counter() - start
     record.seconds["total"] = sum(record.seconds.values())
     if keep_sources:
         record.sources = separation.sources
     return record
+
+
+def score_against(
+    references: References, estimates: np.ndarray, audio: Audio, ref_mic: int, record: JobRecord
+) -> Scores:
+    """Score ``estimates`` ``(n_sources, n_samples)``, with the mixture's ref-mic channel as baseline."""
+    if references.rate != audio.rate:
+        raise InputError(
+            references.paths[0],
+            f"sample rate {references.rate} Hz differs from {audio.path} ({audio.rate} Hz)",
+        )
+    if len(references.signals) != len(estimates):
+        raise InputError(
+            references.paths[0],
+            f"{len(references.signals)} references given for {len(estimates)} separated sources",
+        )
+    n_samples = min(references.signals.shape[1], audio.n_samples)
+    if n_samples < max(references.signals.shape[1], audio.n_samples):
+        message = (
+            f"references have {references.signals.shape[1]} samples, the mixture "
+            f"{audio.n_samples}: scored on the first {n_samples}"
+        )
+        record.warnings.append(message)
+        log.warning("%s: %s", audio.path, message)
+    try:
+        return score(
+            references.signals[:, :n_samples],
+            estimates[:, :n_samples],
+            audio.data[ref_mic, :n_samples],
+        )
+    except ValueError as err:
+        raise ProcessingError(f"{audio.path}: cannot score against --refs: {err}") from None
+
+
+def _report_json(record: JobRecord, job: Job, settings: SeparationSettings) -> bytes:
+    report = {
+        "track": record.track,
+        "inputs": record.inputs,
+        "references": [str(p) for p in job.references.paths] if job.references else [],
+        "estimates": [str(p) for p in job.targets],
+        "settings": settings.to_dict(),
+        "metrics": record.metrics,
+    }
+    return (json.dumps(report, indent=2) + "\n").encode()
 
 
 def check_sources(sources: np.ndarray, path: Path) -> None:

@@ -280,6 +280,7 @@ class AtomicWriter:
             )
         except (OSError, sf.LibsndfileError, RuntimeError) as err:
             raise OutputError(path, f"cannot write ({_reason(err)})") from None
+        _clear_peak_timestamp(tmp)
 
     def write_bytes(self, path: Path, content: bytes) -> None:
         """Stage a small non-audio file (a report, a figure) the same way."""
@@ -310,6 +311,28 @@ class AtomicWriter:
             with contextlib.suppress(OSError):  # not empty: someone else's files
                 folder.rmdir()
         self._pending, self._done, self._made_dirs = [], [], []
+
+
+def _clear_peak_timestamp(path: Path) -> None:
+    """Zero the time stamp libsndfile puts in a float WAV's PEAK chunk.
+
+    Without this, the same separation written twice differs in four header bytes,
+    and byte-for-byte reproducibility (same input and seed, same file) is lost.
+    """
+    with open(path, "r+b") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8 or chunk[:4] == b"data":
+                return
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"PEAK" and size >= 8:
+                handle.seek(4, os.SEEK_CUR)  # version, then the time stamp
+                handle.write(bytes(4))
+                return
+            handle.seek(size + (size & 1), os.SEEK_CUR)
 
 
 def _format_of(path: Path) -> str:

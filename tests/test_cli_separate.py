@@ -361,3 +361,40 @@ def test_identical_channels_warn_and_stay_finite(tmp_path, short_mix):
 def test_version_and_help():
     assert invoke("--version").stdout.startswith("ilrma, version ")
     assert "Separate each mixture" in invoke("separate", "--help").stdout
+
+
+def test_refs_score_the_result_into_report_json_and_a_table(tmp_path, short_mix):
+    refs = []
+    for index in (1, 2):
+        data, rate = sf.read(SAMPLE / f"src{index}.wav")
+        refs.append(
+            _write(tmp_path / "refs" / f"ref{index}.wav", data[: 3 * rate], subtype="FLOAT")
+        )
+    good = ["--n-iter", "30", "--n-fft", "1024", "--hop", "256"]
+    result = invoke("separate", short_mix, "-o", tmp_path / "o", "--refs", *refs, "--json", *good)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "short" / "report.json").read_text())
+    assert report["references"] == [str(r) for r in refs]
+    assert sorted(report["metrics"]["permutation"]) == [0, 1]
+    assert report["metrics"]["mean"]["sdri"] > 5.0
+    assert json.loads(result.stdout)["mixtures"][0]["metrics"] == report["metrics"]
+    assert "SDRi" in result.stderr and "ref1.wav" in result.stderr
+    swapped = invoke("separate", short_mix, "-o", tmp_path / "s", "--refs", refs[1], refs[0], *good)
+    assert swapped.exit_code == 0
+    report_swapped = json.loads((tmp_path / "s" / "short" / "report.json").read_text())
+    assert report_swapped["metrics"]["permutation"] == report["metrics"]["permutation"][::-1]
+    assert report_swapped["metrics"]["mean"] == pytest.approx(report["metrics"]["mean"])
+
+
+def test_refs_problems(tmp_path, short_mix):
+    one = invoke("separate", short_mix, "-o", tmp_path / "o", "--refs", SAMPLE / "src1.wav", *FAST)
+    assert one.exit_code == 1
+    assert one.stderr.endswith(
+        f"Error: {SAMPLE / 'src1.wav'}: 1 references given for 2 separated sources\n"
+    )
+    assert not (tmp_path / "o").exists()
+    two_mixes = invoke("separate", short_mix, SAMPLE / "mix.wav", "--refs", SAMPLE / "src1.wav")
+    assert two_mixes.exit_code == 2
+    assert "--refs scores one mixture: give a single mixture with it" in two_mixes.stderr
+    missing = invoke("separate", short_mix, "-o", tmp_path / "o", "--refs", tmp_path / "nope.wav")
+    assert missing.stderr == f"Error: {tmp_path / 'nope.wav'}: no such file\n"

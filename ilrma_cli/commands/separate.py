@@ -17,11 +17,14 @@ from ilrma_cli.batch import (
     Job,
     JobRecord,
     OutputOptions,
+    References,
     check_template,
     plan_outputs,
     run_job,
     run_job_safely,
 )
+from ilrma_cli.commands.evaluate import load_signals
+from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.engine import UPDATES, ILRMAConfig
 from ilrma_cli.errors import IlrmaError, Interrupted
 from ilrma_cli.execute import imap_processes
@@ -35,7 +38,7 @@ from ilrma_cli.versions import versions
 log = logging.getLogger("ilrma")
 
 
-@click.command()
+@click.command(cls=VariadicCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--from-list",
@@ -133,6 +136,14 @@ log = logging.getLogger("ilrma")
     help="Mixtures separated in parallel (processes, one BLAS thread each).",
 )
 @click.option("--keep-going", is_flag=True, help="Go on with the other mixtures after a failure.")
+@click.option(
+    "--refs",
+    cls=VariadicOption,
+    type=click.Path(path_type=Path),
+    metavar="REF...",
+    help="Reference source files (one per source, in any order): score the result, "
+    "write report.json beside the outputs and a table on stderr.",
+)
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
@@ -141,7 +152,7 @@ log = logging.getLogger("ilrma")
 def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, filename: str, n_fft: int, hop: int,
              window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
              ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
-             loss_plot: str | None, spectrograms: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
+             loss_plot: str | None, spectrograms: str | None, pad: bool, refs: tuple[Path, ...], jobs: int, keep_going: bool, force: bool,
              quiet: bool, verbose: bool, no_progress: bool, as_json: bool) -> None:  # fmt: skip
     """Separate each mixture in INPUT... into one file per source.
 
@@ -173,11 +184,19 @@ def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, 
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
 
     mixtures = plan_mixtures(inputs)
-    planned = plan_outputs(mixtures, options, force)
+    references = None
+    if refs:
+        if len(mixtures) > 1:
+            raise click.UsageError("--refs scores one mixture: give a single mixture with it")
+        signals, rate = load_signals(refs, ref_mic)
+        references = References(signals, rate, refs)
+    planned = plan_outputs(mixtures, options, force, references)
     show_progress = not (no_progress or quiet)
     records = _run_all(planned, settings, options, jobs, keep_going, show_progress)
 
     for record in records:
+        if record.table and not quiet:
+            click.echo(f"{record.track}: scores in dB against --refs\n{record.table}", err=True)
         if record.status == "ok":
             log.info("%s: wrote %s (%.1f s)", record.track, ", ".join(record.outputs),
                      record.seconds.get("total", 0.0))  # fmt: skip
@@ -287,6 +306,7 @@ def _document(records: list[JobRecord], settings: SeparationSettings,
                 "n_iter": r.n_iter,
                 "final_loss": r.final_loss,
                 "warnings": r.warnings,
+                "metrics": r.metrics,
                 "seconds": r.seconds,
             }
             for r in records
