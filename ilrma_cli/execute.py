@@ -1,21 +1,49 @@
-"""Run independent jobs in a local process pool, one BLAS thread per worker.
+"""Run independent jobs: in this process, in a local process pool, or on a Dask cluster.
 
-Workers treat SIGTERM like Ctrl-C, so a job interrupted anywhere unwinds its
-``with`` blocks (removing unfinished outputs) before the worker exits.
+Every job is a picklable top-level function applied to one item; results come
+back as ``(index, result)`` in completion order. Pool workers use one BLAS
+thread each and treat SIGTERM like Ctrl-C, so a job interrupted anywhere unwinds
+its ``with`` blocks (removing unfinished outputs) before the worker exits.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import get_context
 from typing import TypeVar
 
+from ilrma_cli.errors import IlrmaError
+
 Item = TypeVar("Item")
 Out = TypeVar("Out")
 
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def parse_scheduler(value: str) -> tuple[str, int | str]:
+    """``local:N`` -> ("local", N); anything else is a scheduler address (``ValueError`` if empty)."""
+    if value.startswith("local:"):
+        count = value.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{value!r}: local:N needs a number of workers N >= 1")
+        return "local", int(count)
+    if not value.strip():
+        raise ValueError("an empty scheduler address")
+    return "address", value
+
+
+def imap_runs(
+    func: Callable[[Item], Out], items: Sequence[Item], jobs: int = 1, scheduler: str | None = None
+) -> Iterator[tuple[int, Out]]:
+    """``(index, func(item))`` for every item: on ``scheduler`` if given, else ``jobs`` processes."""
+    if scheduler is not None:
+        return imap_dask(func, items, scheduler)
+    if jobs > 1 and len(items) > 1:
+        return imap_processes(func, items, jobs)
+    return ((index, func(item)) for index, item in enumerate(items))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -36,8 +64,7 @@ def imap_processes(
 ) -> Iterator[tuple[int, Out]]:
     """Yield ``(index, func(item))`` as each finishes, from ``n_workers`` spawned processes.
 
-    ``func`` must be a picklable top-level function. Leaving the loop early, or an
-    exception (Ctrl-C included), terminates the workers before returning.
+    Leaving the loop early, or an exception (Ctrl-C included), terminates the workers.
     """
     saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
     os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # inherited by the workers
@@ -59,3 +86,47 @@ def imap_processes(
         else:
             pool.terminate()
         pool.join()
+
+
+def imap_dask(
+    func: Callable[[Item], Out], items: Sequence[Item], scheduler: str
+) -> Iterator[tuple[int, Out]]:
+    """Yield ``(index, func(item))`` as each finishes on a Dask cluster.
+
+    ``scheduler`` is ``local:N`` (a :class:`LocalCluster` of N single-threaded worker
+    processes, closed afterwards) or the address of a running scheduler. Dask re-runs
+    the tasks of a lost worker; leaving the loop early cancels what has not started.
+    """
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise IlrmaError(
+            "--scheduler needs dask.distributed, which is not installed: "
+            "pip install 'ilrma-cli[dask]'"
+        ) from None
+    kind, where = parse_scheduler(scheduler)
+    cluster = None
+    try:
+        if kind == "local":
+            cluster = LocalCluster(
+                n_workers=int(where), threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR,
+            )  # fmt: skip
+            client = Client(cluster)
+        else:
+            client = Client(str(where), timeout="15s")
+    except (OSError, TimeoutError) as err:
+        if cluster is not None:
+            cluster.close()
+        raise IlrmaError(f"{scheduler}: cannot reach the Dask scheduler ({err})") from None
+    futures = []
+    try:
+        futures = [client.submit(func, item, pure=False) for item in items]
+        index = {future.key: i for i, future in enumerate(futures)}
+        for future in as_completed(futures):
+            yield index[future.key], future.result()
+    finally:
+        client.cancel(futures)
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -27,7 +27,7 @@ from ilrma_cli.commands.evaluate import load_signals
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.engine import UPDATES, ILRMAConfig
 from ilrma_cli.errors import IlrmaError, Interrupted
-from ilrma_cli.execute import imap_processes
+from ilrma_cli.execute import imap_runs, parse_scheduler
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
@@ -135,6 +135,12 @@ log = logging.getLogger("ilrma")
     show_default=True,
     help="Mixtures separated in parallel (processes, one BLAS thread each).",
 )
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS|local:N",
+    help="Run the mixtures on a Dask cluster (tcp://host:8786), or on local:N workers.",
+)
 @click.option("--keep-going", is_flag=True, help="Go on with the other mixtures after a failure.")
 @click.option(
     "--refs",
@@ -152,7 +158,7 @@ log = logging.getLogger("ilrma")
 def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, filename: str, n_fft: int, hop: int,
              window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
              ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
-             loss_plot: str | None, spectrograms: str | None, pad: bool, refs: tuple[Path, ...], jobs: int, keep_going: bool, force: bool,
+             loss_plot: str | None, spectrograms: str | None, pad: bool, refs: tuple[Path, ...], jobs: int, scheduler: str | None, keep_going: bool, force: bool,
              quiet: bool, verbose: bool, no_progress: bool, as_json: bool) -> None:  # fmt: skip
     """Separate each mixture in INPUT... into one file per source.
 
@@ -163,6 +169,13 @@ def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, 
     inputs = inputs + read_input_list(from_list)
     if not inputs:
         raise click.UsageError("Missing argument 'INPUTS...' (or --from-list FILE)")
+    if scheduler is not None:
+        try:
+            parse_scheduler(scheduler)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--scheduler") from None
+        if jobs > 1:
+            raise click.UsageError("use either -j/--jobs or --scheduler, not both")
     if hop > n_fft:
         raise click.BadParameter(f"{hop} is larger than --n-fft {n_fft}", param_hint="--hop")
     try:
@@ -192,7 +205,7 @@ def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, 
         references = References(signals, rate, refs)
     planned = plan_outputs(mixtures, options, force, references)
     show_progress = not (no_progress or quiet)
-    records = _run_all(planned, settings, options, jobs, keep_going, show_progress)
+    records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress)
 
     for record in records:
         if record.table and not quiet:
@@ -215,19 +228,22 @@ def read_input_list(handle: TextIO | None) -> tuple[Path, ...]:
 
 
 def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
-             n_workers: int, keep_going: bool, show_progress: bool) -> list[JobRecord]:  # fmt: skip
-    """Run every job, in-process or in a process pool; failures reported as they happen."""
+             n_workers: int, scheduler: str | None, keep_going: bool,
+             show_progress: bool) -> list[JobRecord]:  # fmt: skip
+    """Run every job here, in a process pool or on Dask; failures reported as they happen."""
     previous = signal.signal(signal.SIGTERM, _terminate)
     records: list[JobRecord] = []
     try:
-        if n_workers == 1 or len(jobs) == 1:
+        if scheduler is None and (n_workers == 1 or len(jobs) == 1):
             for job in jobs:
                 record = _run_one(job, settings, options, show_progress)
                 records.append(record)
                 if record.status != "ok" and not keep_going:
                     break
         else:
-            records = _run_pool(jobs, settings, options, n_workers, keep_going, show_progress)
+            records = _run_elsewhere(
+                jobs, settings, options, n_workers, scheduler, keep_going, show_progress
+            )
     except _Terminated:
         raise Interrupted("SIGTERM", 143) from None
     except KeyboardInterrupt:
@@ -265,13 +281,15 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
         bar.close()
 
 
-def _run_pool(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
-              n_workers: int, keep_going: bool, show_progress: bool) -> list[JobRecord]:  # fmt: skip
+def _run_elsewhere(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
+                   n_workers: int, scheduler: str | None, keep_going: bool,
+                   show_progress: bool) -> list[JobRecord]:  # fmt: skip
+    """Jobs in worker processes (local pool or Dask): one progress bar over mixtures."""
     records: dict[int, JobRecord] = {}
     run = partial(run_job_safely, settings=settings, options=options)
     with tqdm(total=len(jobs), desc="mixtures", unit="mix", file=sys.stderr,
               disable=None if show_progress else True, leave=False) as bar:  # fmt: skip
-        for index, record in imap_processes(run, jobs, n_workers):
+        for index, record in imap_runs(run, jobs, n_workers, scheduler):
             records[index] = record
             bar.update(1)
             if record.status != "ok":

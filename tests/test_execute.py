@@ -1,0 +1,99 @@
+"""The execution layer: in-process, process pool and Dask give the same results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from conftest import SAMPLE
+
+from ilrma_cli.cli import cli
+from ilrma_cli.errors import IlrmaError
+from ilrma_cli.execute import imap_runs, parse_scheduler
+
+FAST = ["--n-iter", "4", "--n-fft", "1024", "--hop", "512", "--no-progress"]
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize(("jobs", "scheduler"), [(1, None), (2, None), (1, "local:2")])
+def test_every_executor_returns_every_result_with_its_index(jobs, scheduler):
+    results = dict(imap_runs(square, list(range(7)), jobs, scheduler))
+    assert results == {i: i * i for i in range(7)}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("local:0", "'local:0': local:N needs a number of workers N >= 1"),
+        ("local:x", "local:N needs"),
+    ],
+)
+def test_bad_local_scheduler_is_refused(value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_scheduler(value)
+    result = CliRunner().invoke(cli, ["separate", str(SAMPLE / "mix.wav"), "--scheduler", value])
+    assert result.exit_code == 2 and "Invalid value for --scheduler" in result.stderr
+
+
+def test_jobs_and_scheduler_together_are_a_usage_error():
+    result = CliRunner().invoke(
+        cli, ["separate", str(SAMPLE / "mix.wav"), "-j", "2", "--scheduler", "local:2"]
+    )
+    assert result.exit_code == 2
+    assert "use either -j/--jobs or --scheduler, not both" in result.stderr
+
+
+def test_missing_dask_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    with pytest.raises(IlrmaError, match=r"pip install 'ilrma-cli\[dask\]'"):
+        list(imap_runs(square, [1, 2], scheduler="local:1"))
+
+
+def _mixtures(folder: Path) -> list[Path]:
+    data, rate = sf.read(SAMPLE / "mix.wav")
+    folder.mkdir()
+    paths = []
+    for i in range(3):
+        path = folder / f"m{i}.wav"
+        sf.write(path, data[i * rate : (i + 2) * rate], rate, subtype="FLOAT")
+        paths.append(path)
+    bad = folder / "silent.wav"
+    sf.write(bad, np.zeros((2 * rate, 2)), rate)
+    return [paths[0], bad, *paths[1:]]
+
+
+def test_dask_batch_equals_local_and_records_a_failure(tmp_path):
+    inputs = [str(p) for p in _mixtures(tmp_path / "in")]
+    runs = {}
+    for name, extra in (("one", []), ("dask", ["--scheduler", "local:2"])):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "separate",
+                *inputs,
+                "-o",
+                str(tmp_path / name),
+                "--keep-going",
+                "--json",
+                *FAST,
+                *extra,
+            ],
+        )
+        assert result.exit_code == 1, result.output
+        assert "silent.wav: the input is digital silence" in result.stderr
+        runs[name] = json.loads(result.stdout)["mixtures"]
+    assert [m["status"] for m in runs["dask"]] == ["ok", "error", "ok", "ok"]
+    assert [m["status"] for m in runs["one"]] == [m["status"] for m in runs["dask"]]
+    for m in ("m0", "m1", "m2"):
+        for index in (1, 2):
+            rel = Path(m) / f"source{index}.wav"
+            assert (tmp_path / "dask" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
+    assert not (tmp_path / "dask" / "silent").exists()
