@@ -258,6 +258,12 @@ def test_interrupt_while_writing_removes_everything_of_that_mixture(tmp_path, mo
     assert not out.exists()
 
 
+def _default_signals() -> None:
+    """A child started from a background job inherits an ignored SIGINT; restore the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_signal_mid_run_keeps_finished_mixtures_and_leaves_no_partial_file(
@@ -271,13 +277,17 @@ def test_signal_mid_run_keeps_finished_mixtures_and_leaves_no_partial_file(
         [sys.executable, "-m", "ilrma_cli", "separate", str(first), str(second), "-o", str(out),
          "--n-iter", "1000", "-j", jobs, "--no-progress", "--n-fft", "512", "--hop", "256"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+        preexec_fn=_default_signals,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (out / "a" / "source2.wav").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
     proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     name = signal.Signals(signum).name
     assert proc.returncode == code, stderr
     assert stderr.endswith(
