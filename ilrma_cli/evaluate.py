@@ -310,7 +310,7 @@ def _solve_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     try:
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(gram, check_finite=False), rhs)
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+        return scipy.linalg.lstsq(gram, rhs, lapack_driver="gelsy", check_finite=False)[0]
 
 
 class _ResidualEnergy:
