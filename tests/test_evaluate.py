@@ -50,28 +50,41 @@ def leaky_sources(n_sources: int, n_samples: int, seed: int) -> tuple[np.ndarray
     return refs, estimates
 
 
+def assert_scores_equal(scores, direct, direct_mixture, tolerance):
+    """``direct``: bss_eval_sources on the estimates; ``direct_mixture``: on the mixture."""
+    sdr, sir, sar, permutation = direct
+    np.testing.assert_array_equal(scores.permutation, permutation)
+    for name, values in zip(("sdr", "sir", "sar"), (sdr, sir, sar), strict=True):
+        np.testing.assert_allclose(getattr(scores, name), values, rtol=0, atol=tolerance)
+    for name, values in zip(("sdr_mix", "sir_mix", "sar_mix"), direct_mixture[:3], strict=True):
+        np.testing.assert_allclose(getattr(scores, name), values, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(scores.sdri, sdr - direct_mixture[0], rtol=0, atol=tolerance)
+    np.testing.assert_allclose(scores.siri, sir - direct_mixture[1], rtol=0, atol=tolerance)
+
+
 @pytest.mark.parametrize("case", DEV_CASES)
-def test_both_backends_match_a_direct_mir_eval_call(separated, case):
+def test_fast_backend_matches_mir_eval_on_the_dev_cases(separated, case):
     refs, estimates, mixture = separated[case]
-    sdr, sir, sar, perm = bss_eval_sources(refs, estimates)
-    mix_sdr, mix_sir, mix_sar, _ = bss_eval_sources(refs, np.stack([mixture, mixture]))
-    for backend, tolerance in (("mir_eval", MIR_EVAL_TOLERANCE_DB), ("fast", FAST_TOLERANCE_DB)):
-        scores = score(refs, estimates, mixture, backend=backend)
-        np.testing.assert_array_equal(scores.permutation, perm)
-        np.testing.assert_allclose(scores.sdr, sdr, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(scores.sir, sir, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(scores.sar, sar, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(scores.sdr_mix, mix_sdr, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(scores.sir_mix, mix_sir, rtol=0, atol=tolerance)
-        # the mixture's artifacts are float32 rounding (SAR near 149 dB): still equal
-        np.testing.assert_allclose(scores.sar_mix, mix_sar, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(scores.sdri, sdr - mix_sdr, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(scores.siri, sir - mix_sir, rtol=0, atol=tolerance)
+    direct = bss_eval_sources(refs, estimates)
+    # the notebook's call; the mixture's SAR (near 149 dB, float32 rounding) is compared too
+    direct_mixture = bss_eval_sources(refs, np.stack([mixture, mixture]), False)
+    scores = score(refs, estimates, mixture, backend="fast")
+    assert_scores_equal(scores, direct, direct_mixture, FAST_TOLERANCE_DB)
+
+
+def test_mir_eval_backend_equals_a_direct_call(separated):
+    refs, estimates, mixture = (x[..., :32000] for x in separated["arctic_2src_rt250"])
+    direct = bss_eval_sources(refs, estimates)
+    direct_mixture = bss_eval_sources(refs, np.stack([mixture, mixture]))
+    scores = score(refs, estimates, mixture, backend="mir_eval")
+    assert_scores_equal(scores, direct, direct_mixture, MIR_EVAL_TOLERANCE_DB)
 
 
 @pytest.mark.parametrize("backend", evaluate.BACKENDS)
 def test_swapped_estimates_give_the_same_scores_and_the_permutation(separated, backend):
     refs, estimates, _ = separated["arctic_2src_rt250"]
+    if backend == "mir_eval":
+        refs, estimates = refs[:, :32000], estimates[:, :32000]
     straight = score(refs, estimates, backend=backend)
     swapped = score(refs, estimates[::-1], backend=backend)
     assert sorted(straight.permutation) == [0, 1]
@@ -83,17 +96,17 @@ def test_swapped_estimates_give_the_same_scores_and_the_permutation(separated, b
 def test_fast_matches_mir_eval_on_three_sources_in_shuffled_order():
     refs, estimates = leaky_sources(3, 4000, seed=1)
     order = np.array([2, 0, 1])
-    expected = bss_eval_sources(refs, estimates[order])
     scores = score(refs, estimates[order])
-    np.testing.assert_array_equal(scores.permutation, expected[3])
     np.testing.assert_array_equal(order[scores.permutation], [0, 1, 2])
-    for name, values in zip(("sdr", "sir", "sar"), expected[:3], strict=True):
+    # the matched pairs only: mir_eval's own permutation search is tested on the dev cases
+    direct = bss_eval_sources(refs, estimates, compute_permutation=False)
+    for name, values in zip(("sdr", "sir", "sar"), direct[:3], strict=True):
         np.testing.assert_allclose(getattr(scores, name), values, rtol=0, atol=FAST_TOLERANCE_DB)
 
 
 def test_fast_keeps_precision_for_near_perfect_estimates():
     """SIR and SDR near 100 dB come from time signals, not from differences of energies."""
-    refs, _ = leaky_sources(2, 8000, seed=2)
+    refs, _ = leaky_sources(2, 4000, seed=2)
     noise = 1e-3 * np.random.default_rng(2).standard_normal(refs.shape)
     estimates = refs + 1e-5 * refs[::-1] + noise
     expected = bss_eval_sources(refs, estimates)
@@ -115,7 +128,7 @@ def test_mir_eval_backend_pairwise_path_matches_its_own_search(monkeypatch):
 
 
 def test_more_than_five_sources_use_the_assignment_solver():
-    refs, estimates = leaky_sources(6, 4000, seed=4)
+    refs, estimates = leaky_sources(6, 3000, seed=4)
     order = np.random.default_rng(4).permutation(6)
     scores = score(refs, estimates[order])
     np.testing.assert_array_equal(order[scores.permutation], np.arange(6))
