@@ -27,6 +27,7 @@ demo: install
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/run.py
 
 clean:

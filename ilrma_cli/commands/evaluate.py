@@ -19,7 +19,7 @@ from ilrma_cli.errors import InputError, OutputError
 from ilrma_cli.evaluate import BACKENDS, Scores, score
 from ilrma_cli.io import read_audio
 
-AUDIO_SUFFIXES = {f".{name.lower()}" for name in sf.available_formats()}
+AUDIO_SUFFIXES = {f".{name.lower()}" for name in sf.available_formats()} | {".aif"}
 
 
 def load_signals(paths: Sequence[Path], ref_mic: int = 0) -> tuple[np.ndarray, int]:
