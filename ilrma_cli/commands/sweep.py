@@ -304,9 +304,12 @@ def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jo
 
 def _results(todo: list[study.Run], data: study.StudyData,
              jobs: int) -> Iterator[tuple[dict[str, str], list[float]]]:  # fmt: skip
-    """Each run's row and losses as it finishes, in-process or from a process pool."""
-    if jobs == 1 or len(todo) <= 1:
-        yield from (study.execute_run(run, data) for run in todo)
+    """Each run's row and losses as it finishes.
+
+    Always in worker processes, even for ``-j 1``: every run then uses one BLAS thread, so
+    the scores do not depend on ``-j`` (multithreaded BLAS sums in another order).
+    """
+    if not todo:
         return
     for _, outcome in imap_processes(partial(study.execute_run, data=data), todo, jobs):
         yield outcome
