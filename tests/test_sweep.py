@@ -201,3 +201,13 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
     assert parallel == serial
     assert json.loads(result.stdout)["ran"] == 8
     assert not (tmp_path / "par" / "sdr_boxplot.png").exists()
+
+
+def test_save_audio_keeps_the_sources_of_each_run_under_its_key(data, tmp_path):
+    result = invoke(*sweep_args(data, tmp_path, "--save-audio", "--no-figures"))
+    assert result.exit_code == 0, result.output
+    (row,) = read_csv(tmp_path / "runs.csv")
+    mix = sf.info(data["mix"])
+    for index in (1, 2):
+        info = sf.info(tmp_path / "audio" / row["key"] / f"source{index}.wav")
+        assert (info.frames, info.channels, info.samplerate) == (mix.frames, 1, mix.samplerate)

@@ -74,6 +74,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 @click.option(
     "--n-fft",
+    metavar="LIST",
     default="4096",
     show_default=True,
     callback=_int_grid(2),
@@ -81,13 +82,15 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 @click.option(
     "--hop",
+    metavar="LIST",
     default="2048",
     show_default=True,
     callback=_int_grid(1),
-    help="STFT hops (each at most every --n-fft).",
+    help="STFT hops, each at most the smallest --n-fft.",
 )
 @click.option(
     "--window",
+    metavar="LIST",
     default="hann",
     show_default=True,
     callback=_name_grid(WINDOWS),
@@ -95,6 +98,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 @click.option(
     "--n-basis",
+    metavar="LIST",
     default="2",
     show_default=True,
     callback=_int_grid(1),
@@ -102,6 +106,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 @click.option(
     "--n-iter",
+    metavar="LIST",
     default="100",
     show_default=True,
     callback=_int_grid(0),
@@ -109,6 +114,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 @click.option(
     "--update",
+    metavar="LIST",
     default="ip",
     show_default=True,
     callback=_name_grid(tuple(sorted(UPDATES))),
@@ -140,7 +146,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option(
     "--save-audio",
     is_flag=True,
-    help="Also keep the separated sources of each run, in DIR/audio/<key>/.",
+    help="Also write the sources of each run to DIR/audio/<key>/ (key as in runs.csv).",
 )
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (no matplotlib needed).")
 @click.option(
