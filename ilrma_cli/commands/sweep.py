@@ -342,7 +342,7 @@ def _draw(rows: list[dict[str, str]], losses: dict[str, list[float]], input_name
     )  # fmt: skip
     curves = figures.loss_curves_png(
         study.loss_data(rows, losses), axis,
-        f"ILRMA on {input_name}: loss of every run, coloured by {axis}\n{fixed}",
+        f"ILRMA on {input_name}: loss per run, colour by {axis}\n{fixed}",
     )  # fmt: skip
     paths = [out_dir / name for name in FIGURES]
     for path, png in zip(paths, (boxplot, curves), strict=True):
