@@ -387,6 +387,15 @@ def summary_table(summaries: Sequence[SettingSummary], names: Sequence[str]) -> 
     )
 
 
+def typed(setting: dict[str, str]) -> dict[str, object]:
+    """Setting columns read back as numbers and booleans (for JSON)."""
+    names = {"normalize": {"True": True, "False": False}}
+    return {
+        name: names[name][value] if name in names else int(value) if value.isdigit() else value
+        for name, value in setting.items()
+    }
+
+
 def fixed_settings(rows: Sequence[dict[str, str]]) -> str:
     """The settings common to every row, for titles: ``"n_fft=4096, hop=2048, ..."``."""
     names = [name for name in SETTING_COLUMNS if name not in varying(rows)]

@@ -224,10 +224,14 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
             "input": data.input_name,
             "runs": len(runs),
             "ran": len(todo),
-            "fixed": {name: rows[0][name] for name in study.SETTING_COLUMNS if name not in names},
+            "fixed": study.typed(
+                {name: rows[0][name] for name in study.SETTING_COLUMNS if name not in names}
+            ),
             "varying": names,
             "seeds": seeds,
-            "summary": [{**s.setting, "n_runs": s.n_runs, "sdri": s.sdri} for s in summaries],
+            "summary": [
+                {**study.typed(s.setting), "n_runs": s.n_runs, "sdri": s.sdri} for s in summaries
+            ],
             "files": [str(path) for path in written],
         }
         click.echo(json.dumps(document, indent=2))
