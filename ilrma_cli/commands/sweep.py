@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 from tqdm import tqdm
 
 from ilrma_cli import figures, study
@@ -183,7 +184,8 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     sdr_boxplot.png and loss_curves.png. Rerunning with the same DIR skips the runs
     already in runs.csv; summary and figures cover the runs of the grid asked for.
     """
-    if seeds is not None and restarts != 1:
+    restarts_given = click.get_current_context().get_parameter_source("restarts")
+    if seeds is not None and restarts_given is not ParameterSource.DEFAULT:
         raise click.UsageError("give --restarts or --seeds, not both")
     seeds = seeds if seeds is not None else list(range(restarts))
     too_long = [h for h in hop if h > min(n_fft)]
