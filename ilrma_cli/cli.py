@@ -7,6 +7,7 @@ import click
 from ilrma_cli import __version__
 from ilrma_cli.commands.evaluate import evaluate
 from ilrma_cli.commands.separate import separate
+from ilrma_cli.commands.sweep import sweep
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +18,7 @@ def cli() -> None:
 
 cli.add_command(separate)
 cli.add_command(evaluate)
+cli.add_command(sweep)
 
 
 def main() -> None:

@@ -90,3 +90,67 @@ def spectrograms_png(
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _wrapped(title: str, width: float) -> str:
+    """Wrap each line of ``title`` to the figure width (inches) at the title font size."""
+    import textwrap
+
+    columns = int(width * 11)
+    return "\n".join(textwrap.fill(line, columns) for line in title.splitlines())
+
+
+def _png(fig: object, plt: object) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def sdr_boxplot_png(boxes: list[tuple[str, list[float]]], xlabel: str, title: str) -> bytes:
+    """One box per setting ``(label, SDRi values in dB)``, every run drawn as a point on it."""
+    plt = _pyplot()
+    width = min(14.0, max(6.0, 0.9 * len(boxes) + 2.5))
+    fig, ax = plt.subplots(figsize=(width, 4.8), dpi=100)
+    labels = [name for name, _ in boxes]
+    ax.boxplot([values for _, values in boxes], widths=0.55, showfliers=False,
+               medianprops={"color": "tab:orange", "lw": 2})  # fmt: skip
+    rng = np.random.default_rng(0)  # fixed jitter: the same data give the same picture
+    for position, (_, values) in enumerate(boxes, start=1):
+        offsets = rng.uniform(-0.12, 0.12, len(values))
+        ax.plot(position + offsets, values, "o", ms=4, alpha=0.6, color="tab:blue", mec="none")
+    ax.set_xticks(range(1, len(boxes) + 1), labels,
+                  rotation=30 if max(map(len, labels)) > 8 else 0,
+                  ha="right" if max(map(len, labels)) > 8 else "center")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("SDR improvement, SDRi (dB)")
+    ax.set_title(_wrapped(title, width), fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig, plt)
+
+
+def loss_curves_png(groups: list[tuple[str, list[list[float]]]], legend_title: str,
+                    title: str) -> bytes:  # fmt: skip
+    """Loss per iteration of every run ``(setting label, curves)``, one colour per setting."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=100)
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "viridis")
+    later = [v for _, curves in groups for curve in curves for v in curve[1:]]
+    for index, (name, curves) in enumerate(groups):
+        colour = cmap(index if len(groups) <= 10 else index / max(1, len(groups) - 1))
+        for number, curve in enumerate(curves):
+            ax.plot(np.arange(len(curve)), curve, color=colour, lw=1, alpha=0.7,
+                    label=name if number == 0 else None)  # fmt: skip
+    if later:  # the initial point is far above; keep the iterations readable
+        low, high = min(later), max(later)
+        margin = 0.05 * (high - low) or 1.0
+        ax.set_ylim(low - margin, high + margin)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("negative log-likelihood")
+    ax.set_title(_wrapped(title, 8), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title=legend_title, fontsize=8, title_fontsize=8, ncol=2 if len(groups) > 6 else 1)
+    fig.tight_layout()
+    return _png(fig, plt)

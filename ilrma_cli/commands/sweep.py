@@ -1,0 +1,356 @@
+"""``ilrma sweep``: separate one mixture over a grid of settings and seeds, score every run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import click
+import numpy as np
+from click.core import ParameterSource
+from tqdm import tqdm
+
+from ilrma_cli import figures, study
+from ilrma_cli.batch import check_out_dir
+from ilrma_cli.commands.evaluate import load_signals
+from ilrma_cli.commands.options import VariadicCommand, VariadicOption
+from ilrma_cli.engine import UPDATES
+from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingError
+from ilrma_cli.execute import imap_processes
+from ilrma_cli.io import plan_mixtures, read_mixture
+from ilrma_cli.pipeline import SeparationSettings, check_signal
+from ilrma_cli.stft import WINDOWS
+
+FIGURES = ("sdr_boxplot.png", "loss_curves.png")
+
+
+def _int_grid(minimum: int) -> Callable[[click.Context, click.Parameter, str], list[int]]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+        try:
+            return study.parse_int_grid(value, minimum)
+        except ValueError as err:
+            raise click.BadParameter(str(err), ctx, param) from None
+
+    return parse
+
+
+def _name_grid(choices: tuple[str, ...]) -> Callable[[click.Context, click.Parameter, str], list[str]]:  # fmt: skip
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+        try:
+            return study.parse_name_grid(value, choices)
+        except ValueError as err:
+            raise click.BadParameter(str(err), ctx, param) from None
+
+    return parse
+
+
+def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    return None if value is None else _int_grid(0)(ctx, param, value)
+
+
+@click.command("sweep", cls=VariadicCommand)
+@click.argument(
+    "inputs", nargs=-1, required=True, metavar="INPUT...", type=click.Path(path_type=Path)
+)
+@click.option(
+    "--refs",
+    "references",
+    cls=VariadicOption,
+    required=True,
+    metavar="REF...",
+    type=click.Path(path_type=Path),
+    help="Reference signals, one per source (mono, or images scored at --ref-mic).",
+)
+@click.option(
+    "-o",
+    "--out-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for runs.csv, losses.jsonl, summary.csv and the figures; "
+    "rerunning with the same folder resumes.",
+)
+@click.option(
+    "--n-fft",
+    metavar="LIST",
+    default="4096",
+    show_default=True,
+    callback=_int_grid(2),
+    help="STFT frame lengths, e.g. 1024,2048,4096.",
+)
+@click.option(
+    "--hop",
+    metavar="LIST",
+    default="2048",
+    show_default=True,
+    callback=_int_grid(1),
+    help="STFT hops, each at most the smallest --n-fft.",
+)
+@click.option(
+    "--window",
+    metavar="LIST",
+    default="hann",
+    show_default=True,
+    callback=_name_grid(WINDOWS),
+    help=f"STFT windows, a list of {', '.join(WINDOWS)}.",
+)
+@click.option(
+    "--n-basis",
+    metavar="LIST",
+    default="2",
+    show_default=True,
+    callback=_int_grid(1),
+    help="NMF bases per source: 2-9, 2,4,8 or 2-9:2.",
+)
+@click.option(
+    "--n-iter",
+    metavar="LIST",
+    default="100",
+    show_default=True,
+    callback=_int_grid(0),
+    help="Iterations, e.g. 50,100,200.",
+)
+@click.option(
+    "--update",
+    metavar="LIST",
+    default="ip",
+    show_default=True,
+    callback=_name_grid(tuple(sorted(UPDATES))),
+    help=f"Demixing update rules, a list of {', '.join(sorted(UPDATES))}.",
+)
+@click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
+@click.option(
+    "--ref-mic",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Microphone (0-based) the sources are scaled to and scored at.",
+)
+@click.option(
+    "--restarts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Random restarts per setting: seeds 0 to N-1.",
+)
+@click.option(
+    "--seeds",
+    callback=_seeds,
+    default=None,
+    metavar="LIST",
+    help="Explicit seeds instead of --restarts, e.g. 0-9 or 3,7.",
+)
+@click.option("--pad", is_flag=True, help="Zero-pad mono microphone files to the longest.")
+@click.option(
+    "--save-audio",
+    is_flag=True,
+    help="Also write the sources of each run to DIR/audio/<key>/ (key as in runs.csv).",
+)
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures (no matplotlib needed).")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs in parallel (processes, one BLAS thread each).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of the table."
+)
+def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
+          n_fft: list[int], hop: list[int], window: list[str], n_basis: list[int],
+          n_iter: list[int], update: list[str], no_normalize: bool, ref_mic: int,
+          restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
+          no_figures: bool, jobs: int, no_progress: bool, as_json: bool) -> None:  # fmt: skip
+    """Separate the mixture INPUT over a grid of settings and seeds and score every run.
+
+    INPUT is one multichannel file, or the mono microphone files of one mixture.
+    Every list option is a grid axis; the runs are their cartesian product times
+    the seeds. Each run is scored against the --refs (SDR, SIR, SAR per source;
+    SDRi over the mixture at --ref-mic) and logged to DIR/runs.csv as it finishes.
+    Separated audio is not written unless --save-audio.
+
+    \b
+      ilrma sweep mix.wav --refs s1.wav s2.wav -o study/ --n-basis 2-9 --restarts 10 -j 2
+      ilrma sweep mix.wav --refs s1.wav s2.wav -o study/ --n-fft 1024,2048,4096 --update ip,iss
+
+    Writes DIR/runs.csv (one row per run), losses.jsonl (loss per iteration of each
+    run), summary.csv (mean, median, min, max SDRi per setting, also printed),
+    sdr_boxplot.png and loss_curves.png. Rerunning with the same DIR skips the runs
+    already in runs.csv; summary and figures cover the runs of the grid asked for.
+    """
+    restarts_given = click.get_current_context().get_parameter_source("restarts")
+    if seeds is not None and restarts_given is not ParameterSource.DEFAULT:
+        raise click.UsageError("give --restarts or --seeds, not both")
+    seeds = seeds if seeds is not None else list(range(restarts))
+    too_long = [h for h in hop if h > min(n_fft)]
+    if too_long:
+        raise click.BadParameter(f"{too_long[0]} is larger than --n-fft {min(n_fft)}",
+                                 param_hint="--hop")  # fmt: skip
+    if not no_figures:
+        figures.require_matplotlib("ilrma sweep (or use --no-figures)")
+    check_out_dir(out_dir)
+
+    data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
+    grid = {"n_fft": n_fft, "hop": hop, "window": window, "n_basis": n_basis,
+            "n_iter": n_iter, "update": update}  # fmt: skip
+    runs = study.plan_runs(grid, seeds, data.data_id, not no_normalize, ref_mic)
+    for settings in {run.settings.stft: run.settings for run in runs}.values():
+        _check(data, settings)
+    log = study.RunLog(out_dir, study.columns(len(data.references)), data.data_id)
+    done = _load_log(log)
+    todo = [run for run in runs if run.key not in done]
+    n_settings = len(runs) // len(seeds)
+    click.echo(f"sweep: {len(runs)} runs ({n_settings} settings x {len(seeds)} seeds); "
+               f"{len(runs) - len(todo)} already in {log.runs_path}, {len(todo)} to run",
+               err=True)  # fmt: skip
+
+    _execute(todo, data, log, jobs, not no_progress)
+    log.sort([run.key for run in runs])
+    logged = log.load()
+    rows = [logged[run.key] for run in runs]
+    summaries = study.summarize(rows)
+    study.write_text_durably(out_dir / "summary.csv", study.summary_csv(summaries))
+    written = [log.runs_path, log.losses_path, out_dir / "summary.csv"]
+    if not no_figures:
+        written += _draw(rows, log.losses(), data.input_name, out_dir)
+
+    names = study.varying(rows)
+    if as_json:
+        document = {
+            "input": data.input_name,
+            "runs": len(runs),
+            "ran": len(todo),
+            "fixed": study.typed(
+                {name: rows[0][name] for name in study.SETTING_COLUMNS if name not in names}
+            ),
+            "varying": names,
+            "seeds": seeds,
+            "summary": [
+                {**study.typed(s.setting), "n_runs": s.n_runs, "sdri": s.sdri} for s in summaries
+            ],
+            "files": [str(path) for path in written],
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(f"{data.input_name}: SDRi (dB) over {len(seeds)} seeds; "
+                   f"{study.fixed_settings(rows)}")  # fmt: skip
+        click.echo(study.summary_table(summaries, names))
+
+
+def _load(inputs: tuple[Path, ...], references: tuple[Path, ...], ref_mic: int, pad: bool,
+          audio_dir: Path | None) -> study.StudyData:  # fmt: skip
+    """Read the one mixture and its references; refuse what cannot make a study."""
+    mixtures = plan_mixtures(inputs)
+    if len(mixtures) > 1:
+        raise click.UsageError(
+            f"sweep takes one mixture, got {len(mixtures)} multichannel files: "
+            "run one sweep per mixture, each with its own --out-dir"
+        )
+    audio = read_mixture(mixtures[0], pad=pad)
+    if ref_mic >= audio.n_channels:
+        raise click.BadParameter(f"{ref_mic} does not exist: the input has {audio.n_channels} "
+                                 "channels", param_hint="--ref-mic")  # fmt: skip
+    if len(references) != audio.n_channels:
+        raise click.UsageError(
+            f"{len(references)} --refs for a mixture of {audio.n_channels} channels: "
+            "ILRMA finds one source per channel, give one reference per source"
+        )
+    refs, rate = load_signals(references, ref_mic)
+    if rate != audio.rate:
+        raise InputError(references[0], f"sample rate {rate} Hz differs from the mixture's "
+                                        f"({audio.rate} Hz)")  # fmt: skip
+    if refs.shape[1] != audio.n_samples:
+        raise InputError(references[0], f"has {refs.shape[1]} samples, the mixture "
+                                        f"{audio.n_samples}: references must match it")  # fmt: skip
+    paths = [*mixtures[0].paths, *references]
+    return study.StudyData(audio.data, refs, rate, " ".join(map(str, mixtures[0].paths)),
+                           study.fingerprint(paths), audio_dir)  # fmt: skip
+
+
+def _check(data: study.StudyData, settings: SeparationSettings) -> None:
+    try:
+        check_signal(data.mixture, settings)
+    except ValueError as err:
+        raise InputError(data.input_name, str(err)) from None
+
+
+def _load_log(log: study.RunLog) -> dict[str, dict[str, str]]:
+    try:
+        return log.load()
+    except ValueError as err:
+        raise OutputError(log.runs_path, str(err)) from None
+
+
+def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jobs: int,
+             show_progress: bool) -> None:  # fmt: skip
+    """Run and log every run; on Ctrl-C or SIGTERM the finished runs stay logged."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr,
+               disable=None if show_progress else True, dynamic_ncols=True)  # fmt: skip
+    finished = 0
+    try:
+        for row, loss in _results(todo, data, jobs):
+            log.append(row, loss)
+            finished += 1
+            bar.update(1)
+            bar.set_postfix(sdri=f"{float(row['sdri']):.2f}", refresh=False)
+    except KeyboardInterrupt as err:
+        name, code = ("SIGTERM", 143) if isinstance(err, _Terminated) else ("SIGINT", 130)
+        stop = IlrmaError(f"interrupted by {name}: {finished} finished runs are in "
+                          f"{log.runs_path}; rerun the same command to resume")  # fmt: skip
+        stop.exit_code = code
+        raise stop from None
+    except (ValueError, np.linalg.LinAlgError) as err:
+        raise ProcessingError(f"a run failed ({err}); {finished} finished runs are in "
+                              f"{log.runs_path}") from None  # fmt: skip
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _results(todo: list[study.Run], data: study.StudyData,
+             jobs: int) -> Iterator[tuple[dict[str, str], list[float]]]:  # fmt: skip
+    """Each run's row and losses as it finishes.
+
+    Always in worker processes, even for ``-j 1``: every run then uses one BLAS thread, so
+    the scores do not depend on ``-j`` (multithreaded BLAS sums in another order).
+    """
+    if not todo:
+        return
+    for _, outcome in imap_processes(partial(study.execute_run, data=data), todo, jobs):
+        yield outcome
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _draw(rows: list[dict[str, str]], losses: dict[str, list[float]], input_name: str,
+          out_dir: Path) -> list[Path]:  # fmt: skip
+    """Both figures, from the logged rows and losses alone."""
+    names = study.varying(rows)
+    axis = " / ".join(names) if names else "setting"
+    fixed = study.fixed_settings(rows)
+    n_seeds = len({row["seed"] for row in rows})
+    boxplot = figures.sdr_boxplot_png(
+        study.box_data(rows), axis,
+        f"ILRMA on {input_name}: SDRi per {axis}, {n_seeds} seeds each\n{fixed}",
+    )  # fmt: skip
+    curves = figures.loss_curves_png(
+        study.loss_data(rows, losses), axis,
+        f"ILRMA on {input_name}: loss per run, colour by {axis}\n{fixed}",
+    )  # fmt: skip
+    paths = [out_dir / name for name in FIGURES]
+    for path, png in zip(paths, (boxplot, curves), strict=True):
+        study.write_text_durably(path, png)
+    return paths

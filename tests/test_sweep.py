@@ -1,0 +1,223 @@
+"""`ilrma sweep`: grid parsing, the run log, resume, determinism, figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from conftest import SAMPLE
+
+from ilrma_cli import figures, study
+from ilrma_cli.cli import cli
+
+FAST = ["--n-iter", "3", "--n-fft", "1024", "--hop", "512"]
+GRID = ["--n-basis", "2,4", "--update", "ip,iss", "--restarts", "2"]
+
+
+def invoke(*args: object) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The first 2 s of the sample mixture and its references."""
+    folder = tmp_path_factory.mktemp("data")
+    paths = {}
+    for name in ("mix", "src1", "src2"):
+        signal, rate = sf.read(SAMPLE / f"{name}.wav")
+        paths[name] = folder / f"{name}.wav"
+        sf.write(paths[name], signal[: 2 * rate], rate, subtype="FLOAT")
+    return paths
+
+
+def sweep_args(data: dict[str, Path], out: Path, *extra: object) -> list[object]:
+    return ["sweep", data["mix"], "--refs", data["src1"], data["src2"], "-o", out, *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def done(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A finished 2 x 2 settings x 2 seeds sweep: its folder and the click result."""
+    out = tmp_path_factory.mktemp("sweep") / "study"
+    result = invoke(*sweep_args(data, out, *GRID))
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [("4", [4]), ("2-9", list(range(2, 10))), ("2,4,8", [2, 4, 8]), ("2-9:3", [2, 5, 8]),
+     ("1,4-6,4", [1, 4, 5, 6]), (" 2 , 3 ", [2, 3])],
+)  # fmt: skip
+def test_integer_grids(text, values):
+    assert study.parse_int_grid(text, 1) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "empty"), ("2,,3", "empty"), ("a", "not an integer"), ("2-x", "not an integer"),
+     ("9-2", "ends before"), ("2:3", "needs a range"), ("2-9:0", "step"), ("0-3", "minimum")],
+)  # fmt: skip
+def test_integer_grid_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        study.parse_int_grid(text, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--n-basis", "0-3"], "--n-basis"), (["--n-basis", "4-2"], "--n-basis"),
+     (["--update", "ip,foo"], "--update"), (["--window", "box"], "--window"),
+     (["--hop", "512,2048"], "--hop"), (["--seeds", "1-x"], "--seeds"),
+     (["--restarts", "1", "--seeds", "0-2"], "not both"), (["--ref-mic", "5"], "--ref-mic")],
+)  # fmt: skip
+def test_bad_grids_are_usage_errors_naming_the_option(tmp_path, data, args, message):
+    result = invoke(*sweep_args(data, tmp_path / "out", *args))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_mixtures_or_a_wrong_number_of_refs_are_usage_errors(tmp_path, data):
+    two = invoke("sweep", data["mix"], data["mix"], "--refs", data["src1"], data["src2"],
+                 "-o", tmp_path)  # fmt: skip
+    assert two.exit_code == 2 and "one mixture" in two.stderr
+    one_ref = invoke("sweep", data["mix"], "--refs", data["src1"], "-o", tmp_path)
+    assert one_ref.exit_code == 2 and "one reference per source" in one_ref.stderr
+
+
+def test_runs_csv_has_one_row_per_run_with_every_column(done):
+    out, result = done
+    rows = read_csv(out / "runs.csv")
+    assert list(rows[0]) == study.columns(2)
+    assert [(r["n_basis"], r["update"], r["seed"]) for r in rows] == [
+        (b, u, s) for b in ("2", "4") for u in ("ip", "iss") for s in ("0", "1")
+    ]
+    assert {(r["n_fft"], r["hop"], r["n_iter"], r["iterations"]) for r in rows} == {
+        ("1024", "512", "3", "3")
+    }
+    assert len({r["key"] for r in rows}) == 8
+    for row in rows:
+        assert np.isfinite([float(row[c]) for c in ("sdr_1", "sir_2", "sar_1", "sdri")]).all()
+    losses = study.RunLog(out, study.columns(2), rows[0]["data_id"]).losses()
+    assert all(len(losses[r["key"]]) == 4 and losses[r["key"]][-1] == float(r["final_loss"])
+               for r in rows)  # fmt: skip
+    assert "8 runs (4 settings x 2 seeds); 0 already" in result.stderr
+
+
+def test_summary_csv_and_table_hold_the_statistics_of_the_runs(done):
+    out, result = done
+    rows, summary = read_csv(out / "runs.csv"), read_csv(out / "summary.csv")
+    assert len(summary) == 4
+    for entry in summary:
+        sdri = [float(r["sdri"]) for r in rows
+                if (r["n_basis"], r["update"]) == (entry["n_basis"], entry["update"])]  # fmt: skip
+        assert entry["n_runs"] == "2"
+        assert float(entry["sdri_mean"]) == pytest.approx(np.mean(sdri))
+        assert float(entry["sdri_median"]) == pytest.approx(np.median(sdri))
+        assert (float(entry["sdri_min"]), float(entry["sdri_max"])) == (min(sdri), max(sdri))
+    lines = result.stdout.splitlines()
+    assert "n_fft=1024" in lines[0] and "n_basis" not in lines[0]
+    assert lines[1].split() == ["n_basis", "update", "runs", "SDRi", "mean", "SDRi", "median",
+                                "SDRi", "min", "SDRi", "max"]  # fmt: skip
+    assert len(lines) == 6 and lines[3].split()[:3] == ["2", "iss", "2"]
+
+
+@pytest.mark.parametrize("name", ["sdr_boxplot.png", "loss_curves.png"])
+def test_figures_are_valid_non_blank_pngs(done, name):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(done[0] / name)
+    assert image.ndim == 3 and image.shape[0] >= 400 and image.shape[1] >= 600
+    assert image[..., :3].std() > 0.05
+
+
+def test_boxplot_shows_the_csv_values(done, data, monkeypatch, tmp_path):
+    drawn = []
+    original = figures.sdr_boxplot_png
+
+    def spy(boxes, xlabel, title):
+        drawn.append((boxes, xlabel, title))
+        return original(boxes, xlabel, title)
+
+    monkeypatch.setattr(figures, "sdr_boxplot_png", spy)
+    out = tmp_path / "copy"
+    shutil.copytree(done[0], out)
+    assert invoke(*sweep_args(data, out, *GRID)).exit_code == 0
+    rows = read_csv(out / "runs.csv")
+    boxes, xlabel, title = drawn[0]
+    assert boxes == study.box_data(rows)
+    assert [name for name, _ in boxes] == ["n_basis=2, update=ip", "n_basis=2, update=iss",
+                                           "n_basis=4, update=ip", "n_basis=4, update=iss"]  # fmt: skip
+    assert [v for _, values in boxes for v in values] == [float(r["sdri"]) for r in rows]
+    assert xlabel == "n_basis / update" and "n_fft=1024" in title and "2 seeds" in title
+
+
+def test_resume_runs_only_what_is_missing(done, data, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(done[0], out)
+    before = read_csv(out / "runs.csv")
+    again = invoke(*sweep_args(data, out, *GRID))
+    assert again.exit_code == 0, again.output
+    assert "8 already in" in again.stderr and "0 to run" in again.stderr
+    assert read_csv(out / "runs.csv") == before  # times included: nothing was run again
+
+    with open(out / "runs.csv", "a") as handle:  # a crash while writing a row
+        handle.write("deadbeef,half a row")
+    more = invoke(*sweep_args(data, out, "--n-basis", "2", "--seeds", "0-2", "--no-figures"))
+    assert more.exit_code == 0, more.output
+    assert "3 runs (1 settings x 3 seeds); 2 already in" in more.stderr
+    rows = read_csv(out / "runs.csv")
+    assert len(rows) == 9 and [r["seed"] for r in rows[:3]] == ["0", "1", "2"]  # this grid first
+    assert rows[:2] == before[:2] and rows[3:] == before[2:]
+
+
+def test_resume_refuses_a_log_of_other_data_or_columns(done, data, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(done[0], out)
+    swapped = invoke("sweep", data["mix"], "--refs", data["src2"], data["src1"], "-o", out, *FAST)
+    assert swapped.exit_code == 1 and "other input or reference files" in swapped.stderr
+    text = (out / "runs.csv").read_text()
+    (out / "runs.csv").write_text(text.replace(",seconds\n", ",time\n", 1))
+    renamed = invoke(*sweep_args(data, out))
+    assert renamed.exit_code == 1 and "other columns" in renamed.stderr
+
+
+def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
+    result = invoke(*sweep_args(data, tmp_path / "par", *GRID, "-j", 2, "--no-figures", "--json"))
+    assert result.exit_code == 0, result.output
+    parallel, serial = read_csv(tmp_path / "par" / "runs.csv"), read_csv(done[0] / "runs.csv")
+    for row in parallel + serial:
+        del row["seconds"]
+    assert parallel == serial
+    document = json.loads(result.stdout)
+    assert (document["ran"], document["varying"], document["seeds"]) == (
+        8,
+        ["n_basis", "update"],
+        [0, 1],
+    )
+    assert document["fixed"] == {"n_fft": 1024, "hop": 512, "window": "hann", "n_iter": 3,
+                                 "normalize": True, "ref_mic": 0}  # fmt: skip
+    assert [(s["n_basis"], s["update"], s["n_runs"]) for s in document["summary"]] == [
+        (2, "ip", 2), (2, "iss", 2), (4, "ip", 2), (4, "iss", 2)
+    ]  # fmt: skip
+    assert not (tmp_path / "par" / "sdr_boxplot.png").exists()
+
+
+def test_save_audio_keeps_the_sources_of_each_run_under_its_key(data, tmp_path):
+    result = invoke(*sweep_args(data, tmp_path, "--save-audio", "--no-figures"))
+    assert result.exit_code == 0, result.output
+    (row,) = read_csv(tmp_path / "runs.csv")
+    mix = sf.info(data["mix"])
+    for index in (1, 2):
+        info = sf.info(tmp_path / "audio" / row["key"] / f"source{index}.wav")
+        assert (info.frames, info.channels, info.samplerate) == (mix.frames, 1, mix.samplerate)
