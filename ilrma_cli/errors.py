@@ -36,6 +36,6 @@ class ProcessingError(IlrmaError):
 class Interrupted(IlrmaError):
     """Stopped by SIGINT (exit 130) or SIGTERM (exit 143); unfinished outputs were removed."""
 
-    def __init__(self, signal_name: str, exit_code: int) -> None:
-        super().__init__(f"interrupted by {signal_name}: the mixture in progress was not written")
+    def __init__(self, signal_name: str, exit_code: int, what: str) -> None:
+        super().__init__(f"interrupted by {signal_name}: {what}")
         self.exit_code = exit_code

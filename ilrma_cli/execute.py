@@ -12,10 +12,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import TypeVar
 
-from ilrma_cli.errors import IlrmaError
+from ilrma_cli.errors import IlrmaError, Interrupted
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
@@ -46,17 +47,56 @@ def imap_runs(
     return ((index, func(item)) for index, item in enumerate(items))
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``with`` block on the way cleans up."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def interruptible(what: str) -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated`, and Ctrl-C or SIGTERM into :class:`Interrupted`.
+
+    ``what`` ends the one-line message: what became of the work (exit 130 or 143).
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except Terminated:
+        raise Interrupted("SIGTERM", 143, what) from None
+    except KeyboardInterrupt:
+        raise Interrupted("SIGINT", 130, what) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_in_task = False
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    """In a task: unwind it (its outputs are removed); idle: leave at once, quietly."""
+    if _in_task:
+        raise KeyboardInterrupt
+    os._exit(1)
 
 
 def _init_worker() -> None:
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _stop_worker)
+    signal.signal(signal.SIGINT, _stop_worker)
 
 
 def _call(task: tuple[Callable[[Item], Out], int, Item]) -> tuple[int, Out]:
+    global _in_task
     func, index, item = task
-    return index, func(item)
+    _in_task = True
+    try:
+        return index, func(item)
+    except KeyboardInterrupt:
+        os._exit(1)  # cleaned up already; no traceback from a stopped worker
+    finally:
+        _in_task = False
 
 
 def imap_processes(

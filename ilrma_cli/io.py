@@ -267,6 +267,7 @@ class AtomicWriter:
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         except OSError as err:
             raise OutputError(path.parent, f"cannot write ({err.strerror})") from None
+        os.fchmod(fd, _new_file_mode())
         os.close(fd)
         tmp = Path(name)
         self._pending.append((tmp, path))
@@ -286,6 +287,7 @@ class AtomicWriter:
         """Stage a small non-audio file (a report, a figure) the same way."""
         self._make_parent(path)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.fchmod(fd, _new_file_mode())
         self._pending.append((Path(name), path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
@@ -311,6 +313,13 @@ class AtomicWriter:
             with contextlib.suppress(OSError):  # not empty: someone else's files
                 folder.rmdir()
         self._pending, self._done, self._made_dirs = [], [], []
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file (0666 less the umask); mkstemp uses 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _clear_peak_timestamp(path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def test_mono_microphone_files_give_the_same_result_as_the_multichannel_file(tmp
         x, _ = sf.read(tmp_path / "a" / "mix" / f"source{index}.wav")
         y, _ = sf.read(tmp_path / "b" / "mic1" / f"source{index}.wav")
         np.testing.assert_array_equal(x, y)
+
+
+def test_outputs_get_the_usual_permissions(tmp_path, short_mix):
+    old = os.umask(0o022)
+    try:
+        assert (
+            invoke("separate", short_mix, "-o", tmp_path / "o", "--loss-plot", *FAST).exit_code == 0
+        )
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "o" / "short").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path
 
 
 def test_same_seed_same_bytes_other_seed_other_output(tmp_path, short_mix):

@@ -290,6 +290,7 @@ def test_signal_mid_run_keeps_finished_mixtures_and_leaves_no_partial_file(
         proc.kill()
     name = signal.Signals(signum).name
     assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
     assert stderr.endswith(
         f"Error: interrupted by {name}: the mixture in progress was not written\n"
     )

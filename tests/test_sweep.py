@@ -221,3 +221,17 @@ def test_save_audio_keeps_the_sources_of_each_run_under_its_key(data, tmp_path):
     for index in (1, 2):
         info = sf.info(tmp_path / "audio" / row["key"] / f"source{index}.wav")
         assert (info.frames, info.channels, info.samplerate) == (mix.frames, 1, mix.samplerate)
+
+
+def test_dask_cluster_gives_the_same_rows_and_resumes(done, data, tmp_path):
+    out = tmp_path / "dask"
+    args = sweep_args(data, out, *GRID, "--scheduler", "local:2", "--no-figures")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    on_dask, serial = read_csv(out / "runs.csv"), read_csv(done[0] / "runs.csv")
+    for row in on_dask + serial:
+        del row["seconds"]
+    assert on_dask == serial
+    again = invoke(*args)
+    assert again.exit_code == 0
+    assert "8 already in" in again.stderr and "0 to run" in again.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -26,8 +25,8 @@ from ilrma_cli.batch import (
 from ilrma_cli.commands.evaluate import load_signals
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.engine import UPDATES, ILRMAConfig
-from ilrma_cli.errors import IlrmaError, Interrupted
-from ilrma_cli.execute import imap_runs, parse_scheduler
+from ilrma_cli.errors import IlrmaError
+from ilrma_cli.execute import imap_runs, interruptible, parse_scheduler
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
@@ -231,9 +230,8 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
              n_workers: int, scheduler: str | None, keep_going: bool,
              show_progress: bool) -> list[JobRecord]:  # fmt: skip
     """Run every job here, in a process pool or on Dask; failures reported as they happen."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
     records: list[JobRecord] = []
-    try:
+    with interruptible("the mixture in progress was not written"):
         if scheduler is None and (n_workers == 1 or len(jobs) == 1):
             for job in jobs:
                 record = _run_one(job, settings, options, show_progress)
@@ -244,21 +242,7 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
             records = _run_elsewhere(
                 jobs, settings, options, n_workers, scheduler, keep_going, show_progress
             )
-    except _Terminated:
-        raise Interrupted("SIGTERM", 143) from None
-    except KeyboardInterrupt:
-        raise Interrupted("SIGINT", 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return records
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every ``with`` block cleans up."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
 
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from ilrma_cli.batch import check_out_dir
 from ilrma_cli.commands.evaluate import load_signals
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.engine import UPDATES
-from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingError
-from ilrma_cli.execute import imap_processes
+from ilrma_cli.errors import InputError, OutputError, ProcessingError
+from ilrma_cli.execute import imap_processes, imap_runs, interruptible, parse_scheduler
 from ilrma_cli.io import plan_mixtures, read_mixture
 from ilrma_cli.pipeline import SeparationSettings, check_signal
 from ilrma_cli.stft import WINDOWS
@@ -158,6 +157,8 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     show_default=True,
     help="Runs in parallel (processes, one BLAS thread each).",
 )
+@click.option("--scheduler", default=None, metavar="ADDRESS|local:N",
+              help="Run on a Dask cluster (tcp://host:8786), or on local:N workers.")  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of the table."
@@ -166,7 +167,8 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
           n_fft: list[int], hop: list[int], window: list[str], n_basis: list[int],
           n_iter: list[int], update: list[str], no_normalize: bool, ref_mic: int,
           restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
-          no_figures: bool, jobs: int, no_progress: bool, as_json: bool) -> None:  # fmt: skip
+          no_figures: bool, jobs: int, scheduler: str | None, no_progress: bool,
+          as_json: bool) -> None:  # fmt: skip
     """Separate the mixture INPUT over a grid of settings and seeds and score every run.
 
     INPUT is one multichannel file, or the mono microphone files of one mixture.
@@ -188,6 +190,13 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     if seeds is not None and restarts_given is not ParameterSource.DEFAULT:
         raise click.UsageError("give --restarts or --seeds, not both")
     seeds = seeds if seeds is not None else list(range(restarts))
+    if scheduler is not None:
+        try:
+            parse_scheduler(scheduler)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--scheduler") from None
+        if jobs > 1:
+            raise click.UsageError("use either -j/--jobs or --scheduler, not both")
     too_long = [h for h in hop if h > min(n_fft)]
     if too_long:
         raise click.BadParameter(f"{too_long[0]} is larger than --n-fft {min(n_fft)}",
@@ -210,7 +219,7 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
                f"{len(runs) - len(todo)} already in {log.runs_path}, {len(todo)} to run",
                err=True)  # fmt: skip
 
-    _execute(todo, data, log, jobs, not no_progress)
+    _execute(todo, data, log, jobs, scheduler, not no_progress)
     log.sort([run.key for run in runs])
     logged = log.load()
     rows = [logged[run.key] for run in runs]
@@ -288,51 +297,34 @@ def _load_log(log: study.RunLog) -> dict[str, dict[str, str]]:
 
 
 def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jobs: int,
-             show_progress: bool) -> None:  # fmt: skip
-    """Run and log every run; on Ctrl-C or SIGTERM the finished runs stay logged."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr,
-               disable=None if show_progress else True, dynamic_ncols=True)  # fmt: skip
-    finished = 0
-    try:
-        for row, loss in _results(todo, data, jobs):
-            log.append(row, loss)
-            finished += 1
-            bar.update(1)
-            bar.set_postfix(sdri=f"{float(row['sdri']):.2f}", refresh=False)
-    except KeyboardInterrupt as err:
-        name, code = ("SIGTERM", 143) if isinstance(err, _Terminated) else ("SIGINT", 130)
-        stop = IlrmaError(f"interrupted by {name}: {finished} finished runs are in "
-                          f"{log.runs_path}; rerun the same command to resume")  # fmt: skip
-        stop.exit_code = code
-        raise stop from None
-    except (ValueError, np.linalg.LinAlgError) as err:
-        raise ProcessingError(f"a run failed ({err}); {finished} finished runs are in "
-                              f"{log.runs_path}") from None  # fmt: skip
-    finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _results(todo: list[study.Run], data: study.StudyData,
-             jobs: int) -> Iterator[tuple[dict[str, str], list[float]]]:  # fmt: skip
-    """Each run's row and losses as it finishes.
+             scheduler: str | None, show_progress: bool) -> None:  # fmt: skip
+    """Run and log every run; on Ctrl-C or SIGTERM the finished runs stay logged.
 
     Always in worker processes, even for ``-j 1``: every run then uses one BLAS thread, so
     the scores do not depend on ``-j`` (multithreaded BLAS sums in another order).
     """
     if not todo:
         return
-    for _, outcome in imap_processes(partial(study.execute_run, data=data), todo, jobs):
-        yield outcome
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
+    run = partial(study.execute_run, data=data)
+    results = (
+        imap_runs(run, todo, scheduler=scheduler) if scheduler else imap_processes(run, todo, jobs)
+    )
+    finished = 0
+    resume = f"{log.runs_path}; rerun the same command to resume"
+    with (
+        tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr,
+             disable=None if show_progress else True, dynamic_ncols=True) as bar,
+        interruptible(f"the finished runs are in {resume}"),
+    ):  # fmt: skip
+        try:
+            for _, (row, loss) in results:
+                log.append(row, loss)
+                finished += 1
+                bar.update(1)
+                bar.set_postfix(sdri=f"{float(row['sdri']):.2f}", refresh=False)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            raise ProcessingError(f"a run failed ({err}); {finished} finished runs are in "
+                                  f"{log.runs_path}") from None  # fmt: skip
 
 
 def _draw(rows: list[dict[str, str]], losses: dict[str, list[float]], input_name: str,
