@@ -64,6 +64,7 @@ class JobRecord:
     final_loss: float | None = None
     loss: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    resolved: dict[str, object] = field(default_factory=dict)  # auto STFT, kept seed, restarts
     seconds: dict[str, float] = field(default_factory=dict)
     sources: np.ndarray | None = None
 
@@ -165,7 +166,7 @@ def run_job(
         log.warning("%s: %s", audio.path, message)
 
     try:
-        separation = separate(audio.data, settings, callback=progress)
+        separation = separate(audio.data, settings, callback=progress, rate=audio.rate)
     except ValueError as err:
         raise InputError(audio.path, str(err)) from None
     record.seconds.update(separation.seconds)
@@ -174,6 +175,14 @@ def run_job(
     record.n_iter = separation.result.n_iter
     record.loss = [float(v) for v in separation.result.loss]
     record.final_loss = record.loss[-1] if record.loss else None
+    resolved = separation.settings or settings
+    assert resolved.stft is not None
+    record.resolved = {
+        "n_fft": resolved.stft.n_fft,
+        "hop": resolved.stft.hop,
+        "seed": separation.seed,
+        "final_losses": separation.final_losses,
+    }
 
     start = time.perf_counter()
     sources, message = fit_to_subtype(sources, options.subtype, options.clip_mode)
@@ -185,7 +194,8 @@ def run_job(
             writer.write(target, signal, audio.rate, options.subtype)
         if job.loss_plot is not None:
             writer.write_bytes(
-                job.loss_plot, loss_curve_png(separation.result.loss, _title(job, settings))
+                job.loss_plot,
+                loss_curve_png(separation.result.loss, _title(job, resolved, separation.seed)),
             )
         record.outputs = [str(p) for p in writer.commit()]
     record.seconds["write"] = time.perf_counter() - start
@@ -205,11 +215,12 @@ def check_sources(sources: np.ndarray, path: Path) -> None:
         raise ProcessingError(f"{path}: separated source(s) {silent} are silent; nothing written")
 
 
-def _title(job: Job, settings: SeparationSettings) -> str:
+def _title(job: Job, settings: SeparationSettings, seed: int) -> str:
     s = settings
+    assert s.stft is not None
     return (
         f"{job.mixture.track}: ILRMA {s.ilrma.update}, {s.ilrma.n_basis} bases, "
-        f"STFT {s.stft.n_fft}/{s.stft.hop} {s.stft.window}, seed {s.seed}"
+        f"STFT {s.stft.n_fft}/{s.stft.hop} {s.stft.window}, seed {seed}"
     )
 
 

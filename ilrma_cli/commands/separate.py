@@ -24,11 +24,12 @@ from ilrma_cli.batch import (
     run_job_safely,
 )
 from ilrma_cli.engine import UPDATES, ILRMAConfig
+from ilrma_cli.engine.models import MODELS
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
-from ilrma_cli.pipeline import SeparationSettings
+from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, SeparationSettings
 from ilrma_cli.stft import WINDOWS, StftConfig
 from ilrma_cli.versions import versions
 
@@ -55,16 +56,14 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 @click.option(
     "--n-fft",
     type=click.IntRange(min=2),
-    default=4096,
-    show_default=True,
-    help="STFT frame length in samples (any size).",
+    default=None,
+    help="STFT frame length in samples (any size)  [default: auto: 256 ms rounded to a power of two, 4096 at 16 kHz]",
 )
 @click.option(
     "--hop",
     type=click.IntRange(min=1),
-    default=2048,
-    show_default=True,
-    help="STFT hop in samples (at most --n-fft).",
+    default=None,
+    help="STFT hop in samples (at most --n-fft)  [default: n_fft / 4]",
 )
 @click.option("--window", type=click.Choice(WINDOWS), default="hann", show_default=True)
 @click.option(
@@ -92,6 +91,36 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 )
 @click.option("--images", is_flag=True, help="Write each source as heard at every microphone.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--restarts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs with seeds seed, seed+1, ...; keeps the lowest final negative log-likelihood.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default="gauss",
+    show_default=True,
+    help="Source model: Gaussian NMF, Student's t NMF (t-ILRMA), or bases shared by all sources (partition).",
+)
+@click.option(
+    "--dof",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Degrees of freedom of --model t.",
+)
+@click.option(
+    "--consistent", is_flag=True, help="Consistent ILRMA: enforce STFT consistency each iteration."
+)
+@click.option(
+    "--n-sources",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Sources to separate when fewer than the channels (PCA reduction)  [default: one per channel]",
+)
 @click.option("--subtype", type=click.Choice(sorted(SUBTYPES)), default="float", show_default=True)
 @click.option(
     "--clip-mode",
@@ -123,9 +152,10 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 @click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, nothing else.")
-def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int, hop: int,
+def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int | None, hop: int | None,
              window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
-             ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
+             ref_mic: int, images: bool, seed: int, restarts: int, model: str, dof: float,
+             consistent: bool, n_sources: int | None, subtype: str, clip_mode: str,
              loss_plot: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
              quiet: bool, verbose: bool, no_progress: bool, as_json: bool) -> None:  # fmt: skip
     """Separate each mixture in INPUT... into one file per source.
@@ -134,7 +164,13 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int,
     mono files recorded at the same time (the microphones of one mixture, in order).
     """
     setup_logging(quiet, verbose)
-    if hop > n_fft:
+    if hop is not None and n_fft is None:
+        raise click.BadParameter(
+            "--hop needs --n-fft (the automatic STFT sets both)", param_hint="--hop"
+        )
+    if n_fft is not None and hop is None:
+        hop = max(n_fft // AUTO_HOP_DIVISOR, 1)
+    if n_fft is not None and hop is not None and hop > n_fft:
         raise click.BadParameter(f"{hop} is larger than --n-fft {n_fft}", param_hint="--hop")
     try:
         check_template(filename)
@@ -143,13 +179,22 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int,
     if loss_plot is not None:
         require_matplotlib("--loss-plot")
     settings = SeparationSettings(
-        stft=StftConfig(n_fft, hop, window),
+        stft=None if n_fft is None or hop is None else StftConfig(n_fft, hop, window),
+        window=window,
         ilrma=ILRMAConfig(
-            n_basis=n_basis, n_iter=n_iter, update=update, normalize=not no_normalize
+            n_basis=n_basis,
+            n_iter=n_iter,
+            update=update,
+            normalize=not no_normalize,
+            model=model,
+            dof=dof,
         ),
         ref_mic=ref_mic,
         images=images,
         seed=seed,
+        restarts=restarts,
+        consistent=consistent,
+        n_sources=n_sources,
     )
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, pad)
 
@@ -195,7 +240,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
              show_progress: bool) -> JobRecord:  # fmt: skip
-    bar = tqdm(total=settings.ilrma.n_iter, desc=job.mixture.track, unit="it", file=sys.stderr,
+    bar = tqdm(total=settings.ilrma.n_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
                disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
 
     def progress(iteration: int, loss: float) -> None:
@@ -276,6 +321,7 @@ def _document(records: list[JobRecord], settings: SeparationSettings,
                 "n_samples": r.n_samples,
                 "n_iter": r.n_iter,
                 "final_loss": r.final_loss,
+                "resolved": r.resolved,
                 "warnings": r.warnings,
                 "seconds": r.seconds,
             }
