@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ilrma_cli.engine.demix import UPDATES
+from ilrma_cli.engine.iva import iva_start
 from ilrma_cli.engine.model import NMFModel
 from ilrma_cli.engine.models import MODELS
 from ilrma_cli.engine.variants import Consistency, run_variant
@@ -38,7 +39,7 @@ class ILRMAConfig:
     record_loss: bool = True
     model: str = "gauss"  # source model, see ilrma_cli.engine.models
     dof: float = 1.0  # degrees of freedom of the t model
-    iva_iter: int = 0  # first iterations with the IVA source model (variants.iva_variance)
+    iva_iter: int = 0  # IVA iterations before the ILRMA ones (engine.iva.iva_start)
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -108,9 +109,10 @@ def run(
 ) -> Result:
     """Separate ``obs`` ``(n_channels, n_freq, n_frames)`` into ``n_sources`` (= n_channels).
 
-    Randomness (the NMF initialisation) comes only from ``seed``. Models other than
-    ``gauss``, an IVA start (``iva_iter``) and consistent ILRMA (``consistency``)
-    run in :func:`ilrma_cli.engine.variants.run_variant`.
+    Randomness (the NMF initialisation) comes only from ``seed``. With ``config.iva_iter``
+    the demixing matrices start from that many IVA iterations (:mod:`ilrma_cli.engine.iva`).
+    Models other than ``gauss`` and consistent ILRMA (``consistency``) run in
+    :func:`ilrma_cli.engine.variants.run_variant`.
     """
     obs = validate_observation(obs)
     n_ch, n_freq, n_frames = obs.shape
@@ -120,8 +122,9 @@ def run(
             f"n_sources must equal n_channels ({n_ch}) for determined ILRMA, got {n_sources}"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    if config.model != "gauss" or config.iva_iter > 0 or consistency is not None:
-        return run_variant(obs, config, rng, callback, consistency, EPS)
+    start = iva_start(obs, config.iva_iter, config.update, EPS)[0] if config.iva_iter else None
+    if config.model != "gauss" or consistency is not None:
+        return run_variant(obs, config, rng, callback, consistency, EPS, start)
 
     # Work on unit mean power so that the floors are meaningful for any input level.
     scale = float(np.sqrt(np.mean(obs.real**2 + obs.imag**2)))
@@ -129,6 +132,7 @@ def run(
     x = np.ascontiguousarray((obs / scale).transpose(1, 0, 2))  # (n_freq, n_ch, n_frames)
 
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))
+    demix = demix if start is None else start
     model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS)
     update_demix = UPDATES[config.update]
 

@@ -29,11 +29,6 @@ from ilrma_cli.engine.model import NMFModel
 MODELS = ("gauss", "t", "partition")
 
 
-def gaussian_nll(power: np.ndarray, variance: np.ndarray) -> float:
-    """``sum(|y|^2 / R + log R)``: the Gaussian source term (TASLP 2016, eq. 25)."""
-    return float(np.sum(power / variance + np.log(variance)))
-
-
 class GaussNMF(NMFModel):
     """Gaussian ILRMA: ``y ~ N_c(0, R)``, ``R = basis @ activation``."""
 
@@ -41,7 +36,7 @@ class GaussNMF(NMFModel):
         return 1.0 / variance
 
     def source_nll(self, power: np.ndarray, variance: np.ndarray) -> float:
-        return gaussian_nll(power, variance)
+        return float(np.sum(power / variance + np.log(variance)))
 
 
 @dataclass
@@ -138,7 +133,7 @@ class PartitionedNMF:
         return 1.0 / variance
 
     def source_nll(self, power: np.ndarray, variance: np.ndarray) -> float:
-        return gaussian_nll(power, variance)
+        return float(np.sum(power / variance + np.log(variance)))
 
     def _ratios(self, power: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         inv_var = 1.0 / self.variance(eps)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ilrma_cli.engine.demix import UPDATES
-from ilrma_cli.engine.models import gaussian_nll, make_model
+from ilrma_cli.engine.models import SourceModel, make_model
 from ilrma_cli.engine.scaling import mixing_matrices
 
 if TYPE_CHECKING:
@@ -38,10 +38,12 @@ def run_variant(
     callback: Callback | None,
     consistency: Consistency | None,
     eps: float,
+    start: np.ndarray | None = None,
 ) -> Result:
     """Loop of :func:`ilrma_cli.engine.ilrma.run` for ``config.model`` and ``consistency``.
 
-    ``obs`` is validated ``(n_channels, n_freq, n_frames)``; returns the same ``Result``.
+    ``obs`` is validated ``(n_channels, n_freq, n_frames)``; ``start`` the initial
+    demixing matrices (default identity). Returns the same ``Result``.
     """
     from ilrma_cli.engine.ilrma import Result  # the engine module imports this one
 
@@ -50,27 +52,19 @@ def run_variant(
     scale = scale if scale > 0 else 1.0
     x = np.ascontiguousarray((obs / scale).transpose(1, 0, 2))  # (n_freq, n_ch, n_frames)
 
-    demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
+    demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1)) if start is None else start
     model = make_model(config.model, n_ch, n_freq, n_frames, config.n_basis, rng, eps, config.dof)
     update_demix = UPDATES[config.update]
 
     out = demix @ x
     power = _power(out)
     variance = model.variance(eps)
-    if config.iva_iter > 0:
-        variance = iva_variance(power, eps)
-    nll = gaussian_nll if config.iva_iter > 0 else model.source_nll
-    losses = [_loss(nll, power, variance, demix)] if config.record_loss else []
+    losses = [_loss(model, power, variance, demix)] if config.record_loss else []
 
     n_done = 0
     for it in range(1, config.n_iter + 1):
-        if it <= config.iva_iter:
-            variance = iva_variance(power, eps)
-            weights = 1.0 / variance
-        else:
-            variance = model.update(power, eps)
-            weights = model.demix_weights(power, variance)
-        out = update_demix(demix, x, out, weights)
+        variance = model.update(power, eps)
+        out = update_demix(demix, x, out, model.demix_weights(power, variance))
         power = _power(out)
         if config.normalize:
             gain = power.mean(axis=(1, 2))
@@ -81,13 +75,11 @@ def run_variant(
             model.rescale(1.0 / gain)
         if consistency is not None:
             power = consistent_power(out, demix, consistency)
-        in_iva = it < config.iva_iter  # the next update is still IVA: report its loss
-        variance = iva_variance(power, eps) if in_iva else model.variance(eps)
+        variance = model.variance(eps)
         n_done = it
         loss = float("nan")
         if config.record_loss:
-            nll = gaussian_nll if in_iva else model.source_nll
-            loss = _loss(nll, power, variance, demix)
+            loss = _loss(model, power, variance, demix)
             losses.append(loss)
         if callback is not None and callback(it, loss):
             break
@@ -115,22 +107,10 @@ def consistent_power(out: np.ndarray, demix: np.ndarray, consistency: Consistenc
     return projected.real**2 + projected.imag**2
 
 
-def iva_variance(power: np.ndarray, eps: float) -> np.ndarray:
-    """Time-varying Gaussian IVA variances ``r_nt = mean_f |y_nft|^2``, broadcast to ``power``'s shape.
-
-    The spherical source model of IVA (Ono, WASPAA 2011, with a Gaussian
-    time-varying scale) ties all frequencies of a source by their common envelope:
-    a blind permutation-free start before the NMF model takes over.
-    """
-    return np.broadcast_to(np.maximum(power.mean(axis=1, keepdims=True), eps), power.shape)
-
-
-def _loss(
-    nll: Callable[..., float], power: np.ndarray, variance: np.ndarray, demix: np.ndarray
-) -> float:
-    """Negative log-likelihood, ``nll(power, variance) - 2 n_frames sum_f log|det W_f|``."""
+def _loss(model: SourceModel, power: np.ndarray, variance: np.ndarray, demix: np.ndarray) -> float:
+    """Negative log-likelihood, ``source_nll - 2 n_frames sum_f log|det W_f|``."""
     _, logdet = np.linalg.slogdet(demix)
-    return nll(power, variance) - 2.0 * power.shape[-1] * float(np.sum(logdet))
+    return model.source_nll(power, variance) - 2.0 * power.shape[-1] * float(np.sum(logdet))
 
 
 def _power(out: np.ndarray) -> np.ndarray:
