@@ -91,15 +91,21 @@ def _side_file(targets: Sequence[Path], out_dir: Path, track: str, name: str) ->
 
 
 def plan_outputs(
-    mixtures: Sequence[MixtureInput], options: OutputOptions, force: bool
+    mixtures: Sequence[MixtureInput],
+    options: OutputOptions,
+    force: bool,
+    n_sources: int | None = None,
 ) -> list[Job]:
-    """Every target of every mixture, checked before any work: writable, distinct, not existing."""
+    """Every target of every mixture, checked before any work: writable, distinct, not existing.
+
+    One file per source: ``n_sources`` if given, else one per channel.
+    """
     check_out_dir(options.out_dir)
     jobs = []
     for mixture in mixtures:
         targets = tuple(
             options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
-            for i in range(mixture.n_channels)
+            for i in range(min(n_sources or mixture.n_channels, mixture.n_channels))
         )
         plot = None
         if options.loss_plot is not None:
@@ -154,8 +160,12 @@ def run_job(
     options: OutputOptions,
     progress: Callable[[int, float], bool | None] | None = None,
     keep_sources: bool = False,
+    workers: int = 1,
 ) -> JobRecord:
-    """Read, separate and write one mixture; all its files appear together or not at all."""
+    """Read, separate and write one mixture; all its files appear together or not at all.
+
+    ``workers`` processes run the restarts of the separation.
+    """
     record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
     start = time.perf_counter()
     audio = read_mixture(job.mixture, pad=options.pad)
@@ -166,7 +176,9 @@ def run_job(
         log.warning("%s: %s", audio.path, message)
 
     try:
-        separation = separate(audio.data, settings, callback=progress, rate=audio.rate)
+        separation = separate(
+            audio.data, settings, callback=progress, rate=audio.rate, workers=workers
+        )
     except ValueError as err:
         raise InputError(audio.path, str(err)) from None
     record.seconds.update(separation.seconds)

@@ -5,8 +5,12 @@ The library entry point behind ``ilrma separate`` (no files, no printing).
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
 
 import numpy as np
 
@@ -16,6 +20,7 @@ from ilrma_cli.engine.reduce import expand_demix, principal_subspace
 from ilrma_cli.engine.variants import Consistency
 from ilrma_cli.stft import StftConfig, istft, stft
 
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
 AUTO_FRAME_SECONDS = 0.256
 AUTO_HOP_DIVISOR = 4
@@ -121,10 +126,11 @@ def separate(
     settings: SeparationSettings,
     callback: Callback | None = None,
     rate: int | None = None,
+    workers: int = 1,
 ) -> Separation:
     """Separate ``mixture`` ``(n_channels, n_samples)`` into ``settings.n_sources`` (default: channels).
 
-    ``rate`` (Hz) is needed only for the "auto" STFT.
+    ``rate`` (Hz) is needed only for the "auto" STFT; ``workers`` processes run the restarts.
     """
     settings = settings.for_rate(rate)
     assert settings.stft is not None
@@ -138,8 +144,8 @@ def separate(
     seconds["stft"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    consistency = _consistency(mixture.shape[1], settings.stft) if settings.consistent else None
-    result, seed, losses = _best_of_restarts(obs, settings, callback, consistency)
+    consistency = _StftConsistency(mixture.shape[1], settings.stft) if settings.consistent else None
+    result, seed, losses = _best_of_restarts(obs, settings, callback, consistency, workers)
     if basis is not None:
         result = replace(result, demix=expand_demix(result.demix, basis))
     seconds["ilrma"] = time.perf_counter() - start
@@ -157,29 +163,67 @@ def _best_of_restarts(
     settings: SeparationSettings,
     callback: Callback | None,
     consistency: Consistency | None,
+    workers: int,
 ) -> tuple[Result, int, list[float]]:
-    """Run seeds ``seed .. seed + restarts - 1``; keep the lowest final loss (a blind criterion)."""
+    """Run seeds ``seed .. seed + restarts - 1``; keep the lowest final loss (a blind criterion).
+
+    With ``workers > 1`` the restarts run in that many processes (same numbers);
+    ``callback`` then sees each run's losses when it finishes and cannot stop it.
+    """
     config = settings.ilrma
     if settings.restarts > 1 and not config.record_loss:
         config = replace(config, record_loss=True)
+    seeds = [settings.seed + k for k in range(settings.restarts)]
+    if workers > 1 and len(seeds) > 1:
+        results = _run_in_processes(obs, config, seeds, consistency, workers, callback)
+    else:
+        results = (run(obs, config, seed, callback, consistency=consistency) for seed in seeds)
     best: Result | None = None
-    best_seed, losses = settings.seed, []
-    for k in range(settings.restarts):
-        result = run(
-            obs, config, seed=settings.seed + k, callback=callback, consistency=consistency
-        )
+    best_seed, best_loss, losses = settings.seed, np.inf, []
+    for seed, result in zip(seeds, results, strict=True):
         final = float(result.loss[-1]) if result.loss.size else float("nan")
         losses.append(final)
-        if best is None or final < losses[best_seed - settings.seed]:
-            best, best_seed = result, settings.seed + k
+        if best is None or final < best_loss:
+            best, best_seed, best_loss = result, seed, final
     assert best is not None
     return best, best_seed, losses
 
 
-def _consistency(n_samples: int, config: StftConfig) -> Consistency:
-    """``y -> STFT(iSTFT(y))`` for spectrograms ``(n_sources, n_freq, n_frames)``."""
+def _run_in_processes(
+    obs: np.ndarray,
+    config: ILRMAConfig,
+    seeds: list[int],
+    consistency: Consistency | None,
+    workers: int,
+    callback: Callback | None,
+) -> Iterator[Result]:
+    """:func:`run` for each seed in a process pool (one BLAS thread per process), in order."""
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
+    os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # workers inherit it at start
+    try:
+        pool = ProcessPoolExecutor(min(workers, len(seeds)), mp_context=get_context("spawn"))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    with pool:
+        futures = [pool.submit(run, obs, config, seed, None, None, consistency) for seed in seeds]
+        for future in futures:
+            result = future.result()
+            if callback is not None:
+                for it, loss in enumerate(result.loss[1:], start=1):
+                    callback(it, float(loss))
+            yield result
 
-    def project(spec: np.ndarray) -> np.ndarray:
-        return stft(istft(spec, n_samples, config), config)
 
-    return project
+@dataclass(frozen=True)
+class _StftConsistency:
+    """``y -> STFT(iSTFT(y))`` for spectrograms ``(n_sources, n_freq, n_frames)`` (picklable)."""
+
+    n_samples: int
+    config: StftConfig
+
+    def __call__(self, spec: np.ndarray) -> np.ndarray:
+        return stft(istft(spec, self.n_samples, self.config), self.config)

@@ -11,6 +11,7 @@ from scipy.signal import fftconvolve
 
 from ilrma_cli.engine import ILRMAConfig, run
 from ilrma_cli.engine.ilrma import EPS
+from ilrma_cli.engine.iva import iva_start
 from ilrma_cli.engine.variants import run_variant
 from ilrma_cli.pipeline import SeparationSettings, auto_stft, separate
 from ilrma_cli.stft import StftConfig
@@ -42,13 +43,14 @@ def test_loss_never_increases_without_normalisation(model, dof, update):
     assert loss[-1] < loss[0]
 
 
-def test_iva_start_lowers_its_own_loss_then_hands_over_to_nmf():
+@pytest.mark.parametrize("update", ["ip", "iss", "ip2"])
+def test_iva_start_never_raises_its_loss_and_seeds_the_ilrma_run(update):
     obs = laplace_mixture(n_ch=3)
-    config = ILRMAConfig(n_basis=2, n_iter=20, normalize=False, iva_iter=10)
-    loss = run(obs, config, seed=0).loss
-    # loss[0..9]: IVA model before iterations 1..10; loss[10..]: NMF model from there on.
-    assert np.all(np.diff(loss[:10]) <= 1e-9 * np.abs(loss[:9]))
-    assert np.all(np.diff(loss[10:]) <= 1e-9 * np.abs(loss[10:-1]))
+    demix, loss = iva_start(obs, 15, update)
+    assert loss.shape == (16,)
+    assert np.all(np.diff(loss) <= 1e-9 * np.abs(loss[:-1])) and loss[-1] < loss[0]
+    started = run(obs, ILRMAConfig(n_iter=0, update=update, iva_iter=15), seed=0)
+    np.testing.assert_allclose(started.demix, demix)
 
 
 def test_normalisation_keeps_the_t_loss_comparable():
@@ -95,6 +97,9 @@ def test_restarts_keep_the_run_with_the_lowest_final_loss(dev_case):
     assert best.final_losses == pytest.approx(finals)
     assert best.seed == 5 + int(np.argmin(finals))
     np.testing.assert_array_equal(best.sources, single[int(np.argmin(finals))].sources)
+    parallel = separate(mix, replace(base, seed=5, restarts=3), workers=2)
+    assert parallel.seed == best.seed
+    np.testing.assert_array_equal(parallel.sources, best.sources)
 
 
 def test_pca_reduction_separates_two_sources_at_three_mics(dev_case):

@@ -144,7 +144,7 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Mixtures separated in parallel (processes, one BLAS thread each).",
+    help="Processes (one BLAS thread each): mixtures in parallel, or the restarts of a single mixture.",
 )
 @click.option("--keep-going", is_flag=True, help="Go on with the other mixtures after a failure.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
@@ -199,7 +199,7 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int 
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, pad)
 
     mixtures = plan_mixtures(inputs)
-    planned = plan_outputs(mixtures, options, force)
+    planned = plan_outputs(mixtures, options, force, n_sources)
     show_progress = not (no_progress or quiet)
     records = _run_all(planned, settings, options, jobs, keep_going, show_progress)
 
@@ -220,8 +220,8 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
     records: list[JobRecord] = []
     try:
         if n_workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                record = _run_one(job, settings, options, show_progress)
+            for job in jobs:  # one mixture: its restarts use the -j processes
+                record = _run_one(job, settings, options, show_progress, n_workers)
                 records.append(record)
                 if record.status != "ok" and not keep_going:
                     break
@@ -239,7 +239,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
-             show_progress: bool) -> JobRecord:  # fmt: skip
+             show_progress: bool, workers: int = 1) -> JobRecord:  # fmt: skip
     bar = tqdm(total=settings.ilrma.n_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
                disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
 
@@ -249,7 +249,7 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
             bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
 
     try:
-        return run_job(job, settings, options, progress)
+        return run_job(job, settings, options, progress, workers=workers)
     except IlrmaError as err:
         _report_failure(err.format_message())
         return JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths], status="error",
