@@ -22,13 +22,21 @@ from ilrma_cli.stft import StftConfig, istft, stft
 
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
-AUTO_FRAME_SECONDS = 0.256
+AUTO_FRAME_SECONDS = 0.2
 AUTO_HOP_DIVISOR = 4
+# Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
+DEFAULT_ILRMA = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20)
 
 
-def auto_stft(rate: int, window: str = "hann") -> StftConfig:
-    """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, scaled with the rate."""
+def auto_stft(rate: int, window: str = "hann", n_samples: int | None = None) -> StftConfig:
+    """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
+
+    The frame is about 200 ms rounded to a power of two (halved while longer than
+    ``n_samples``), the hop a quarter of it.
+    """
     n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS * rate))), 4)
+    while n_samples is not None and n_fft > max(n_samples, 16):
+        n_fft //= 2
     return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, window)
 
 
@@ -44,7 +52,7 @@ class SeparationSettings:
 
     stft: StftConfig | None = None
     window: str = "hann"
-    ilrma: ILRMAConfig = field(default_factory=ILRMAConfig)
+    ilrma: ILRMAConfig = DEFAULT_ILRMA
     ref_mic: int = 0
     images: bool = False
     seed: int = 0
@@ -58,13 +66,13 @@ class SeparationSettings:
         if self.n_sources is not None and self.n_sources < 2:
             raise ValueError(f"n_sources must be >= 2, got {self.n_sources}")
 
-    def for_rate(self, rate: int | None) -> SeparationSettings:
-        """These settings with the "auto" STFT resolved for ``rate`` Hz."""
+    def for_signal(self, rate: int | None, n_samples: int | None = None) -> SeparationSettings:
+        """These settings with the "auto" STFT resolved for ``rate`` Hz and ``n_samples``."""
         if self.stft is not None:
             return self
         if rate is None:
             raise ValueError("the automatic STFT size needs the sample rate")
-        return replace(self, stft=auto_stft(rate, self.window))
+        return replace(self, stft=auto_stft(rate, self.window, n_samples))
 
     def to_dict(self) -> dict[str, object]:
         stft_part: dict[str, object] = (
@@ -132,7 +140,7 @@ def separate(
 
     ``rate`` (Hz) is needed only for the "auto" STFT; ``workers`` processes run the restarts.
     """
-    settings = settings.for_rate(rate)
+    settings = settings.for_signal(rate, mixture.shape[-1])
     assert settings.stft is not None
     check_signal(mixture, settings)
     seconds: dict[str, float] = {}

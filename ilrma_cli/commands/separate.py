@@ -29,7 +29,7 @@ from ilrma_cli.errors import IlrmaError
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
-from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, SeparationSettings
+from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, DEFAULT_ILRMA, SeparationSettings
 from ilrma_cli.stft import WINDOWS, StftConfig
 from ilrma_cli.versions import versions
 
@@ -69,17 +69,26 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 @click.option(
     "--n-basis",
     type=click.IntRange(min=1),
-    default=2,
+    default=DEFAULT_ILRMA.n_basis,
     show_default=True,
     help="NMF bases per source.",
 )
-@click.option("--n-iter", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option(
+    "--n-iter", type=click.IntRange(min=0), default=DEFAULT_ILRMA.n_iter, show_default=True
+)
 @click.option(
     "--update",
     type=click.Choice(sorted(UPDATES)),
-    default="ip",
+    default=DEFAULT_ILRMA.update,
     show_default=True,
     help="Demixing update rule.",
+)
+@click.option(
+    "--iva-iter",
+    type=click.IntRange(min=0),
+    default=DEFAULT_ILRMA.iva_iter,
+    show_default=True,
+    help="IVA iterations before ILRMA (a permutation-free start for the NMF model).",
 )
 @click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
 @click.option(
@@ -153,7 +162,7 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, nothing else.")
 def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int | None, hop: int | None,
-             window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
+             window: str, n_basis: int, n_iter: int, update: str, iva_iter: int, no_normalize: bool,
              ref_mic: int, images: bool, seed: int, restarts: int, model: str, dof: float,
              consistent: bool, n_sources: int | None, subtype: str, clip_mode: str,
              loss_plot: str | None, pad: bool, jobs: int, keep_going: bool, force: bool,
@@ -188,6 +197,7 @@ def separate(inputs: tuple[Path, ...], out_dir: Path, filename: str, n_fft: int 
             normalize=not no_normalize,
             model=model,
             dof=dof,
+            iva_iter=iva_iter,
         ),
         ref_mic=ref_mic,
         images=images,
