@@ -28,15 +28,12 @@ AUTO_HOP_DIVISOR = 4
 DEFAULT_ILRMA = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20)
 
 
-def auto_stft(rate: int, window: str = "hann", n_samples: int | None = None) -> StftConfig:
+def auto_stft(rate: int, window: str = "hann") -> StftConfig:
     """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
 
-    The frame is about 200 ms rounded to a power of two (halved while longer than
-    ``n_samples``), the hop a quarter of it.
+    The frame is about 200 ms rounded to a power of two, the hop a quarter of it.
     """
     n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS * rate))), 4)
-    while n_samples is not None and n_fft > max(n_samples, 16):
-        n_fft //= 2
     return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, window)
 
 
@@ -66,13 +63,13 @@ class SeparationSettings:
         if self.n_sources is not None and self.n_sources < 2:
             raise ValueError(f"n_sources must be >= 2, got {self.n_sources}")
 
-    def for_signal(self, rate: int | None, n_samples: int | None = None) -> SeparationSettings:
-        """These settings with the "auto" STFT resolved for ``rate`` Hz and ``n_samples``."""
+    def for_rate(self, rate: int | None) -> SeparationSettings:
+        """These settings with the "auto" STFT resolved for ``rate`` Hz."""
         if self.stft is not None:
             return self
         if rate is None:
             raise ValueError("the automatic STFT size needs the sample rate")
-        return replace(self, stft=auto_stft(rate, self.window, n_samples))
+        return replace(self, stft=auto_stft(rate, self.window))
 
     def to_dict(self) -> dict[str, object]:
         stft_part: dict[str, object] = (
@@ -140,7 +137,7 @@ def separate(
 
     ``rate`` (Hz) is needed only for the "auto" STFT; ``workers`` processes run the restarts.
     """
-    settings = settings.for_signal(rate, mixture.shape[-1])
+    settings = settings.for_rate(rate)
     assert settings.stft is not None
     check_signal(mixture, settings)
     seconds: dict[str, float] = {}
