@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench quality clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/run.py
+
+quality: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

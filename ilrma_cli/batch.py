@@ -87,6 +87,7 @@ class JobRecord:
     final_loss: float | None = None
     loss: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    resolved: dict[str, object] = field(default_factory=dict)  # auto STFT, kept seed, restarts
     seconds: dict[str, float] = field(default_factory=dict)
     sources: np.ndarray | None = None
     metrics: dict | None = None
@@ -128,17 +129,19 @@ def plan_outputs(
     options: OutputOptions,
     force: bool,
     references: References | None = None,
+    n_sources: int | None = None,
 ) -> list[Job]:
     """Every target of every mixture, checked before any work: writable, distinct, not existing.
 
-    ``references`` (for a single mixture) adds a ``report.json`` beside the outputs.
+    One file per source: ``n_sources`` if given, else one per channel. ``references``
+    (for a single mixture) adds a ``report.json`` beside the outputs.
     """
     check_out_dir(options.out_dir)
     jobs = []
     for mixture in mixtures:
         targets = tuple(
             options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
-            for i in range(mixture.n_channels)
+            for i in range(min(n_sources or mixture.n_channels, mixture.n_channels))
         )
         figure = partial(
             _figure_path, targets=targets, out_dir=options.out_dir, track=mixture.track
@@ -199,8 +202,12 @@ def run_job(
     options: OutputOptions,
     progress: Callable[[int, float], bool | None] | None = None,
     keep_sources: bool = False,
+    workers: int = 1,
 ) -> JobRecord:
-    """Read, separate and write one mixture; all its files appear together or not at all."""
+    """Read, separate and write one mixture; all its files appear together or not at all.
+
+    ``workers`` processes run the restarts of the separation.
+    """
     record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
     start = time.perf_counter()
     audio = read_mixture(job.mixture, pad=options.pad)
@@ -211,7 +218,9 @@ def run_job(
         log.warning("%s: %s", audio.path, message)
 
     try:
-        separation = separate(audio.data, settings, callback=progress)
+        separation = separate(
+            audio.data, settings, callback=progress, rate=audio.rate, workers=workers
+        )
     except ValueError as err:
         raise InputError(audio.path, str(err)) from None
     record.seconds.update(separation.seconds)
@@ -220,6 +229,14 @@ def run_job(
     record.n_iter = separation.result.n_iter
     record.loss = [float(v) for v in separation.result.loss]
     record.final_loss = record.loss[-1] if record.loss else None
+    resolved = separation.settings or settings
+    assert resolved.stft is not None
+    record.resolved = {
+        "n_fft": resolved.stft.n_fft,
+        "hop": resolved.stft.hop,
+        "seed": separation.seed,
+        "final_losses": separation.final_losses,
+    }
 
     start = time.perf_counter()
     sources, message = fit_to_subtype(sources, options.subtype, options.clip_mode)
@@ -238,7 +255,8 @@ def run_job(
             writer.write(target, signal, audio.rate, options.subtype)
         if job.loss_plot is not None:
             writer.write_bytes(
-                job.loss_plot, loss_curve_png(separation.result.loss, _title(job, settings))
+                job.loss_plot,
+                loss_curve_png(separation.result.loss, _title(job, resolved, separation.seed)),
             )
         if job.spectrograms is not None:
             at_ref = (
@@ -248,12 +266,12 @@ def run_job(
                 audio.data[settings.ref_mic],
                 at_ref,
                 audio.rate,
-                _title(job, settings),
+                _title(job, resolved, separation.seed),
                 f"mixture (mic {settings.ref_mic})",
             )
             writer.write_bytes(job.spectrograms, figure)
         if job.report is not None:
-            writer.write_bytes(job.report, _report_json(record, job, settings))
+            writer.write_bytes(job.report, _report_json(record, job, resolved))
         record.outputs = [str(p) for p in writer.commit()]
     record.seconds["write"] = time.perf_counter() - start
     record.seconds["total"] = sum(record.seconds.values())
@@ -316,11 +334,12 @@ def check_sources(sources: np.ndarray, path: Path) -> None:
         raise ProcessingError(f"{path}: separated source(s) {silent} are silent; nothing written")
 
 
-def _title(job: Job, settings: SeparationSettings) -> str:
+def _title(job: Job, settings: SeparationSettings, seed: int) -> str:
     s = settings
+    assert s.stft is not None
     return (
         f"{job.mixture.track}: ILRMA {s.ilrma.update}, {s.ilrma.n_basis} bases, "
-        f"STFT {s.stft.n_fft}/{s.stft.hop} {s.stft.window}, seed {s.seed}"
+        f"STFT {s.stft.n_fft}/{s.stft.hop} {s.stft.window}, seed {seed}"
     )
 
 

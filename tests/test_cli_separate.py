@@ -120,6 +120,28 @@ def test_json_is_the_only_stdout_and_holds_what_it_promises(tmp_path, short_mix)
     assert set(mixture["seconds"]) >= {"read", "stft", "ilrma", "istft", "write", "total"}
 
 
+def test_json_reports_the_automatic_stft_and_the_kept_restart(tmp_path, short_mix):
+    result = invoke("separate", short_mix, "-o", tmp_path, "--json", "--n-iter", "3",
+                    "--restarts", "2", "--seed", "7")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["settings"]["n_fft"], doc["settings"]["hop"]) == ("auto", "auto")
+    assert doc["settings"]["restarts"] == 2
+    resolved = doc["mixtures"][0]["resolved"]
+    assert (resolved["n_fft"], resolved["hop"]) == (4096, 1024)
+    assert len(resolved["final_losses"]) == 2
+    assert resolved["seed"] == 7 + int(np.argmin(resolved["final_losses"]))
+
+
+def test_n_sources_below_the_channels_writes_that_many_files(tmp_path, short_mix):
+    data, rate = sf.read(short_mix)
+    three = tmp_path / "three.wav"
+    sf.write(three, np.column_stack([data, data[:, 0] - 0.5 * data[:, 1]]), rate, subtype="FLOAT")
+    result = invoke("separate", three, "-o", tmp_path / "o", "--n-sources", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "o") == ["three/source1.wav", "three/source2.wav"]
+
+
 def test_existing_outputs_are_refused_before_any_work_and_kept(tmp_path, short_mix):
     assert invoke("separate", short_mix, "-o", tmp_path, *FAST).exit_code == 0
     target = tmp_path / "short" / "source1.wav"
@@ -239,7 +261,15 @@ def test_loss_plot_is_a_png_beside_the_outputs(tmp_path, short_mix):
     ("args", "message"),
     [
         (["--n-fft", "0"], "Invalid value for '--n-fft'"),
-        (["--hop", "5000"], "Invalid value for --hop: 5000 is larger than --n-fft 4096"),
+        (
+            ["--n-fft", "4096", "--hop", "5000"],
+            "Invalid value for --hop: 5000 is larger than --n-fft 4096",
+        ),
+        (["--hop", "512"], "Invalid value for --hop: --hop needs --n-fft"),
+        (["--restarts", "0"], "Invalid value for '--restarts'"),
+        (["--model", "laplace"], "Invalid value for '--model'"),
+        (["--dof", "0"], "Invalid value for '--dof'"),
+        (["--n-sources", "1"], "Invalid value for '--n-sources'"),
         (["--n-iter", "-1"], "Invalid value for '--n-iter'"),
         (["--n-basis", "0"], "Invalid value for '--n-basis'"),
         (["--update", "foo"], "Invalid value for '--update'"),

@@ -25,12 +25,13 @@ from ilrma_cli.batch import (
 from ilrma_cli.commands.evaluate import load_signals
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.engine import UPDATES, ILRMAConfig
+from ilrma_cli.engine.models import MODELS
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.execute import imap_runs, interruptible, parse_scheduler
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
-from ilrma_cli.pipeline import SeparationSettings
+from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, DEFAULT_ILRMA, SeparationSettings
 from ilrma_cli.stft import WINDOWS, StftConfig
 from ilrma_cli.versions import versions
 
@@ -64,32 +65,39 @@ log = logging.getLogger("ilrma")
 @click.option(
     "--n-fft",
     type=click.IntRange(min=2),
-    default=4096,
-    show_default=True,
-    help="STFT frame length in samples (any size).",
+    default=None,
+    help="STFT frame length in samples (any size)  [default: auto: 256 ms rounded to a power of two, 4096 at 16 kHz]",
 )
 @click.option(
     "--hop",
     type=click.IntRange(min=1),
-    default=2048,
-    show_default=True,
-    help="STFT hop in samples (at most --n-fft).",
+    default=None,
+    help="STFT hop in samples (at most --n-fft)  [default: n_fft / 4]",
 )
 @click.option("--window", type=click.Choice(WINDOWS), default="hann", show_default=True)
 @click.option(
     "--n-basis",
     type=click.IntRange(min=1),
-    default=2,
+    default=DEFAULT_ILRMA.n_basis,
     show_default=True,
     help="NMF bases per source.",
 )
-@click.option("--n-iter", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option(
+    "--n-iter", type=click.IntRange(min=0), default=DEFAULT_ILRMA.n_iter, show_default=True
+)
 @click.option(
     "--update",
     type=click.Choice(sorted(UPDATES)),
-    default="ip",
+    default=DEFAULT_ILRMA.update,
     show_default=True,
     help="Demixing update rule.",
+)
+@click.option(
+    "--iva-iter",
+    type=click.IntRange(min=0),
+    default=DEFAULT_ILRMA.iva_iter,
+    show_default=True,
+    help="IVA iterations before ILRMA (a permutation-free start for the NMF model).",
 )
 @click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
 @click.option(
@@ -101,6 +109,36 @@ log = logging.getLogger("ilrma")
 )
 @click.option("--images", is_flag=True, help="Write each source as heard at every microphone.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--restarts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs with seeds seed, seed+1, ...; keeps the lowest final negative log-likelihood.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default="gauss",
+    show_default=True,
+    help="Source model: Gaussian NMF, Student's t NMF (t-ILRMA), or bases shared by all sources (partition).",
+)
+@click.option(
+    "--dof",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Degrees of freedom of --model t.",
+)
+@click.option(
+    "--consistent", is_flag=True, help="Consistent ILRMA: enforce STFT consistency each iteration."
+)
+@click.option(
+    "--n-sources",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Sources to separate when fewer than the channels (PCA reduction)  [default: one per channel]",
+)
 @click.option("--subtype", type=click.Choice(sorted(SUBTYPES)), default="float", show_default=True)
 @click.option(
     "--clip-mode",
@@ -132,7 +170,7 @@ log = logging.getLogger("ilrma")
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Mixtures separated in parallel (processes, one BLAS thread each).",
+    help="Processes (one BLAS thread each): mixtures in parallel, or the restarts of a single mixture.",
 )
 @click.option(
     "--scheduler",
@@ -154,11 +192,42 @@ log = logging.getLogger("ilrma")
 @click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, nothing else.")
-def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, filename: str, n_fft: int, hop: int,
-             window: str, n_basis: int, n_iter: int, update: str, no_normalize: bool,
-             ref_mic: int, images: bool, seed: int, subtype: str, clip_mode: str,
-             loss_plot: str | None, spectrograms: str | None, pad: bool, refs: tuple[Path, ...], jobs: int, scheduler: str | None, keep_going: bool, force: bool,
-             quiet: bool, verbose: bool, no_progress: bool, as_json: bool) -> None:  # fmt: skip
+def separate(
+    inputs: tuple[Path, ...],
+    from_list: TextIO | None,
+    out_dir: Path,
+    filename: str,
+    n_fft: int | None,
+    hop: int | None,
+    window: str,
+    n_basis: int,
+    n_iter: int,
+    update: str,
+    iva_iter: int,
+    no_normalize: bool,
+    ref_mic: int,
+    images: bool,
+    seed: int,
+    restarts: int,
+    model: str,
+    dof: float,
+    consistent: bool,
+    n_sources: int | None,
+    subtype: str,
+    clip_mode: str,
+    loss_plot: str | None,
+    spectrograms: str | None,
+    pad: bool,
+    refs: tuple[Path, ...],
+    jobs: int,
+    scheduler: str | None,
+    keep_going: bool,
+    force: bool,
+    quiet: bool,
+    verbose: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
     """Separate each mixture in INPUT... into one file per source.
 
     INPUT is one or more multichannel files (one mixture each), or two or more
@@ -175,7 +244,13 @@ def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, 
             raise click.BadParameter(str(err), param_hint="--scheduler") from None
         if jobs > 1:
             raise click.UsageError("use either -j/--jobs or --scheduler, not both")
-    if hop > n_fft:
+    if hop is not None and n_fft is None:
+        raise click.BadParameter(
+            "--hop needs --n-fft (the automatic STFT sets both)", param_hint="--hop"
+        )
+    if n_fft is not None and hop is None:
+        hop = max(n_fft // AUTO_HOP_DIVISOR, 1)
+    if n_fft is not None and hop is not None and hop > n_fft:
         raise click.BadParameter(f"{hop} is larger than --n-fft {n_fft}", param_hint="--hop")
     try:
         check_template(filename)
@@ -185,13 +260,23 @@ def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, 
         if value is not None:
             require_matplotlib(name)
     settings = SeparationSettings(
-        stft=StftConfig(n_fft, hop, window),
+        stft=None if n_fft is None or hop is None else StftConfig(n_fft, hop, window),
+        window=window,
         ilrma=ILRMAConfig(
-            n_basis=n_basis, n_iter=n_iter, update=update, normalize=not no_normalize
+            n_basis=n_basis,
+            n_iter=n_iter,
+            update=update,
+            normalize=not no_normalize,
+            model=model,
+            dof=dof,
+            iva_iter=iva_iter,
         ),
         ref_mic=ref_mic,
         images=images,
         seed=seed,
+        restarts=restarts,
+        consistent=consistent,
+        n_sources=n_sources,
     )
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
 
@@ -202,7 +287,7 @@ def separate(inputs: tuple[Path, ...], from_list: TextIO | None, out_dir: Path, 
             raise click.UsageError("--refs scores one mixture: give a single mixture with it")
         signals, rate = load_signals(refs, ref_mic)
         references = References(signals, rate, refs)
-    planned = plan_outputs(mixtures, options, force, references)
+    planned = plan_outputs(mixtures, options, force, references, n_sources)
     show_progress = not (no_progress or quiet)
     records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress)
 
@@ -233,8 +318,8 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
     records: list[JobRecord] = []
     with interruptible("the mixture in progress was not written"):
         if scheduler is None and (n_workers == 1 or len(jobs) == 1):
-            for job in jobs:
-                record = _run_one(job, settings, options, show_progress)
+            for job in jobs:  # one mixture: its restarts use the -j processes
+                record = _run_one(job, settings, options, show_progress, n_workers)
                 records.append(record)
                 if record.status != "ok" and not keep_going:
                     break
@@ -246,8 +331,8 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
 
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
-             show_progress: bool) -> JobRecord:  # fmt: skip
-    bar = tqdm(total=settings.ilrma.n_iter, desc=job.mixture.track, unit="it", file=sys.stderr,
+             show_progress: bool, workers: int = 1) -> JobRecord:  # fmt: skip
+    bar = tqdm(total=settings.ilrma.n_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
                disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
 
     def progress(iteration: int, loss: float) -> None:
@@ -256,7 +341,7 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
             bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
 
     try:
-        return run_job(job, settings, options, progress)
+        return run_job(job, settings, options, progress, workers=workers)
     except IlrmaError as err:
         _report_failure(err.format_message())
         return JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths], status="error",
@@ -307,6 +392,7 @@ def _document(records: list[JobRecord], settings: SeparationSettings,
                 "n_samples": r.n_samples,
                 "n_iter": r.n_iter,
                 "final_loss": r.final_loss,
+                "resolved": r.resolved,
                 "warnings": r.warnings,
                 "metrics": r.metrics,
                 "seconds": r.seconds,

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ilrma_cli.engine.demix import UPDATES
+from ilrma_cli.engine.iva import iva_start
 from ilrma_cli.engine.model import NMFModel
+from ilrma_cli.engine.models import MODELS
+from ilrma_cli.engine.variants import Consistency, run_variant
 
 # Called after each iteration with (iteration, loss); loss is NaN when it is not
 # recorded. Returning True stops the run after that iteration.
@@ -34,6 +37,9 @@ class ILRMAConfig:
     update: str = "ip"
     normalize: bool = True
     record_loss: bool = True
+    model: str = "gauss"  # source model, see ilrma_cli.engine.models
+    dof: float = 1.0  # degrees of freedom of the t model
+    iva_iter: int = 0  # IVA iterations before the ILRMA ones (engine.iva.iva_start)
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -44,6 +50,12 @@ class ILRMAConfig:
             raise ValueError(
                 f"unknown update {self.update!r}; choose one of {', '.join(sorted(UPDATES))}"
             )
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if not self.dof > 0:
+            raise ValueError(f"dof must be positive, got {self.dof!r}")
+        if not isinstance(self.iva_iter, int | np.integer) or self.iva_iter < 0:
+            raise ValueError(f"iva_iter must be an integer >= 0, got {self.iva_iter!r}")
 
 
 @dataclass
@@ -93,10 +105,14 @@ def run(
     seed: int | np.random.Generator = 0,
     callback: Callback | None = None,
     n_sources: int | None = None,
+    consistency: Consistency | None = None,
 ) -> Result:
     """Separate ``obs`` ``(n_channels, n_freq, n_frames)`` into ``n_sources`` (= n_channels).
 
-    Randomness (the NMF initialisation) comes only from ``seed``.
+    Randomness (the NMF initialisation) comes only from ``seed``. With ``config.iva_iter``
+    the demixing matrices start from that many IVA iterations (:mod:`ilrma_cli.engine.iva`).
+    Models other than ``gauss`` and consistent ILRMA (``consistency``) run in
+    :func:`ilrma_cli.engine.variants.run_variant`.
     """
     obs = validate_observation(obs)
     n_ch, n_freq, n_frames = obs.shape
@@ -106,6 +122,9 @@ def run(
             f"n_sources must equal n_channels ({n_ch}) for determined ILRMA, got {n_sources}"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    start = iva_start(obs, config.iva_iter, config.update, EPS)[0] if config.iva_iter else None
+    if config.model != "gauss" or consistency is not None:
+        return run_variant(obs, config, rng, callback, consistency, EPS, start)
 
     # Work on unit mean power so that the floors are meaningful for any input level.
     scale = float(np.sqrt(np.mean(obs.real**2 + obs.imag**2)))
@@ -113,6 +132,7 @@ def run(
     x = np.ascontiguousarray((obs / scale).transpose(1, 0, 2))  # (n_freq, n_ch, n_frames)
 
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))
+    demix = demix if start is None else start
     model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS)
     update_demix = UPDATES[config.update]
 

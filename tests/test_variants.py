@@ -1,0 +1,139 @@
+"""Source-model variants, consistent ILRMA, restarts, PCA reduction and the automatic STFT."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import sdr_improvement
+from scipy.signal import fftconvolve
+
+from ilrma_cli.engine import ILRMAConfig, run
+from ilrma_cli.engine.ilrma import EPS
+from ilrma_cli.engine.iva import iva_start
+from ilrma_cli.engine.variants import run_variant
+from ilrma_cli.pipeline import SeparationSettings, auto_stft, separate
+from ilrma_cli.stft import StftConfig
+
+
+def laplace_mixture(
+    seed: int = 0, n_ch: int = 2, n_freq: int = 33, n_frames: int = 60
+) -> np.ndarray:
+    """Heavy-tailed complex sources mixed by a random matrix per frequency ``(n_ch, n_freq, n_frames)``."""
+    rng = np.random.default_rng(seed)
+    scale = rng.exponential(1.0, (n_ch, n_freq, n_frames))
+    src = np.sqrt(scale) * (
+        rng.standard_normal(scale.shape) + 1j * rng.standard_normal(scale.shape)
+    )
+    mixing = rng.standard_normal((n_freq, n_ch, n_ch)) + 1j * rng.standard_normal(
+        (n_freq, n_ch, n_ch)
+    )
+    return np.einsum("fmn,nft->mft", mixing, src)
+
+
+@pytest.mark.parametrize("update", ["ip", "iss", "ip2"])
+@pytest.mark.parametrize(("model", "dof"), [("t", 1.0), ("t", 5.0), ("partition", 1.0)])
+def test_loss_never_increases_without_normalisation(model, dof, update):
+    obs = laplace_mixture(n_ch=3 if update == "ip2" else 2)
+    config = ILRMAConfig(n_basis=2, n_iter=25, update=update, normalize=False, model=model, dof=dof)
+    loss = run(obs, config, seed=1).loss
+    assert loss.shape == (26,)
+    assert np.all(np.diff(loss) <= 1e-9 * np.abs(loss[:-1])), np.diff(loss).max()
+    assert loss[-1] < loss[0]
+
+
+@pytest.mark.parametrize("update", ["ip", "iss", "ip2"])
+def test_iva_start_never_raises_its_loss_and_seeds_the_ilrma_run(update):
+    obs = laplace_mixture(n_ch=3)
+    demix, loss = iva_start(obs, 15, update)
+    assert loss.shape == (16,)
+    assert np.all(np.diff(loss) <= 1e-9 * np.abs(loss[:-1])) and loss[-1] < loss[0]
+    started = run(obs, ILRMAConfig(n_iter=0, update=update, iva_iter=15), seed=0)
+    np.testing.assert_allclose(started.demix, demix)
+
+
+def test_normalisation_keeps_the_t_loss_comparable():
+    obs = laplace_mixture()
+    plain = run(obs, ILRMAConfig(n_iter=20, model="t", dof=2.0, normalize=False), seed=0).loss
+    scaled = run(obs, ILRMAConfig(n_iter=20, model="t", dof=2.0, normalize=True), seed=0).loss
+    assert plain[0] == pytest.approx(scaled[0])
+    assert scaled[-1] < scaled[0]
+
+
+def test_the_general_loop_reproduces_gaussian_ilrma():
+    obs = laplace_mixture(n_ch=3)
+    config = ILRMAConfig(n_basis=3, n_iter=10, update="iss")
+    fast = run(obs, config, seed=4)
+    general = run_variant(obs, config, np.random.default_rng(4), None, None, EPS)
+    np.testing.assert_allclose(general.loss, fast.loss, rtol=1e-9)
+    np.testing.assert_allclose(general.separated, fast.separated, rtol=1e-6, atol=1e-9)
+
+
+def test_unknown_model_and_bad_dof_are_refused():
+    with pytest.raises(ValueError, match="unknown model"):
+        ILRMAConfig(model="laplace")
+    with pytest.raises(ValueError, match="dof"):
+        ILRMAConfig(model="t", dof=0.0)
+
+
+def test_consistent_ilrma_separates_a_reverberant_dev_case(dev_case):
+    mix, refs, rate = dev_case("arctic_2src_rt500")
+    settings = SeparationSettings(
+        stft=StftConfig(4096, 1024),
+        ilrma=ILRMAConfig(n_basis=4, n_iter=40, iva_iter=20),
+        consistent=True,
+    )
+    separation = separate(mix, settings, rate=rate)
+    assert sdr_improvement(refs, separation.sources, mix[0]) > 4.0  # 5.0 dB when written
+    assert np.all(np.isfinite(separation.result.loss))
+
+
+def test_restarts_keep_the_run_with_the_lowest_final_loss(dev_case):
+    mix, _, rate = dev_case("arctic_2src_rt250")
+    mix = mix[:, : 4 * rate]
+    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=ILRMAConfig(n_basis=2, n_iter=15))
+    single = [separate(mix, replace(base, seed=5 + k)) for k in range(3)]
+    finals = [s.result.loss[-1] for s in single]
+    best = separate(mix, replace(base, seed=5, restarts=3))
+    assert best.final_losses == pytest.approx(finals)
+    assert best.seed == 5 + int(np.argmin(finals))
+    np.testing.assert_array_equal(best.sources, single[int(np.argmin(finals))].sources)
+    parallel = separate(mix, replace(base, seed=5, restarts=3), workers=2)
+    assert parallel.seed == best.seed
+    np.testing.assert_array_equal(parallel.sources, best.sources)
+
+
+def test_pca_reduction_separates_two_sources_at_three_mics(dev_case):
+    mix, refs, rate = dev_case("arctic_2src_rt250")
+    n = 5 * rate
+    refs = refs[:, :n]
+    # Third microphone: each source's image at mic 0 through a short, different filter.
+    third = sum(
+        fftconvolve(image, taps)[:n]
+        for image, taps in zip(refs, ([0, 0, 0.9, 0.2], [0.8, -0.3, 0.1]), strict=True)
+    )
+    mix3 = np.vstack([mix[:, :n], third])
+    settings = SeparationSettings(
+        stft=StftConfig(2048, 512), ilrma=ILRMAConfig(n_basis=2, n_iter=40), n_sources=2
+    )
+    separation = separate(mix3, settings)
+    assert separation.sources.shape == (2, n)
+    assert sdr_improvement(refs, separation.sources, mix3[0]) > 8.0
+    images = separate(mix3, replace(settings, images=True))
+    assert images.sources.shape == (2, 3, n)
+
+
+def test_n_sources_above_the_channels_is_refused():
+    with pytest.raises(ValueError, match="n-sources"):
+        separate(np.ones((2, 8000)), SeparationSettings(n_sources=3), rate=16000)
+
+
+@pytest.mark.parametrize(
+    ("rate", "n_fft"), [(8000, 2048), (16000, 4096), (22050, 4096), (44100, 8192), (48000, 8192)]
+)
+def test_auto_stft_scales_with_the_sample_rate(rate, n_fft):
+    config = auto_stft(rate)
+    assert (config.n_fft, config.hop) == (n_fft, n_fft // 4)
+    with pytest.raises(ValueError, match="sample rate"):
+        separate(np.ones((2, 8000)), SeparationSettings())
