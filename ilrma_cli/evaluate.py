@@ -29,6 +29,7 @@ import scipy.fft
 import scipy.linalg
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.optimize import linear_sum_assignment
+from threadpoolctl import threadpool_limits
 
 BACKENDS = ("fast", "mir_eval")
 FILTER_LENGTH = 512  # taps of the allowed distortion filter, as in bss_eval_sources
@@ -137,8 +138,16 @@ def score(
 
     ``mixture`` ``(n_samples,)``, the reference-microphone channel of the mixture, is also
     scored as the estimate of every source. Raises :class:`ValueError` for mismatched
-    shapes, silent (all-zero) or non-finite signals, and an unknown backend.
+    shapes, silent (all-zero) or non-finite signals, and an unknown backend. BLAS runs on
+    one thread: the Gram solves are small and threads only slow them down.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _score(references, estimates, mixture, backend)
+
+
+def _score(
+    references: np.ndarray, estimates: np.ndarray, mixture: np.ndarray | None, backend: str
+) -> Scores:
     references, estimates, mixture = _validated(references, estimates, mixture)
     if backend == "fast":
         stacked = estimates if mixture is None else np.vstack([estimates, mixture])

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ilrma_cli.engine import ILRMAConfig, Result, project_back, run
 from ilrma_cli.engine.ilrma import Callback
@@ -136,7 +137,20 @@ def separate(
     """Separate ``mixture`` ``(n_channels, n_samples)`` into ``settings.n_sources`` (default: channels).
 
     ``rate`` (Hz) is needed only for the "auto" STFT; ``workers`` processes run the restarts.
+    BLAS runs on one thread here: the engine's matrix products are small, so threads only
+    cost time, and the result is then the same wherever it runs (``-j``, Dask, in-process).
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _separate(mixture, settings, callback, rate, workers)
+
+
+def _separate(
+    mixture: np.ndarray,
+    settings: SeparationSettings,
+    callback: Callback | None,
+    rate: int | None,
+    workers: int,
+) -> Separation:
     settings = settings.for_rate(rate)
     assert settings.stft is not None
     check_signal(mixture, settings)
