@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ilrma_cli.engine.demix import UPDATES
+from ilrma_cli.engine import small
+from ilrma_cli.engine.demix import UPDATES, weighted_covariances
+from ilrma_cli.engine.features import (
+    BLOCK,
+    demix_apply,
+    outer_features,
+    output_power,
+    power_coefficients,
+)
 from ilrma_cli.engine.model import NMFModel
 
 # Called after each iteration with (iteration, loss); loss is NaN when it is not
@@ -23,6 +31,8 @@ from ilrma_cli.engine.model import NMFModel
 Callback = Callable[[int, float], bool | None]
 
 EPS = 1e-12
+# Real data type of the large per-bin arrays; small matrices stay in complex128.
+PRECISIONS: dict[str, type[np.floating]] = {"single": np.float32, "double": np.float64}
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class ILRMAConfig:
     update: str = "ip"
     normalize: bool = True
     record_loss: bool = True
+    precision: str = "double"
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -44,6 +55,15 @@ class ILRMAConfig:
             raise ValueError(
                 f"unknown update {self.update!r}; choose one of {', '.join(sorted(UPDATES))}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+
+    @property
+    def real_dtype(self) -> type[np.floating]:
+        """Data type of the large real arrays (features, powers, variances, NMF)."""
+        return PRECISIONS[self.precision]
 
 
 @dataclass
@@ -67,14 +87,19 @@ def negative_log_likelihood(power: np.ndarray, variance: np.ndarray, demix: np.n
     """``sum(|Y|^2 / R + log R) - 2 n_frames sum_f log|det W_f|`` (TASLP 2016, eq. 25, up to constants).
 
     ``power`` and ``variance`` are ``(n_sources, n_freq, n_frames)``, ``demix`` ``(n_freq, n_src, n_ch)``.
+    Sums accumulate in float64, one source at a time (one ``(n_freq, n_frames)`` temporary).
     """
-    _, logdet = np.linalg.slogdet(demix)
-    n_frames = power.shape[-1]
-    return float(np.sum(power / variance + np.log(variance)) - 2.0 * n_frames * np.sum(logdet))
+    with np.errstate(divide="ignore"):
+        logdet = np.log(np.abs(small.det(demix)))
+    total = 0.0
+    for pow_n, var_n in zip(power, variance, strict=True):
+        total += float(np.sum(pow_n / var_n, dtype=np.float64))
+        total += float(np.sum(np.log(var_n), dtype=np.float64))
+    return total - 2.0 * power.shape[-1] * float(np.sum(logdet))
 
 
 def validate_observation(obs: np.ndarray) -> np.ndarray:
-    """Check the mixture spectrogram's shape and values; returns it as complex128."""
+    """Check the mixture spectrogram's shape and values; returns it complex (no copy if it was)."""
     obs = np.asarray(obs)
     if obs.ndim != 3:
         raise ValueError(f"obs must have shape (n_channels, n_freq, n_frames), got {obs.shape}")
@@ -82,9 +107,11 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
         raise ValueError(f"ILRMA needs at least 2 channels, got {obs.shape[0]}")
     if obs.shape[1] < 1 or obs.shape[2] < 1:
         raise ValueError(f"obs has no time-frequency bins: shape {obs.shape}")
-    if not np.all(np.isfinite(obs)):
+    if not np.iscomplexobj(obs):
+        obs = obs.astype(np.complex128)
+    if not all(np.isfinite(obs[:, lo : lo + BLOCK]).all() for lo in range(0, obs.shape[1], BLOCK)):
         raise ValueError("obs contains NaN or infinite values")
-    return obs.astype(np.complex128, copy=False)
+    return obs
 
 
 def run(
@@ -96,7 +123,11 @@ def run(
 ) -> Result:
     """Separate ``obs`` ``(n_channels, n_freq, n_frames)`` into ``n_sources`` (= n_channels).
 
-    Randomness (the NMF initialisation) comes only from ``seed``.
+    Randomness (the NMF initialisation) comes only from ``seed``. The observation
+    enters the iterations only through its outer-product features (see
+    :mod:`ilrma_cli.engine.features`); ``obs`` itself is read twice, never copied.
+    Large arrays are ``config.real_dtype``; the separated spectrogram is the
+    matching complex type.
     """
     obs = validate_observation(obs)
     n_ch, n_freq, n_frames = obs.shape
@@ -106,34 +137,41 @@ def run(
             f"n_sources must equal n_channels ({n_ch}) for determined ILRMA, got {n_sources}"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    dtype = config.real_dtype
 
     # Work on unit mean power so that the floors are meaningful for any input level.
-    scale = float(np.sqrt(np.mean(obs.real**2 + obs.imag**2)))
-    scale = scale if scale > 0 else 1.0
-    x = np.ascontiguousarray((obs / scale).transpose(1, 0, 2))  # (n_freq, n_ch, n_frames)
+    feats = outer_features(obs, 1.0, dtype)  # (n_freq, n_ch**2, n_frames)
+    mean_power = float(np.sum(feats[:, :n_ch], dtype=np.float64)) / (n_ch * n_freq * n_frames)
+    if mean_power > 0:
+        feats *= dtype(1.0 / mean_power)
+    mean_feats = feats.mean(axis=-1, dtype=np.float64)  # (n_freq, n_ch**2)
 
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))
-    model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS)
+    model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS).astype(dtype)
     update_demix = UPDATES[config.update]
 
-    out = demix @ x
-    power = _power(out)
+    power = output_power(
+        power_coefficients(demix), feats, np.empty((n_sources, n_freq, n_frames), dtype)
+    )
     variance = model.variance(EPS)
+    work = np.empty_like(power)
     losses = [negative_log_likelihood(power, variance, demix)] if config.record_loss else []
 
     n_done = 0
     for it in range(1, config.n_iter + 1):
-        variance = model.update(power, EPS)
-        out = update_demix(demix, x, out, 1.0 / variance)
-        power = _power(out)
+        model.update(power, EPS, variance, work)
+        inv_var = np.divide(1.0, variance, out=work)
+        update_demix(demix, weighted_covariances(feats, inv_var))
+        coef = power_coefficients(demix)
         if config.normalize:
-            gain = power.mean(axis=(1, 2))
+            # Mean output power from the mean features: E|y_n|^2 = coef[f, n] . mean_t feats.
+            gain = np.einsum("fnk,fk->n", coef, mean_feats) / n_freq
             gain[gain <= EPS] = 1.0  # a silent output keeps its scale
             demix /= np.sqrt(gain)[None, :, None]
-            out /= np.sqrt(gain)[None, :, None]
-            power /= gain[:, None, None]
+            coef /= gain[None, :, None]
             model.rescale(1.0 / gain)
-            variance = model.variance(EPS)
+            model.variance(EPS, out=variance)
+        output_power(coef, feats, power)
         n_done = it
         loss = float("nan")
         if config.record_loss:
@@ -142,17 +180,13 @@ def run(
         if callback is not None and callback(it, loss):
             break
 
-    separated = np.ascontiguousarray((out * scale).transpose(1, 0, 2))
+    del feats, power, variance, work
+    complex_dtype = np.result_type(dtype, np.complex64)
     return Result(
-        separated=separated,
+        separated=demix_apply(demix, obs, complex_dtype),
         demix=demix,
         basis=model.basis,
         activation=model.activation,
         loss=np.asarray(losses),
         n_iter=n_done,
     )
-
-
-def _power(out: np.ndarray) -> np.ndarray:
-    """``|out|^2`` as ``(n_sources, n_freq, n_frames)`` from ``out`` ``(n_freq, n_sources, n_frames)``."""
-    return (out.real**2 + out.imag**2).transpose(1, 0, 2)
