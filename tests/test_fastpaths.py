@@ -28,6 +28,13 @@ def test_small_inverse_and_determinant_match_lapack(m):
         )
 
 
+@pytest.mark.parametrize(("m", "k", "p"), [(2, 2, 2), (3, 3, 3), (3, 3, 2), (2, 4, 3)])
+def test_small_matmul_matches_numpy(m, k, p):
+    rng = np.random.default_rng(m * k * p)
+    a, b = complex_normal(rng, (7, m, k)), complex_normal(rng, (7, k, p))
+    np.testing.assert_allclose(small.matmul(a, b), a @ b, rtol=1e-12)
+
+
 @pytest.mark.parametrize("m", [2, 3])
 def test_singular_matrices_give_non_finite_values_not_errors(m):
     a = np.ones((4, m, m), dtype=complex)
@@ -38,20 +45,26 @@ def test_singular_matrices_give_non_finite_values_not_errors(m):
 @pytest.mark.parametrize("m", [2, 3])
 def test_features_give_the_output_power_and_the_weighted_covariances(m):
     rng = np.random.default_rng(10 + m)
-    n_freq, n_frames = 70, 90  # more frequencies than one block
+    n_freq, n_frames = 300, 40  # more frequencies than one block
     obs = complex_normal(rng, (m, n_freq, n_frames))
     demix = complex_normal(rng, (n_freq, m, m))
     inv_var = rng.random((m, n_freq, n_frames)) + 0.1
-    feats = outer_features(obs, 0.5, np.float64)
+    feats = outer_features(obs)
 
     y = np.einsum("fnm,mft->nft", demix, obs)
     power = output_power(power_coefficients(demix), feats, np.empty((m, n_freq, n_frames)))
-    np.testing.assert_allclose(power, 0.5 * np.abs(y) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(power, np.abs(y) ** 2, rtol=1e-10)
     np.testing.assert_allclose(demix_apply(demix, obs, np.complex128), y, rtol=1e-12)
 
-    direct = 0.5 * np.einsum("nft,ift,jft->fnij", inv_var, obs, obs.conj()) / n_frames
+    direct = np.einsum("nft,ift,jft->fnij", inv_var, obs, obs.conj()) / n_frames
     cov = weighted_covariances(feats, inv_var)
     np.testing.assert_allclose(cov, direct, rtol=1e-8, atol=1e-12)
+
+    # Single-precision weights and powers go through the float64 features block by block.
+    power32 = output_power(power_coefficients(demix), feats, np.empty(power.shape, np.float32))
+    np.testing.assert_allclose(power32, power, rtol=1e-6)
+    cov32 = weighted_covariances(feats, inv_var.astype(np.float32))
+    np.testing.assert_allclose(cov32, direct, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("m", [2, 3])
@@ -73,7 +86,7 @@ def test_iss_on_covariances_equals_iss_on_signals(m):
         out -= v[:, :, None] * y_k
         expected -= v[:, :, None] * expected[:, k : k + 1, :]
 
-    cov = weighted_covariances(outer_features(obs, 1.0, np.float64), inv_var)
+    cov = weighted_covariances(outer_features(obs), inv_var)
     update_iss(demix, cov)
     assert FLOOR < 1e-6
     np.testing.assert_allclose(demix, expected, rtol=1e-7)

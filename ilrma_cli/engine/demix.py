@@ -51,7 +51,7 @@ def _normalise(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
 def update_ip(demix: np.ndarray, cov: np.ndarray) -> None:
     """Iterative projection (Ono, WASPAA 2011): ``w_n = (W U_n)^{-1} e_n``, then ``w_n^H U_n w_n = 1``."""
     for n in range(demix.shape[1]):
-        w = _normalise(small.inv_column(demix @ cov[:, n], n), cov[:, n])
+        w = _normalise(small.inv_column(small.matmul(demix, cov[:, n]), n), cov[:, n])
         ok = np.isfinite(w).all(axis=-1)
         demix[ok, n, :] = w[ok].conj()
 
@@ -113,10 +113,11 @@ def update_ip2(demix: np.ndarray, cov: np.ndarray) -> None:
     pairs = [(0, 1)] if n_sources == 2 else [(n, (n + 1) % n_sources) for n in range(n_sources)]
     for i, j in pairs:
         basis = small.inv(demix)[:, :, [i, j]]  # Q: (n_freq, n_ch, 2)
-        h_i = inv_cov[:, i] @ basis
-        h_j = inv_cov[:, j] @ basis
-        g_i = basis.conj().transpose(0, 2, 1) @ h_i
-        g_j = basis.conj().transpose(0, 2, 1) @ h_j
+        basis_h = basis.conj().transpose(0, 2, 1)
+        h_i = small.matmul(inv_cov[:, i], basis)
+        h_j = small.matmul(inv_cov[:, j], basis)
+        g_i = small.matmul(basis_h, h_i)
+        g_j = small.matmul(basis_h, h_j)
         a, b = _gevp_pair(g_i, g_j)
         w_i = _normalise(np.einsum("fmk,fk->fm", h_i, a), cov[:, i])
         w_j = _normalise(np.einsum("fmk,fk->fm", h_j, b), cov[:, j])

@@ -62,7 +62,7 @@ class ILRMAConfig:
 
     @property
     def real_dtype(self) -> type[np.floating]:
-        """Data type of the large real arrays (features, powers, variances, NMF)."""
+        """Data type of the per-bin powers, variances and NMF factors (features stay float64)."""
         return PRECISIONS[self.precision]
 
 
@@ -126,8 +126,8 @@ def run(
     Randomness (the NMF initialisation) comes only from ``seed``. The observation
     enters the iterations only through its outer-product features (see
     :mod:`ilrma_cli.engine.features`); ``obs`` itself is read twice, never copied.
-    Large arrays are ``config.real_dtype``; the separated spectrogram is the
-    matching complex type.
+    Powers, variances and NMF factors are ``config.real_dtype``; the separated
+    spectrogram is the matching complex type.
     """
     obs = validate_observation(obs)
     n_ch, n_freq, n_frames = obs.shape
@@ -140,11 +140,11 @@ def run(
     dtype = config.real_dtype
 
     # Work on unit mean power so that the floors are meaningful for any input level.
-    feats = outer_features(obs, 1.0, dtype)  # (n_freq, n_ch**2, n_frames)
-    mean_power = float(np.sum(feats[:, :n_ch], dtype=np.float64)) / (n_ch * n_freq * n_frames)
+    feats = outer_features(obs)  # (n_freq, n_ch**2, n_frames), float64
+    mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
     if mean_power > 0:
-        feats *= dtype(1.0 / mean_power)
-    mean_feats = feats.mean(axis=-1, dtype=np.float64)  # (n_freq, n_ch**2)
+        feats /= mean_power
+    mean_feats = feats.mean(axis=-1)  # (n_freq, n_ch**2)
 
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))
     model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS).astype(dtype)

@@ -21,9 +21,16 @@ def det(a: np.ndarray) -> np.ndarray:
     return np.linalg.det(a)
 
 
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cross product of ``(..., 3)`` vectors, no conjugation (``np.cross`` is slower here)."""
+    u0, u1, u2 = u[..., 0], u[..., 1], u[..., 2]
+    v0, v1, v2 = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0], axis=-1)
+
+
 def _cofactor_row0(a: np.ndarray) -> np.ndarray:
     """Cofactors of the first row of 3x3 matrices, ``(..., 3)`` (= row 1 x row 2)."""
-    return np.cross(a[..., 1, :], a[..., 2, :])
+    return _cross(a[..., 1, :], a[..., 2, :])
 
 
 def inv(a: np.ndarray) -> np.ndarray:
@@ -39,9 +46,9 @@ def inv(a: np.ndarray) -> np.ndarray:
         adj[..., 1, 0] = -a[..., 1, 0]
     else:
         # Column j of adj(a) is the cross product of the two rows other than j.
-        adj[..., :, 0] = np.cross(a[..., 1, :], a[..., 2, :])
-        adj[..., :, 1] = np.cross(a[..., 2, :], a[..., 0, :])
-        adj[..., :, 2] = np.cross(a[..., 0, :], a[..., 1, :])
+        adj[..., :, 0] = _cross(a[..., 1, :], a[..., 2, :])
+        adj[..., :, 1] = _cross(a[..., 2, :], a[..., 0, :])
+        adj[..., :, 2] = _cross(a[..., 0, :], a[..., 1, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         return adj / det(a)[..., None, None]
 
@@ -61,7 +68,7 @@ def inv_column(a: np.ndarray, j: int) -> np.ndarray:
             [a[..., 1, 1], -a[..., 1, 0]] if j == 0 else [-a[..., 0, 1], a[..., 0, 0]], -1
         )
     else:
-        col = np.cross(a[..., (j + 1) % 3, :], a[..., (j + 2) % 3, :])
+        col = _cross(a[..., (j + 1) % 3, :], a[..., (j + 2) % 3, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         return col / det(a)[..., None]
 
@@ -79,3 +86,14 @@ def _lapack_inv(a: np.ndarray) -> np.ndarray:
             except np.linalg.LinAlgError:
                 continue
         return out
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for stacks of small matrices ``(..., m, k) @ (..., k, p)``, as ``k`` broadcast products.
+
+    For tiny matrices this beats ``np.matmul``, which calls BLAS once per matrix.
+    """
+    out = a[..., :, 0, None] * b[..., None, 0, :]
+    for j in range(1, a.shape[-1]):
+        out += a[..., :, j, None] * b[..., None, j, :]
+    return out
