@@ -11,6 +11,7 @@ from ilrma_cli.engine.features import (
     output_power,
     power_coefficients,
 )
+from ilrma_cli.engine.ilrma import sum_log
 
 
 def complex_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -122,3 +123,19 @@ def test_unknown_precision_is_refused():
     with pytest.raises(ValueError) as err:
         ILRMAConfig(precision="half")
     assert str(err.value) == "unknown precision 'half'; choose one of single, double"
+
+
+@pytest.mark.parametrize("size", [1, 15, 16, 1000, 16003])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_grouped_sum_of_logarithms_equals_the_direct_sum(size, dtype):
+    values = np.maximum(np.random.default_rng(size).random(size) ** 6 * 1e3, 1e-12).astype(dtype)
+    logs = np.log(values.astype(np.float64))
+    # float32 logarithms are exact to about 1e-7 each.
+    tolerance = (1e-12 if dtype == np.float64 else 1e-6) * np.sum(np.abs(logs))
+    assert sum_log(values) == pytest.approx(float(np.sum(logs)), abs=tolerance)
+
+
+@pytest.mark.parametrize("extreme", [1e300, 1e-300])
+def test_grouped_sum_of_logarithms_falls_back_outside_the_float_range(extreme):
+    values = np.full(1003, extreme)
+    assert sum_log(values) == pytest.approx(1003 * np.log(extreme), rel=1e-12)
