@@ -63,5 +63,7 @@ def room_3ch(seconds: float = 10.0, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def tile(signal: np.ndarray, seconds: float) -> np.ndarray:
-    """``signal`` ``(..., n)`` repeated along time to ``seconds``."""
-    return np.resize(signal, signal.shape[:-1] + (int(seconds * RATE),))
+    """``signal`` ``(n_channels, n)`` repeated along time, channel by channel, to ``seconds``."""
+    n_out = int(seconds * RATE)
+    repeats = -(-n_out // signal.shape[-1])
+    return np.tile(signal, (1, repeats))[:, :n_out]
