@@ -42,8 +42,10 @@ from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE.parent / "BENCHMARKS.md"
+RESULTS = HERE / "results.json"  # raw figures of the last run, section by section
 STFT = StftConfig(4096, 2048)
 REPEATS = 5
+SECTIONS = ("timing", "quality", "memory")
 MIB = 2**20
 
 
@@ -244,40 +246,54 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short inputs only (smoke test)")
+    parser.add_argument(
+        "--only",
+        choices=SECTIONS,
+        help="re-measure one section, take the others from bench/results.json",
+    )
     args = parser.parse_args()
+    todo = SECTIONS if args.only is None else (args.only,)
+    results = json.loads(RESULTS.read_text()) if args.only else {}
     warnings.simplefilter("ignore", RuntimeWarning)  # degenerate bins are handled, not news
     print(blas_description(), flush=True)
 
     mix2, refs2 = inputs.dev_case("arctic_2src_rt250")
     mix3, refs3 = inputs.room_3ch(10.0)
-    lengths = [(10, 20)] if args.quick else [(10, 20), (60, 5), (600, 2)]
-    timing_cases = []
-    for channels, mix in (("2ch", mix2), ("3ch", mix3)):
-        for seconds, n_iter in lengths:
-            timing_cases.append((f"{channels} {seconds} s", inputs.tile(mix, seconds), n_iter))
-    timing = time_per_iteration(timing_cases)
+    if "timing" in todo:
+        lengths = [(10, 20)] if args.quick else [(10, 20), (60, 5), (600, 4)]
+        timing_cases = []
+        for channels, mix in (("2ch", mix2), ("3ch", mix3)):
+            for seconds, n_iter in lengths:
+                timing_cases.append((f"{channels} {seconds} s", inputs.tile(mix, seconds), n_iter))
+        results["timing"] = time_per_iteration(timing_cases)
 
     seeds = range(1) if args.quick else range(3)
-    quality_cases = [
-        ("2ch rt250", mix2, refs2),
-        ("2ch rt500", *inputs.dev_case("arctic_2src_rt500")),
-        ("3ch room rt250", mix3, refs3),
-    ]
-    sdr = quality(quality_cases, 100, seeds)
+    if "quality" in todo:
+        quality_cases = [
+            ("2ch rt250", mix2, refs2),
+            ("2ch rt500", *inputs.dev_case("arctic_2src_rt500")),
+            ("3ch room rt250", mix3, refs3),
+        ]
+        results["quality"] = quality(quality_cases, 100, seeds)
 
-    every = list(METHODS)
-    ours = [name for name in METHODS if name not in PEERS]
-    if args.quick:
-        jobs = [("2ch 60 s", inputs.tile(mix2, 60), 4096, 2048)]
-        memory = peak_memory(jobs, every)
-    else:
-        short = [("2ch 60 s", inputs.tile(mix2, 60), n, h) for n, h in ((4096, 2048), (2048, 512))]
-        long = [("2ch 600 s", inputs.tile(mix2, 600), n, h) for n, h in ((4096, 2048), (2048, 512))]
-        hour = [("2ch 3600 s", inputs.tile(mix2, 3600), 4096, 2048)]
-        ends = ["ilrma ip (double)", "ilrma ip (single)"]
-        memory = peak_memory(short, every) + peak_memory(long, ours) + peak_memory(hour, ends)
+    if "memory" in todo:
+        every = list(METHODS)
+        ours = [name for name in METHODS if name not in PEERS]
+        stfts = ((4096, 2048), (2048, 512))
+        if args.quick:
+            jobs = [("2ch 60 s", inputs.tile(mix2, 60), 4096, 2048)]
+            results["memory"] = peak_memory(jobs, every)
+        else:
+            short = [("2ch 60 s", inputs.tile(mix2, 60), n, h) for n, h in stfts]
+            long = [("2ch 600 s", inputs.tile(mix2, 600), n, h) for n, h in stfts]
+            hour = [("2ch 3600 s", inputs.tile(mix2, 3600), 4096, 2048)]
+            ends = ["ilrma ip (double)", "ilrma ip (single)"]
+            results["memory"] = (
+                peak_memory(short, every) + peak_memory(long, ours) + peak_memory(hour, ends)
+            )
 
-    OUTPUT.write_text(markdown(timing, sdr, memory, seeds))
+    RESULTS.write_text(json.dumps(results, indent=1, default=int))
+    OUTPUT.write_text(markdown(results["timing"], results["quality"], results["memory"], seeds))
     print(f"wrote {OUTPUT}")
 
 
