@@ -1,14 +1,14 @@
 """Demixing-matrix updates of ILRMA (the spatial model).
 
-Layouts: observation ``obs`` ``(n_freq, n_channels, n_frames)``; demixing matrices
-``demix`` ``(n_freq, n_sources, n_channels)`` whose row n is ``w_n^H``; separated
-signals ``out = demix @ obs`` ``(n_freq, n_sources, n_frames)``; inverse model
-variances ``inv_var`` ``(n_sources, n_freq, n_frames)``.
+Layouts: demixing matrices ``demix`` ``(n_freq, n_sources, n_channels)`` whose
+row n is ``w_n^H``; weighted covariances ``cov`` ``(n_freq, n_sources, n_ch, n_ch)``
+with ``cov[f, n] = U_n = mean_t x x^H / r_n`` (see :func:`weighted_covariances`);
+inverse model variances ``inv_var`` ``(n_sources, n_freq, n_frames)``.
 
 Every rule minimises, with the variances fixed, the spatial part of the
-negative log-likelihood ``sum_n w_n^H U_n w_n - 2 log|det W|`` (per frequency,
-``U_n = mean_t x x^H / r_n``), so each is a majorisation-minimisation step.
-Each function updates ``demix`` in place and returns the new ``out``.
+negative log-likelihood ``sum_n w_n^H U_n w_n - 2 log|det W|`` (per frequency),
+so each is a majorisation-minimisation step. The rules only need the
+covariances, never the signals: each function updates ``demix`` in place.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ilrma_cli.engine import small
+from ilrma_cli.engine.features import to_hermitian, weighted_feature_means
+
 # Relative diagonal loading of the weighted covariances: keeps them invertible
 # for silent or identical channels without changing well-posed problems.
 LOADING = 1e-9
@@ -24,15 +27,15 @@ LOADING = 1e-9
 FLOOR = 1e-12
 
 
-def weighted_covariances(obs: np.ndarray, inv_var: np.ndarray) -> np.ndarray:
-    """``U[n, f] = mean_t x_ft x_ft^H / r_nft`` ``(n_sources, n_freq, n_ch, n_ch)``, loaded."""
-    n_freq, n_ch, n_frames = obs.shape
-    obs_h = obs.conj().transpose(0, 2, 1)
-    cov = np.empty((inv_var.shape[0], n_freq, n_ch, n_ch), dtype=obs.dtype)
-    for n, weight in enumerate(inv_var):
-        np.matmul(obs * weight[:, None, :], obs_h, out=cov[n])
-    cov /= n_frames
-    trace = np.einsum("nfii->nf", cov).real / n_ch
+def weighted_covariances(feats: np.ndarray, inv_var: np.ndarray) -> np.ndarray:
+    """``U[f, n] = mean_t x_ft x_ft^H / r_nft`` ``(n_freq, n_sources, n_ch, n_ch)``, loaded.
+
+    ``feats`` ``(n_freq, n_ch**2, n_frames)`` are the outer-product features of
+    :mod:`ilrma_cli.engine.features`; one real matmul serves every source.
+    """
+    n_ch = int(round(np.sqrt(feats.shape[1])))
+    cov = to_hermitian(weighted_feature_means(feats, inv_var), n_ch)
+    trace = np.einsum("fnii->fn", cov).real / n_ch
     load = LOADING * np.maximum(trace, FLOOR)
     cov[..., np.arange(n_ch), np.arange(n_ch)] += load[..., None]
     return cov
@@ -41,42 +44,34 @@ def weighted_covariances(obs: np.ndarray, inv_var: np.ndarray) -> np.ndarray:
 def _normalise(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Scale ``w`` ``(n_freq, n_ch)`` so that ``w^H cov w = 1``."""
     quad = np.einsum("fi,fij,fj->f", w.conj(), cov, w).real
-    return w / np.sqrt(np.maximum(quad, FLOOR))[:, None]
+    with np.errstate(invalid="ignore"):
+        return w / np.sqrt(np.maximum(quad, FLOOR))[:, None]
 
 
-def update_ip(
-    demix: np.ndarray, obs: np.ndarray, out: np.ndarray, inv_var: np.ndarray
-) -> np.ndarray:
+def update_ip(demix: np.ndarray, cov: np.ndarray) -> None:
     """Iterative projection (Ono, WASPAA 2011): ``w_n = (W U_n)^{-1} e_n``, then ``w_n^H U_n w_n = 1``."""
-    cov = weighted_covariances(obs, inv_var)
-    n_sources = demix.shape[1]
-    for n in range(n_sources):
-        rhs = np.zeros(demix.shape[:2] + (1,), dtype=demix.dtype)
-        rhs[:, n] = 1.0
-        w = np.linalg.solve(demix @ cov[n], rhs)[..., 0]
-        w = _normalise(w, cov[n])
+    for n in range(demix.shape[1]):
+        w = _normalise(small.inv_column(small.matmul(demix, cov[:, n]), n), cov[:, n])
         ok = np.isfinite(w).all(axis=-1)
         demix[ok, n, :] = w[ok].conj()
-    return demix @ obs
 
 
-def update_iss(
-    demix: np.ndarray, obs: np.ndarray, out: np.ndarray, inv_var: np.ndarray
-) -> np.ndarray:
-    """Iterative source steering (Scheibler & Ono, ICASSP 2020): rank-1 updates ``W -= v w_k^H``."""
-    weights = inv_var.transpose(1, 0, 2)  # (n_freq, n_sources, n_frames)
-    n_frames = out.shape[-1]
-    for k in range(out.shape[1]):
-        y_k = out[:, k : k + 1, :]
-        power_k = (y_k.real**2 + y_k.imag**2) * weights  # (n_freq, n_sources, n_frames)
-        denom = np.maximum(power_k.sum(axis=-1), FLOOR * n_frames)
-        v = np.einsum("fnt,fnt->fn", out * weights, y_k.conj()) / denom
-        scale = denom[:, k] / n_frames
+def update_iss(demix: np.ndarray, cov: np.ndarray) -> None:
+    """Iterative source steering (Scheibler & Ono, ICASSP 2020): rank-1 updates ``W -= v w_k^H``.
+
+    With ``d_n = w_k^H U_n w_k``: ``v_n = w_n^H U_n w_k / d_n`` for ``n != k`` and
+    ``v_k = 1 - d_k^{-1/2}``; the sums over frames are the covariances' quadratic forms.
+    """
+    for k in range(demix.shape[1]):
+        row_k = demix[:, k, :]
+        u_w = np.einsum("fnij,fj->fni", cov, row_k.conj())  # U_n w_k
+        quad = np.einsum("fi,fni->fn", row_k, u_w).real  # d_n
+        v = np.einsum("fni,fni->fn", demix, u_w) / np.maximum(quad, FLOOR)
         # A source silent at some frequency keeps its scale there instead of exploding.
-        v[:, k] = np.where(scale > FLOOR, 1.0 - 1.0 / np.sqrt(scale), 0.0)
-        out -= v[:, :, None] * y_k
-        demix -= v[:, :, None] * demix[:, k : k + 1, :]
-    return out
+        scale = quad[:, k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v[:, k] = np.where(scale > FLOOR, 1.0 - 1.0 / np.sqrt(scale), 0.0)
+        demix -= v[:, :, None] * row_k[:, None, :]
 
 
 def _gevp_pair(g_a: np.ndarray, g_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,9 +100,7 @@ def _gevp_pair(g_a: np.ndarray, g_b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return e_max, e_min
 
 
-def update_ip2(
-    demix: np.ndarray, obs: np.ndarray, out: np.ndarray, inv_var: np.ndarray
-) -> np.ndarray:
+def update_ip2(demix: np.ndarray, cov: np.ndarray) -> None:
     """Pairwise iterative projection (Ono, APSIPA 2012; pairs cycle for more sources).
 
     For the pair (i, j), with the other rows fixed, ``w_i = U_i^{-1} Q a`` and
@@ -115,25 +108,24 @@ def update_ip2(
     ``b`` solve the 2x2 generalised eigenproblem ``G_i a = lambda G_j a`` with
     ``G_n = Q^H U_n^{-1} Q``; the larger eigenvalue goes to ``i``.
     """
-    cov = weighted_covariances(obs, inv_var)
-    inv_cov = np.linalg.inv(cov)
+    inv_cov = small.inv(cov)
     n_sources = demix.shape[1]
     pairs = [(0, 1)] if n_sources == 2 else [(n, (n + 1) % n_sources) for n in range(n_sources)]
     for i, j in pairs:
-        basis = np.linalg.inv(demix)[:, :, [i, j]]  # Q: (n_freq, n_ch, 2)
-        h_i = inv_cov[i] @ basis
-        h_j = inv_cov[j] @ basis
-        g_i = basis.conj().transpose(0, 2, 1) @ h_i
-        g_j = basis.conj().transpose(0, 2, 1) @ h_j
+        basis = small.inv(demix)[:, :, [i, j]]  # Q: (n_freq, n_ch, 2)
+        basis_h = basis.conj().transpose(0, 2, 1)
+        h_i = small.matmul(inv_cov[:, i], basis)
+        h_j = small.matmul(inv_cov[:, j], basis)
+        g_i = small.matmul(basis_h, h_i)
+        g_j = small.matmul(basis_h, h_j)
         a, b = _gevp_pair(g_i, g_j)
-        w_i = _normalise(np.einsum("fmk,fk->fm", h_i, a), cov[i])
-        w_j = _normalise(np.einsum("fmk,fk->fm", h_j, b), cov[j])
+        w_i = _normalise(np.einsum("fmk,fk->fm", h_i, a), cov[:, i])
+        w_j = _normalise(np.einsum("fmk,fk->fm", h_j, b), cov[:, j])
         ok = np.isfinite(w_i).all(axis=-1) & np.isfinite(w_j).all(axis=-1)
         demix[ok, i, :] = w_i[ok].conj()
         demix[ok, j, :] = w_j[ok].conj()
-    return demix @ obs
 
 
-DemixUpdate = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+DemixUpdate = Callable[[np.ndarray, np.ndarray], None]
 
 UPDATES: dict[str, DemixUpdate] = {"ip": update_ip, "iss": update_iss, "ip2": update_ip2}

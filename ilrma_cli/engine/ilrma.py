@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ilrma_cli.engine.demix import UPDATES
+from ilrma_cli.engine import small
+from ilrma_cli.engine.demix import UPDATES, weighted_covariances
+from ilrma_cli.engine.features import (
+    BLOCK,
+    demix_apply,
+    outer_features,
+    output_power,
+    power_coefficients,
+)
 from ilrma_cli.engine.iva import iva_start
 from ilrma_cli.engine.model import NMFModel
 from ilrma_cli.engine.models import MODELS
@@ -26,6 +34,8 @@ from ilrma_cli.engine.variants import Consistency, run_variant
 Callback = Callable[[int, float], bool | None]
 
 EPS = 1e-12
+# Real data type of the large per-bin arrays; small matrices stay in complex128.
+PRECISIONS: dict[str, type[np.floating]] = {"single": np.float32, "double": np.float64}
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class ILRMAConfig:
     update: str = "ip"
     normalize: bool = True
     record_loss: bool = True
+    precision: str = "double"
     model: str = "gauss"  # source model, see ilrma_cli.engine.models
     dof: float = 1.0  # degrees of freedom of the t model
     iva_iter: int = 0  # IVA iterations before the ILRMA ones (engine.iva.iva_start)
@@ -50,12 +61,21 @@ class ILRMAConfig:
             raise ValueError(
                 f"unknown update {self.update!r}; choose one of {', '.join(sorted(UPDATES))}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         if not self.dof > 0:
             raise ValueError(f"dof must be positive, got {self.dof!r}")
         if not isinstance(self.iva_iter, int | np.integer) or self.iva_iter < 0:
             raise ValueError(f"iva_iter must be an integer >= 0, got {self.iva_iter!r}")
+
+    @property
+    def real_dtype(self) -> type[np.floating]:
+        """Data type of the per-bin powers, variances and NMF factors (features stay float64)."""
+        return PRECISIONS[self.precision]
 
 
 @dataclass
@@ -79,14 +99,38 @@ def negative_log_likelihood(power: np.ndarray, variance: np.ndarray, demix: np.n
     """``sum(|Y|^2 / R + log R) - 2 n_frames sum_f log|det W_f|`` (TASLP 2016, eq. 25, up to constants).
 
     ``power`` and ``variance`` are ``(n_sources, n_freq, n_frames)``, ``demix`` ``(n_freq, n_src, n_ch)``.
+    Sums accumulate in float64, one source at a time (one ``(n_freq, n_frames)`` temporary).
     """
-    _, logdet = np.linalg.slogdet(demix)
-    n_frames = power.shape[-1]
-    return float(np.sum(power / variance + np.log(variance)) - 2.0 * n_frames * np.sum(logdet))
+    with np.errstate(divide="ignore"):
+        logdet = np.log(np.abs(small.det(demix)))
+    total = 0.0
+    for pow_n, var_n in zip(power, variance, strict=True):
+        total += float(np.sum(pow_n / var_n, dtype=np.float64))
+        total += sum_log(var_n.ravel())
+    return total - 2.0 * power.shape[-1] * float(np.sum(logdet))
+
+
+def sum_log(values: np.ndarray, group: int = 16) -> float:
+    """``sum(log(values))`` of positive ``values`` (1-D) with one logarithm per ``group`` values.
+
+    ``log(a) + log(b) = log(ab)``: products of ``group`` values first (one cheap pass),
+    then the logarithms, which cost far more than a product for float64 (numpy's
+    float32 logarithm is vectorised, so float32 input takes the direct sum). Falls
+    back to the direct sum when a product leaves the float range.
+    """
+    if values.dtype != np.float64:
+        return float(np.sum(np.log(values), dtype=np.float64))
+    n_head = values.size - values.size % group
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        products = values[:n_head].reshape(group, -1).prod(axis=0)
+        head = float(np.sum(np.log(products)))
+    if not np.isfinite(head) or not np.all(products > 0):
+        head = float(np.sum(np.log(values[:n_head]), dtype=np.float64))
+    return head + float(np.sum(np.log(values[n_head:]), dtype=np.float64))
 
 
 def validate_observation(obs: np.ndarray) -> np.ndarray:
-    """Check the mixture spectrogram's shape and values; returns it as complex128."""
+    """Check the mixture spectrogram's shape and values; returns it complex (no copy if it was)."""
     obs = np.asarray(obs)
     if obs.ndim != 3:
         raise ValueError(f"obs must have shape (n_channels, n_freq, n_frames), got {obs.shape}")
@@ -94,9 +138,11 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
         raise ValueError(f"ILRMA needs at least 2 channels, got {obs.shape[0]}")
     if obs.shape[1] < 1 or obs.shape[2] < 1:
         raise ValueError(f"obs has no time-frequency bins: shape {obs.shape}")
-    if not np.all(np.isfinite(obs)):
+    if not np.iscomplexobj(obs):
+        obs = obs.astype(np.complex128)
+    if not all(np.isfinite(obs[:, lo : lo + BLOCK]).all() for lo in range(0, obs.shape[1], BLOCK)):
         raise ValueError("obs contains NaN or infinite values")
-    return obs.astype(np.complex128, copy=False)
+    return obs
 
 
 def run(
@@ -109,9 +155,13 @@ def run(
 ) -> Result:
     """Separate ``obs`` ``(n_channels, n_freq, n_frames)`` into ``n_sources`` (= n_channels).
 
-    Randomness (the NMF initialisation) comes only from ``seed``. With ``config.iva_iter``
-    the demixing matrices start from that many IVA iterations (:mod:`ilrma_cli.engine.iva`).
-    Models other than ``gauss`` and consistent ILRMA (``consistency``) run in
+    Randomness (the NMF initialisation) comes only from ``seed``. The observation
+    enters the iterations only through its outer-product features (see
+    :mod:`ilrma_cli.engine.features`); ``obs`` itself is read twice, never copied.
+    Powers, variances and NMF factors are ``config.real_dtype``; the separated
+    spectrogram is the matching complex type. With ``config.iva_iter`` the demixing
+    matrices start from that many IVA iterations (:mod:`ilrma_cli.engine.iva`). Models
+    other than ``gauss`` and consistent ILRMA (``consistency``) run in
     :func:`ilrma_cli.engine.variants.run_variant`.
     """
     obs = validate_observation(obs)
@@ -122,38 +172,45 @@ def run(
             f"n_sources must equal n_channels ({n_ch}) for determined ILRMA, got {n_sources}"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    dtype = config.real_dtype
     start = iva_start(obs, config.iva_iter, config.update, EPS)[0] if config.iva_iter else None
     if config.model != "gauss" or consistency is not None:
         return run_variant(obs, config, rng, callback, consistency, EPS, start)
 
     # Work on unit mean power so that the floors are meaningful for any input level.
-    scale = float(np.sqrt(np.mean(obs.real**2 + obs.imag**2)))
-    scale = scale if scale > 0 else 1.0
-    x = np.ascontiguousarray((obs / scale).transpose(1, 0, 2))  # (n_freq, n_ch, n_frames)
+    feats = outer_features(obs)  # (n_freq, n_ch**2, n_frames), float64
+    mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
+    if mean_power > 0:
+        feats /= mean_power
+    mean_feats = feats.mean(axis=-1)  # (n_freq, n_ch**2)
 
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))
     demix = demix if start is None else start
-    model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS)
+    model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS).astype(dtype)
     update_demix = UPDATES[config.update]
 
-    out = demix @ x
-    power = _power(out)
+    power = output_power(
+        power_coefficients(demix), feats, np.empty((n_sources, n_freq, n_frames), dtype)
+    )
     variance = model.variance(EPS)
+    work = np.empty_like(power)
     losses = [negative_log_likelihood(power, variance, demix)] if config.record_loss else []
 
     n_done = 0
     for it in range(1, config.n_iter + 1):
-        variance = model.update(power, EPS)
-        out = update_demix(demix, x, out, 1.0 / variance)
-        power = _power(out)
+        model.update(power, EPS, variance, work)
+        inv_var = np.divide(1.0, variance, out=work)
+        update_demix(demix, weighted_covariances(feats, inv_var))
+        coef = power_coefficients(demix)
         if config.normalize:
-            gain = power.mean(axis=(1, 2))
+            # Mean output power from the mean features: E|y_n|^2 = coef[f, n] . mean_t feats.
+            gain = np.einsum("fnk,fk->n", coef, mean_feats) / n_freq
             gain[gain <= EPS] = 1.0  # a silent output keeps its scale
             demix /= np.sqrt(gain)[None, :, None]
-            out /= np.sqrt(gain)[None, :, None]
-            power /= gain[:, None, None]
+            coef /= gain[None, :, None]
             model.rescale(1.0 / gain)
-            variance = model.variance(EPS)
+            model.variance(EPS, out=variance)
+        output_power(coef, feats, power)
         n_done = it
         loss = float("nan")
         if config.record_loss:
@@ -162,17 +219,13 @@ def run(
         if callback is not None and callback(it, loss):
             break
 
-    separated = np.ascontiguousarray((out * scale).transpose(1, 0, 2))
+    del feats, power, variance, work
+    complex_dtype = np.result_type(dtype, np.complex64)
     return Result(
-        separated=separated,
+        separated=demix_apply(demix, obs, complex_dtype),
         demix=demix,
         basis=model.basis,
         activation=model.activation,
         loss=np.asarray(losses),
         n_iter=n_done,
     )
-
-
-def _power(out: np.ndarray) -> np.ndarray:
-    """``|out|^2`` as ``(n_sources, n_freq, n_frames)`` from ``out`` ``(n_freq, n_sources, n_frames)``."""
-    return (out.real**2 + out.imag**2).transpose(1, 0, 2)

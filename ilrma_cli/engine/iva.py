@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ilrma_cli.engine.demix import UPDATES
+from ilrma_cli.engine import small
+from ilrma_cli.engine.demix import UPDATES, weighted_covariances
+from ilrma_cli.engine.features import outer_features, output_power, power_coefficients
 
 
 def iva_start(
@@ -27,18 +29,21 @@ def iva_start(
     after each iteration; both steps are exact or majorisation-minimisation, so it never rises.
     """
     n_ch, n_freq, n_frames = obs.shape
-    scale = float(np.sqrt(np.mean(obs.real**2 + obs.imag**2)))
-    x = np.ascontiguousarray((obs / (scale if scale > 0 else 1.0)).transpose(1, 0, 2))
+    feats = outer_features(obs)  # (n_freq, n_ch**2, n_frames)
+    mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
+    if mean_power > 0:
+        feats /= mean_power
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
     update_demix = UPDATES[update]
-    out = demix @ x
+    power = np.empty((n_ch, n_freq, n_frames))
     losses = []
     for it in range(n_iter + 1):
-        power = (out.real**2 + out.imag**2).transpose(1, 0, 2)  # (n_sources, n_freq, n_frames)
+        output_power(power_coefficients(demix), feats, power)
         variance = np.broadcast_to(np.maximum(power.mean(axis=1, keepdims=True), eps), power.shape)
-        _, logdet = np.linalg.slogdet(demix)
+        with np.errstate(divide="ignore"):
+            logdet = np.log(np.abs(small.det(demix)))
         nll = np.sum(power / variance + np.log(variance)) - 2.0 * n_frames * np.sum(logdet)
         losses.append(float(nll))
         if it < n_iter:
-            out = update_demix(demix, x, out, 1.0 / variance)
+            update_demix(demix, weighted_covariances(feats, 1.0 / variance))
     return demix, np.asarray(losses)

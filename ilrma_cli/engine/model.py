@@ -36,28 +36,46 @@ class NMFModel:
         basis = np.maximum(rng.random((n_sources, n_freq, n_basis)), eps)
         return cls(basis, activation)
 
-    def variance(self, eps: float) -> np.ndarray:
-        """Model variances ``R`` ``(n_sources, n_freq, n_frames)``, floored at ``eps``."""
-        return np.maximum(self.basis @ self.activation, eps)
+    def variance(self, eps: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Model variances ``R`` ``(n_sources, n_freq, n_frames)``, floored at ``eps`` (into ``out``)."""
+        out = np.matmul(self.basis, self.activation, out=out)
+        return np.maximum(out, eps, out=out)
 
-    def update(self, power: np.ndarray, eps: float) -> np.ndarray:
+    def update(
+        self,
+        power: np.ndarray,
+        eps: float,
+        variance: np.ndarray | None = None,
+        work: np.ndarray | None = None,
+    ) -> np.ndarray:
         """One IS-NMF update of basis then activation to fit ``power`` ``(n_sources, n_freq, n_frames)``.
 
-        Returns the new variances ``R`` (floored at ``eps``).
+        ``basis *= sqrt((|Y|^2 / R^2) A^T / ((1 / R) A^T))``, then the same for the
+        activation with the new ``R``. ``variance`` may hold the current ``R`` (it
+        is then overwritten) and ``work`` is scratch space of the same shape; both
+        only save allocations. Returns the new variances ``R`` (floored at ``eps``).
         """
-        inv_var = 1.0 / self.variance(eps)
-        weighted = power * inv_var * inv_var
+        var = self.variance(eps) if variance is None else variance
+        work = np.empty_like(power) if work is None else work
+        inv_var = np.divide(1.0, var, out=var)
+        weighted = np.multiply(power, inv_var, out=work)
+        weighted *= inv_var
         act_t = self.activation.transpose(0, 2, 1)
         self.basis *= np.sqrt((weighted @ act_t) / np.maximum(inv_var @ act_t, eps))
         np.maximum(self.basis, eps, out=self.basis)
 
-        inv_var = 1.0 / self.variance(eps)
-        weighted = power * inv_var * inv_var
+        inv_var = np.divide(1.0, self.variance(eps, out=var), out=var)
+        weighted = np.multiply(power, inv_var, out=work)
+        weighted *= inv_var
         basis_t = self.basis.transpose(0, 2, 1)
         self.activation *= np.sqrt((basis_t @ weighted) / np.maximum(basis_t @ inv_var, eps))
         np.maximum(self.activation, eps, out=self.activation)
-        return self.variance(eps)
+        return self.variance(eps, out=var)
 
     def rescale(self, gain: np.ndarray) -> None:
         """Multiply each source's variance by ``gain`` ``(n_sources,)``."""
-        self.basis *= gain[:, None, None]
+        self.basis *= gain[:, None, None].astype(self.basis.dtype)
+
+    def astype(self, dtype: np.dtype) -> NMFModel:
+        """The same model with arrays of ``dtype`` (copies)."""
+        return NMFModel(self.basis.astype(dtype), self.activation.astype(dtype))

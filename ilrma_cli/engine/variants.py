@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ilrma_cli.engine.demix import UPDATES
+from ilrma_cli.engine.demix import UPDATES, weighted_covariances
+from ilrma_cli.engine.features import outer_features
 from ilrma_cli.engine.models import SourceModel, make_model
 from ilrma_cli.engine.scaling import mixing_matrices
 
@@ -51,6 +52,7 @@ def run_variant(
     scale = float(np.sqrt(np.mean(obs.real**2 + obs.imag**2)))
     scale = scale if scale > 0 else 1.0
     x = np.ascontiguousarray((obs / scale).transpose(1, 0, 2))  # (n_freq, n_ch, n_frames)
+    feats = outer_features(obs / scale)  # (n_freq, n_ch**2, n_frames)
 
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1)) if start is None else start
     model = make_model(config.model, n_ch, n_freq, n_frames, config.n_basis, rng, eps, config.dof)
@@ -64,7 +66,8 @@ def run_variant(
     n_done = 0
     for it in range(1, config.n_iter + 1):
         variance = model.update(power, eps)
-        out = update_demix(demix, x, out, model.demix_weights(power, variance))
+        update_demix(demix, weighted_covariances(feats, model.demix_weights(power, variance)))
+        out = demix @ x
         power = _power(out)
         if config.normalize:
             gain = power.mean(axis=(1, 2))

@@ -1,0 +1,99 @@
+"""Batched determinants and inverses of small complex matrices ``(..., m, m)``.
+
+Closed forms (cofactors) for m = 2 and 3, where batched LAPACK calls spend more
+time in per-matrix overhead than in arithmetic; ``np.linalg`` for larger m.
+A singular matrix gives non-finite entries instead of an exception; callers
+keep their previous value there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def det(a: np.ndarray) -> np.ndarray:
+    """``det(a)`` ``(...,)`` of ``a`` ``(..., m, m)``."""
+    m = a.shape[-1]
+    if m == 2:
+        return a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+    if m == 3:
+        return np.einsum("...i,...i->...", a[..., 0, :], _cofactor_row0(a))
+    return np.linalg.det(a)
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cross product of ``(..., 3)`` vectors, no conjugation (``np.cross`` is slower here)."""
+    u0, u1, u2 = u[..., 0], u[..., 1], u[..., 2]
+    v0, v1, v2 = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0], axis=-1)
+
+
+def _cofactor_row0(a: np.ndarray) -> np.ndarray:
+    """Cofactors of the first row of 3x3 matrices, ``(..., 3)`` (= row 1 x row 2)."""
+    return _cross(a[..., 1, :], a[..., 2, :])
+
+
+def inv(a: np.ndarray) -> np.ndarray:
+    """``a^{-1}`` ``(..., m, m)``: adjugate over determinant for m <= 3."""
+    m = a.shape[-1]
+    if m > 3:
+        return _lapack_inv(a)
+    adj = np.empty_like(a)
+    if m == 2:
+        adj[..., 0, 0] = a[..., 1, 1]
+        adj[..., 1, 1] = a[..., 0, 0]
+        adj[..., 0, 1] = -a[..., 0, 1]
+        adj[..., 1, 0] = -a[..., 1, 0]
+    else:
+        # Column j of adj(a) is the cross product of the two rows other than j.
+        adj[..., :, 0] = _cross(a[..., 1, :], a[..., 2, :])
+        adj[..., :, 1] = _cross(a[..., 2, :], a[..., 0, :])
+        adj[..., :, 2] = _cross(a[..., 0, :], a[..., 1, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return adj / det(a)[..., None, None]
+
+
+def inv_column(a: np.ndarray, j: int) -> np.ndarray:
+    """Column ``j`` of ``a^{-1}``, ``(..., m)``: the solution of ``a x = e_j``."""
+    m = a.shape[-1]
+    if m > 3:
+        rhs = np.zeros(a.shape[:-1] + (1,), dtype=a.dtype)
+        rhs[..., j, 0] = 1.0
+        try:
+            return np.linalg.solve(a, rhs)[..., 0]
+        except np.linalg.LinAlgError:
+            return _lapack_inv(a)[..., j]
+    if m == 2:
+        col = np.stack(
+            [a[..., 1, 1], -a[..., 1, 0]] if j == 0 else [-a[..., 0, 1], a[..., 0, 0]], -1
+        )
+    else:
+        col = _cross(a[..., (j + 1) % 3, :], a[..., (j + 2) % 3, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return col / det(a)[..., None]
+
+
+def _lapack_inv(a: np.ndarray) -> np.ndarray:
+    """``np.linalg.inv`` that marks singular matrices with NaN instead of raising."""
+    try:
+        return np.linalg.inv(a)
+    except np.linalg.LinAlgError:
+        out = np.full_like(a, np.nan)
+        flat_a, flat_out = a.reshape(-1, *a.shape[-2:]), out.reshape(-1, *a.shape[-2:])
+        for i, mat in enumerate(flat_a):
+            try:
+                flat_out[i] = np.linalg.inv(mat)
+            except np.linalg.LinAlgError:
+                continue
+        return out
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for stacks of small matrices ``(..., m, k) @ (..., k, p)``, as ``k`` broadcast products.
+
+    For tiny matrices this beats ``np.matmul``, which calls BLAS once per matrix.
+    """
+    out = a[..., :, 0, None] * b[..., None, 0, :]
+    for j in range(1, a.shape[-1]):
+        out += a[..., :, j, None] * b[..., None, j, :]
+    return out
