@@ -30,6 +30,7 @@ from ilrma_cli.io import (
     mixture_warnings,
     read_mixture,
 )
+from ilrma_cli.memory import available_bytes, estimate_peak_bytes, gib
 from ilrma_cli.pipeline import SeparationSettings, separate
 
 log = logging.getLogger("ilrma")
@@ -181,6 +182,32 @@ def plan_outputs(
             options.out_dir, f"outputs exist already (use --force to overwrite): {listed}"
         )
     return jobs
+
+
+def check_memory(
+    mixtures: Sequence[MixtureInput], settings: SeparationSettings, limit: int | None
+) -> None:
+    """Refuse, before any work, a mixture whose separation would need more than ``limit`` bytes.
+
+    ``limit`` None means the memory available now; the estimate is
+    :func:`ilrma_cli.memory.estimate_peak_bytes` from the file headers.
+    """
+    allowed = "allowed by --max-memory" if limit is not None else "available"
+    limit = available_bytes() if limit is None else limit
+    if limit is None:
+        return
+    for mixture in mixtures:
+        resolved = settings.for_rate(mixture.rate)
+        assert resolved.stft is not None
+        need = estimate_peak_bytes(
+            mixture.n_channels, mixture.n_samples, resolved.stft.n_fft, resolved.stft.hop,
+            resolved.ilrma.n_basis, resolved.ilrma.precision,
+        )  # fmt: skip
+        if need > limit:
+            raise ProcessingError(
+                f"{mixture.paths[0]}: needs about {gib(need)} of memory, more than the "
+                f"{gib(limit)} {allowed}; use --max-memory SIZE to go ahead anyway, or split the file"
+            )
 
 
 def check_out_dir(out_dir: Path) -> None:

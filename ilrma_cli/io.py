@@ -46,6 +46,8 @@ class MixtureInput:
     track: str
     paths: tuple[Path, ...]
     n_channels: int
+    rate: int = 0
+    n_samples: int = 0  # from the headers (the longest file for mono mics)
 
 
 def _check_path(path: Path) -> None:
@@ -138,7 +140,8 @@ def plan_mixtures(paths: Sequence[str | os.PathLike[str]]) -> list[MixtureInput]
     mono = [p for p, info in zip(paths, infos, strict=True) if info.channels == 1]
     if not mono:
         return [
-            MixtureInput(p.stem, (p,), info.channels) for p, info in zip(paths, infos, strict=True)
+            MixtureInput(p.stem, (p,), info.channels, info.samplerate, info.frames)
+            for p, info in zip(paths, infos, strict=True)
         ]
     if len(mono) < len(paths):
         multi = next(p for p, info in zip(paths, infos, strict=True) if info.channels > 1)
@@ -159,7 +162,8 @@ def plan_mixtures(paths: Sequence[str | os.PathLike[str]]) -> list[MixtureInput]
                 path,
                 f"sample rate {info.samplerate} Hz differs from {first} ({first_info.samplerate} Hz)",
             )
-    return [MixtureInput(first.stem, tuple(paths), len(paths))]
+    longest = max(info.frames for info in infos)
+    return [MixtureInput(first.stem, tuple(paths), len(paths), first_info.samplerate, longest)]
 
 
 def read_mixture(mixture: MixtureInput, pad: bool = False) -> Audio:

@@ -23,6 +23,9 @@ in single at 4096/2048 / 2048/512, for 1152 / 2169 and 784 / 1471 MiB measured.
 
 from __future__ import annotations
 
+import os
+import re
+
 from ilrma_cli.stft import StftConfig, n_frames
 
 BASELINE = 120 * 2**20
@@ -50,3 +53,33 @@ def estimate_peak_bytes(
     iterations += m * n_basis * (n_freq + bins // n_freq) * real
     output = 2 * m * bins * cplx
     return int(BASELINE + MARGIN * (spectrogram + max(iterations, output)))
+
+
+def available_bytes() -> int | None:
+    """Memory the system can give without swapping (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"8G"``, ``"512M"``, ``"1.5G"``, ``"123456"`` (bytes) -> bytes; ``ValueError`` otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size such as 8G, 512M or 1.5G")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB"

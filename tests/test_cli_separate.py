@@ -441,3 +441,26 @@ def test_refs_problems(tmp_path, short_mix):
     assert "--refs scores one mixture: give a single mixture with it" in two_mixes.stderr
     missing = invoke("separate", short_mix, "-o", tmp_path / "o", "--refs", tmp_path / "nope.wav")
     assert missing.stderr == f"Error: {tmp_path / 'nope.wav'}: no such file\n"
+
+
+def test_memory_need_is_checked_before_any_work(tmp_path, short_mix):
+    result = invoke("separate", short_mix, "-o", tmp_path / "o", "--max-memory", "50M")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {short_mix}: needs about 0.")
+    assert "of memory, more than the 0.0 GiB allowed by --max-memory; use --max-memory SIZE" in (
+        result.stderr
+    )
+    assert not (tmp_path / "o").exists()
+    ok = invoke("separate", short_mix, "-o", tmp_path / "o", "--max-memory", "2G", *FAST)
+    assert ok.exit_code == 0
+    bad = invoke("separate", short_mix, "--max-memory", "lots")
+    assert bad.exit_code == 2 and "'lots' is not a size such as 8G, 512M or 1.5G" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("8G", 8 * 2**30), ("512M", 512 * 2**20), ("1.5g", 3 * 2**29), ("100", 100)]
+)
+def test_sizes(text, size):
+    from ilrma_cli.memory import parse_size
+
+    assert parse_size(text) == size

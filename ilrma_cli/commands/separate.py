@@ -17,6 +17,7 @@ from ilrma_cli.batch import (
     JobRecord,
     OutputOptions,
     References,
+    check_memory,
     check_template,
     plan_outputs,
     run_job,
@@ -31,6 +32,7 @@ from ilrma_cli.execute import imap_runs, interruptible, parse_scheduler
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
+from ilrma_cli.memory import parse_size
 from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, DEFAULT_ILRMA, SeparationSettings
 from ilrma_cli.stft import WINDOWS, StftConfig
 from ilrma_cli.versions import versions
@@ -178,6 +180,12 @@ log = logging.getLogger("ilrma")
     metavar="ADDRESS|local:N",
     help="Run the mixtures on a Dask cluster (tcp://host:8786), or on local:N workers.",
 )
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Memory a mixture may use (e.g. 8G); default: what the system has available now.",
+)
 @click.option("--keep-going", is_flag=True, help="Go on with the other mixtures after a failure.")
 @click.option(
     "--refs",
@@ -221,6 +229,7 @@ def separate(
     refs: tuple[Path, ...],
     jobs: int,
     scheduler: str | None,
+    max_memory: str | None,
     keep_going: bool,
     force: bool,
     quiet: bool,
@@ -280,7 +289,14 @@ def separate(
     )
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
 
+    try:
+        memory_limit = None if max_memory is None else parse_size(max_memory)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--max-memory") from None
+
     mixtures = plan_mixtures(inputs)
+    if scheduler is None:  # Dask workers have memory limits of their own
+        check_memory(mixtures, settings, memory_limit)
     references = None
     if refs:
         if len(mixtures) > 1:
