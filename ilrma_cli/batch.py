@@ -190,7 +190,8 @@ def check_memory(
     """Refuse, before any work, a mixture whose separation would need more than ``limit`` bytes.
 
     ``limit`` None means the memory available now; the estimate is
-    :func:`ilrma_cli.memory.estimate_peak_bytes` from the file headers.
+    :func:`ilrma_cli.memory.estimate_peak_bytes` from the file headers (a signal shorter
+    than one frame counts as one frame: it is refused with its own message later).
     """
     allowed = "allowed by --max-memory" if limit is not None else "available"
     limit = available_bytes() if limit is None else limit
@@ -200,7 +201,8 @@ def check_memory(
         resolved = settings.for_rate(mixture.rate)
         assert resolved.stft is not None
         need = estimate_peak_bytes(
-            mixture.n_channels, mixture.n_samples, resolved.stft.n_fft, resolved.stft.hop,
+            mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
+            resolved.stft.n_fft, resolved.stft.hop,
             resolved.ilrma.n_basis, resolved.ilrma.precision,
         )  # fmt: skip
         if need > limit:
