@@ -44,7 +44,7 @@ def estimate_peak_bytes(
     if precision not in ITEMSIZE:
         raise ValueError(f"unknown precision {precision!r}; choose one of single, double")
     real, cplx = ITEMSIZE[precision]
-    config = StftConfig(n_fft, hop)
+    config = StftConfig(n_fft, hop, "hamming")  # the frame count does not depend on the window
     n_freq = config.n_freq
     bins = n_freq * n_frames(n_samples, config)
     m = n_channels

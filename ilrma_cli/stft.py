@@ -33,6 +33,11 @@ class StftConfig:
             raise ValueError(f"hop must be an integer in [1, n_fft={self.n_fft}], got {self.hop!r}")
         if self.window not in WINDOWS:
             raise ValueError(f"unknown window {self.window!r}; choose one of {', '.join(WINDOWS)}")
+        if not _invertible(make_window(self.window, self.n_fft), self.hop):
+            raise ValueError(
+                f"the {self.window} window with hop {self.hop} and n_fft {self.n_fft} cannot be "
+                "inverted: its frames leave samples uncovered; use a smaller hop"
+            )
 
     @property
     def n_freq(self) -> int:
@@ -46,6 +51,16 @@ def make_window(name: str, n_fft: int) -> np.ndarray:
     if name in WINDOWS:
         return get_window(name, n_fft, fftbins=True)
     raise ValueError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)}")
+
+
+def _invertible(window: np.ndarray, hop: int) -> bool:
+    """Whether every sample is covered by some frame: ``sum_j w(n - j hop)^2 > 0``."""
+    covered = np.zeros(hop)
+    power = window**2
+    for start in range(0, len(window), hop):
+        segment = power[start : start + hop]
+        covered[: len(segment)] += segment
+    return bool(covered.min() > 1e-10 * covered.max())
 
 
 @lru_cache(maxsize=8)

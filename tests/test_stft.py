@@ -7,11 +7,9 @@ from ilrma_cli.stft import WINDOWS, StftConfig, istft, n_frames, stft
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize(
     ("n_fft", "hop", "n_samples"),
-    [(4096, 2048, 20001), (11000, 2750, 33333), (512, 128, 1000), (64, 64, 777)],
+    [(4096, 2048, 20001), (11000, 2750, 33333), (512, 128, 1000), (64, 48, 777)],
 )
 def test_round_trip_is_exact_and_keeps_length(window, n_fft, hop, n_samples):
-    if window in ("hann", "sqrt-hann", "blackman") and hop == n_fft:
-        pytest.skip("a window that is zero at its edges cannot be inverted with hop = n_fft")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, n_samples))
     config = StftConfig(n_fft, hop, window)
@@ -20,6 +18,17 @@ def test_round_trip_is_exact_and_keeps_length(window, n_fft, hop, n_samples):
     y = istft(spec, n_samples, config)
     assert y.shape == x.shape
     assert np.linalg.norm(y - x) / np.linalg.norm(x) < 1e-10
+
+
+@pytest.mark.parametrize("window", ["hann", "sqrt-hann", "blackman"])
+def test_a_window_that_leaves_samples_uncovered_is_refused(window):
+    with pytest.raises(ValueError) as err:
+        StftConfig(1024, 1024, window)
+    assert str(err.value) == (
+        f"the {window} window with hop 1024 and n_fft 1024 cannot be inverted: "
+        "its frames leave samples uncovered; use a smaller hop"
+    )
+    assert StftConfig(1024, 1024, "hamming").hop == 1024  # never zero: fine
 
 
 def test_istft_accepts_extra_leading_axes():

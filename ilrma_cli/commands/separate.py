@@ -268,25 +268,28 @@ def separate(
     for name, value in (("--loss-plot", loss_plot), ("--spectrograms", spectrograms)):
         if value is not None:
             require_matplotlib(name)
-    settings = SeparationSettings(
-        stft=None if n_fft is None or hop is None else StftConfig(n_fft, hop, window),
-        window=window,
-        ilrma=ILRMAConfig(
-            n_basis=n_basis,
-            n_iter=n_iter,
-            update=update,
-            normalize=not no_normalize,
-            model=model,
-            dof=dof,
-            iva_iter=iva_iter,
-        ),
-        ref_mic=ref_mic,
-        images=images,
-        seed=seed,
-        restarts=restarts,
-        consistent=consistent,
-        n_sources=n_sources,
-    )
+    try:
+        settings = SeparationSettings(
+            stft=None if n_fft is None or hop is None else StftConfig(n_fft, hop, window),
+            window=window,
+            ilrma=ILRMAConfig(
+                n_basis=n_basis,
+                n_iter=n_iter,
+                update=update,
+                normalize=not no_normalize,
+                model=model,
+                dof=dof,
+                iva_iter=iva_iter,
+            ),
+            ref_mic=ref_mic,
+            images=images,
+            seed=seed,
+            restarts=restarts,
+            consistent=consistent,
+            n_sources=n_sources,
+        )
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--hop") from None
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
 
     try:

@@ -208,7 +208,10 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
     grid = {"n_fft": n_fft, "hop": hop, "window": window, "n_basis": n_basis,
             "n_iter": n_iter, "update": update}  # fmt: skip
-    runs = study.plan_runs(grid, seeds, data.data_id, not no_normalize, ref_mic)
+    try:
+        runs = study.plan_runs(grid, seeds, data.data_id, not no_normalize, ref_mic)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--hop") from None
     for settings in {run.settings.stft: run.settings for run in runs}.values():
         _check(data, settings)
     log = study.RunLog(out_dir, study.columns(len(data.references)), data.data_id)
