@@ -464,3 +464,14 @@ def test_sizes(text, size):
     from ilrma_cli.memory import parse_size
 
     assert parse_size(text) == size
+
+
+def test_single_precision_matches_double_closely(tmp_path, short_mix):
+    for precision in ("double", "single"):
+        result = invoke("separate", short_mix, "-o", tmp_path / precision, "--precision", precision)
+        assert result.exit_code == 0, result.output
+    for index in (1, 2):
+        double, _ = sf.read(tmp_path / "double" / "short" / f"source{index}.wav")
+        single, _ = sf.read(tmp_path / "single" / "short" / f"source{index}.wav")
+        error = np.linalg.norm(single - double) / np.linalg.norm(double)
+        assert error < 1e-2, error

@@ -95,6 +95,13 @@ log = logging.getLogger("ilrma")
     help="Demixing update rule.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["double", "single"]),
+    default=DEFAULT_ILRMA.precision,
+    show_default=True,
+    help="Arithmetic of the per-bin arrays; single uses about a third less memory.",
+)
+@click.option(
     "--iva-iter",
     type=click.IntRange(min=0),
     default=DEFAULT_ILRMA.iva_iter,
@@ -211,6 +218,7 @@ def separate(
     n_basis: int,
     n_iter: int,
     update: str,
+    precision: str,
     iva_iter: int,
     no_normalize: bool,
     ref_mic: int,
@@ -276,6 +284,7 @@ def separate(
                 n_basis=n_basis,
                 n_iter=n_iter,
                 update=update,
+                precision=precision,
                 normalize=not no_normalize,
                 model=model,
                 dof=dof,
