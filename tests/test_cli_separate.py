@@ -474,4 +474,4 @@ def test_single_precision_matches_double_closely(tmp_path, short_mix):
         double, _ = sf.read(tmp_path / "double" / "short" / f"source{index}.wav")
         single, _ = sf.read(tmp_path / "single" / "short" / f"source{index}.wav")
         error = np.linalg.norm(single - double) / np.linalg.norm(double)
-        assert error < 1e-2, error
+        assert 0 < error < 1e-4, error
