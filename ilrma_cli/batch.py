@@ -26,6 +26,7 @@ from ilrma_cli.io import (
     AtomicWriter,
     Audio,
     MixtureInput,
+    check_audio_format,
     fit_to_subtype,
     mixture_warnings,
     read_mixture,
@@ -159,10 +160,16 @@ def plan_outputs(
         )
 
     seen: dict[Path, str] = {}
+    checked_dirs: set[Path] = set()
     inputs = {p.resolve(): p for job in jobs for p in job.mixture.paths}
     for job in jobs:
+        for target in job.targets:
+            check_audio_format(target, options.subtype)
         side_files = (job.loss_plot, job.spectrograms, job.report)
         for path in [*job.targets, *(p for p in side_files if p)]:
+            if path.parent not in checked_dirs:
+                check_out_dir(path.parent)
+                checked_dirs.add(path.parent)
             key = path.resolve()
             if key in inputs:
                 raise OutputError(path, "would overwrite the input file; choose another --out-dir")

@@ -11,22 +11,24 @@ class IlrmaError(click.ClickException):
     exit_code = 1
 
 
-class InputError(IlrmaError):
+class _FileError(IlrmaError):
+    """An error about one file: ``<path>: <problem>``; picklable, so it can leave a worker."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type, tuple[object, str]]:
+        return type(self), (self.path, self.problem)
+
+
+class InputError(_FileError):
     """An input file is missing, unreadable or unusable."""
 
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
-
-class OutputError(IlrmaError):
+class OutputError(_FileError):
     """An output location cannot be written."""
-
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 class ProcessingError(IlrmaError):
@@ -39,3 +41,7 @@ class Interrupted(IlrmaError):
     def __init__(self, signal_name: str, exit_code: int, what: str) -> None:
         super().__init__(f"interrupted by {signal_name}: {what}")
         self.exit_code = exit_code
+        self._args = (signal_name, exit_code, what)
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, str]]:
+        return type(self), self._args

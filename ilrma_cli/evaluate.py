@@ -370,7 +370,11 @@ def _bss_eval_sources(references: np.ndarray, estimates: np.ndarray, compute_per
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        return mir_eval.separation.bss_eval_sources(references, estimates, compute_permutation)
+        try:
+            return mir_eval.separation.bss_eval_sources(references, estimates, compute_permutation)
+        except (ValueError, ArithmeticError, AttributeError, np.linalg.LinAlgError) as err:
+            # e.g. a singular system on very short signals (mir_eval's fallback breaks on NumPy 2)
+            raise ValueError(f"mir_eval could not evaluate these signals ({err})") from None
 
 
 def _mir_eval_scores(

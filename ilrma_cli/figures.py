@@ -65,7 +65,7 @@ def spectrograms_png(
     """
     from ilrma_cli.stft import StftConfig, stft
 
-    n_fft = int(2 ** np.ceil(np.log2(0.064 * rate)))
+    n_fft = max(int(2 ** np.ceil(np.log2(0.064 * rate))), 16)
     config = StftConfig(n_fft, n_fft // 4, "hann")
     signals = np.vstack([mixture[None, :], sources])
     power_db = 10 * np.log10(np.abs(stft(signals, config)) ** 2 + 1e-20)

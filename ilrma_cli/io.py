@@ -261,7 +261,9 @@ class AtomicWriter:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise OutputError(path.parent, f"cannot create folder ({err.strerror})") from None
+            raise OutputError(
+                path, f"cannot write (cannot create folder {path.parent}: {err.strerror})"
+            ) from None
         self._made_dirs.extend(missing)
 
     def write(self, path: Path, data: np.ndarray, rate: int, subtype: str = "float") -> None:
@@ -283,18 +285,21 @@ class AtomicWriter:
                 subtype=SUBTYPES[subtype],
                 format=_format_of(path),
             )
-        except (OSError, sf.LibsndfileError, RuntimeError) as err:
+        except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
             raise OutputError(path, f"cannot write ({_reason(err)})") from None
         _clear_peak_timestamp(tmp)
 
     def write_bytes(self, path: Path, content: bytes) -> None:
         """Stage a small non-audio file (a report, a figure) the same way."""
         self._make_parent(path)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.fchmod(fd, _new_file_mode())
-        self._pending.append((Path(name), path))
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            os.fchmod(fd, _new_file_mode())
+            self._pending.append((Path(name), path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+        except OSError as err:
+            raise OutputError(path, f"cannot write ({err.strerror})") from None
 
     def commit(self) -> list[Path]:
         """Rename every temporary onto its target; returns the targets."""
@@ -346,6 +351,14 @@ def _clear_peak_timestamp(path: Path) -> None:
                 handle.write(bytes(4))
                 return
             handle.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def check_audio_format(path: Path, subtype: str) -> None:
+    """Refuse, before any work, an output name whose format cannot hold ``subtype`` samples."""
+    fmt = _format_of(path)
+    if not sf.check_format(fmt, SUBTYPES[subtype]):
+        choices = "--subtype pcm16 or pcm24" if fmt == "FLAC" else "a .wav or .flac name"
+        raise OutputError(path, f"{fmt} files cannot hold {subtype} samples: use {choices}")
 
 
 def _format_of(path: Path) -> str:

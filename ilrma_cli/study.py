@@ -224,13 +224,17 @@ class RunLog:
         """Loss per iteration by key (the last line wins)."""
         result = {}
         for line in _read_whole_lines(self.losses_path).splitlines():
-            entry = json.loads(line)
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # damaged by an earlier crash: that run's curve is missing
             result[entry["key"]] = entry["loss"]
         return result
 
     def append(self, row: dict[str, str], loss: list[float]) -> None:
         """Log one finished run durably: its losses first, then its row."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        _read_whole_lines(self.losses_path)  # cut a line torn by a crash before appending
         _append_durably(self.losses_path, json.dumps({"key": row["key"], "loss": loss}) + "\n")
         new = not self.runs_path.exists() or self.runs_path.stat().st_size == 0
         lines = ([self.header] if new else []) + [[row[name] for name in self.header]]

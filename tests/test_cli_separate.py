@@ -475,3 +475,18 @@ def test_single_precision_matches_double_closely(tmp_path, short_mix):
         single, _ = sf.read(tmp_path / "single" / "short" / f"source{index}.wav")
         error = np.linalg.norm(single - double) / np.linalg.norm(double)
         assert 0 < error < 1e-4, error
+
+
+def test_output_names_whose_format_cannot_hold_the_samples_are_refused_first(tmp_path, short_mix):
+    flac = invoke(
+        "separate", short_mix, "-o", tmp_path / "o", "--filename", "{track}/s{index}.flac"
+    )
+    assert flac.exit_code == 1
+    assert flac.stderr == (
+        f"Error: {tmp_path / 'o' / 'short' / 's1.flac'}: FLAC files cannot hold float samples: "
+        "use --subtype pcm16 or pcm24\n"
+    )
+    assert not (tmp_path / "o").exists()
+    pcm = invoke("separate", short_mix, "-o", tmp_path / "o", "--filename", "{track}/s{index}.flac",
+                 "--subtype", "pcm16", *FAST)  # fmt: skip
+    assert pcm.exit_code == 0 and sf.info(tmp_path / "o" / "short" / "s1.flac").format == "FLAC"

@@ -97,3 +97,18 @@ def test_dask_batch_equals_local_and_records_a_failure(tmp_path):
             rel = Path(m) / f"source{index}.wav"
             assert (tmp_path / "dask" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
     assert not (tmp_path / "dask" / "silent").exists()
+
+
+def fail_with_input_error(item: int) -> int:
+    from ilrma_cli.errors import InputError
+
+    raise InputError(f"file{item}.wav", "broken")
+
+
+@pytest.mark.parametrize(("jobs", "scheduler"), [(2, None), (1, "local:1")])
+def test_our_errors_come_back_from_workers_intact(jobs, scheduler):
+    from ilrma_cli.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        list(imap_runs(fail_with_input_error, [1, 2], jobs, scheduler))
+    assert err.value.format_message() in ("file1.wav: broken", "file2.wav: broken")

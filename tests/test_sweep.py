@@ -235,3 +235,15 @@ def test_dask_cluster_gives_the_same_rows_and_resumes(done, data, tmp_path):
     again = invoke(*args)
     assert again.exit_code == 0
     assert "8 already in" in again.stderr and "0 to run" in again.stderr
+
+
+def test_a_torn_losses_line_is_cut_and_the_sweep_goes_on(done, data, tmp_path):
+    out = tmp_path / "torn"
+    shutil.copytree(done[0], out)
+    with open(out / "losses.jsonl", "a") as handle:
+        handle.write('{"key": "x", "loss": [1, 2')
+    result = invoke(*sweep_args(data, out, *GRID[:-2], "--restarts", "3"))
+    assert result.exit_code == 0, result.output
+    assert len(read_csv(out / "runs.csv")) == 12
+    lines = (out / "losses.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["key"] != "x" for line in lines) and len(lines) == 12

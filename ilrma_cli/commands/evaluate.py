@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,9 +13,9 @@ import numpy as np
 import soundfile as sf
 
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
-from ilrma_cli.errors import InputError, OutputError
+from ilrma_cli.errors import InputError
 from ilrma_cli.evaluate import BACKENDS, Scores, score
-from ilrma_cli.io import read_audio
+from ilrma_cli.io import AtomicWriter, read_audio
 
 AUDIO_SUFFIXES = {f".{name.lower()}" for name in sf.available_formats()} | {".aif"}
 
@@ -153,12 +151,15 @@ def evaluate(
     paths = [*references, *estimate_paths] + ([mixture] if mixture is not None else [])
     signals, rate = load_signals(paths, ref_mic)
     n_sources = len(references)
-    scores = score(
-        signals[:n_sources],
-        signals[n_sources : 2 * n_sources],
-        signals[-1] if mixture is not None else None,
-        backend=backend,
-    )
+    try:
+        scores = score(
+            signals[:n_sources],
+            signals[n_sources : 2 * n_sources],
+            signals[-1] if mixture is not None else None,
+            backend=backend,
+        )
+    except ValueError as err:
+        raise InputError(references[0], f"cannot be scored: {err}") from None
     ref_names = [str(path) for path in references]
     est_names = [str(path) for path in estimate_paths]
     if csv_path is not None:
@@ -222,17 +223,6 @@ def _csv_text(scores: Scores, ref_names: list[str], est_names: list[str]) -> str
 
 def _write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as err:
-        raise OutputError(path, f"cannot write ({err.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise OutputError(path, f"cannot write ({err.strerror})") from None
-        raise
+    with AtomicWriter() as writer:
+        writer.write_bytes(path, text.encode("utf-8"))
+        writer.commit()
