@@ -382,7 +382,13 @@ def _title(job: Job, settings: SeparationSettings, seed: int) -> str:
 def run_job_safely(
     job: Job, settings: SeparationSettings, options: OutputOptions, keep_sources: bool = False
 ) -> JobRecord:
-    """:func:`run_job` for a worker process: failures come back as a record, not an exception."""
+    """:func:`run_job` for a worker process: failures come back as a record, not an exception.
+
+    The worker logs nothing itself; the parent reports ``record.warnings`` at its own level.
+    """
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
     try:
         return run_job(job, settings, options, keep_sources=keep_sources)
     except IlrmaError as err:

@@ -190,18 +190,16 @@ def read_mixture(mixture: MixtureInput, pad: bool = False) -> Audio:
 
 
 def mixture_warnings(audio: Audio) -> list[str]:
-    """Degenerate but valid properties of a mixture worth telling the user."""
+    """Degenerate but valid properties of a mixture worth telling the user.
+
+    (Silent channels are judged by :func:`ilrma_cli.pipeline.check_signal`, which knows
+    how many sources are asked for.)
+    """
     messages = []
-    silent = [c + 1 for c in range(audio.n_channels) if not np.any(audio.data[c])]
-    if len(silent) == audio.n_channels:
-        return []  # nothing at all: refused by the separation itself
-    if silent:
-        messages.append(
-            f"channel(s) {silent} are digital silence: those sources cannot be separated"
-        )
+    silent = [c for c in range(audio.n_channels) if not np.any(audio.data[c])]
     for a in range(audio.n_channels):
         for b in range(a + 1, audio.n_channels):
-            if a + 1 not in silent and np.array_equal(audio.data[a], audio.data[b]):
+            if a not in silent and np.array_equal(audio.data[a], audio.data[b]):
                 messages.append(
                     f"channels {a + 1} and {b + 1} are identical: they carry no spatial information"
                 )

@@ -125,6 +125,14 @@ def check_signal(mixture: np.ndarray, settings: SeparationSettings) -> None:
         )
     if not np.any(mixture):
         raise ValueError("the input is digital silence: there is nothing to separate")
+    silent = [c + 1 for c in range(n_channels) if not np.any(mixture[c])]
+    n_live = n_channels - len(silent)
+    if silent and (settings.n_sources or n_channels) > n_live:
+        hint = f"; use --n-sources {n_live}" if n_live >= 2 else ""
+        raise ValueError(
+            f"channel(s) {silent} are digital silence: the {n_live} live channel(s) can "
+            f"separate at most {n_live} source(s){hint}"
+        )
 
 
 def separate(

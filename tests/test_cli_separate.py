@@ -374,19 +374,28 @@ def test_out_dir_problems(tmp_path, short_mix):
     assert clash.exit_code == 0
 
 
-def test_silent_channel_separates_with_a_warning(tmp_path, short_mix):
+def test_a_silent_channel_is_refused_unless_fewer_sources_are_asked_for(tmp_path, short_mix):
     data, rate = sf.read(short_mix)
     data[:, 1] = 0
     path = _write(tmp_path / "in" / "half.wav", data, subtype="FLOAT")
     result = invoke("separate", path, "-o", tmp_path / "o", *FAST)
-    assert "channel(s) [2] are digital silence" in result.stderr
-    if result.exit_code == 0:
-        for i in (1, 2):
-            out, _ = sf.read(tmp_path / "o" / "half" / f"source{i}.wav")
-            assert np.all(np.isfinite(out)) and np.any(out)
-    else:
-        assert "separated source(s)" in result.stderr
-        assert not (tmp_path / "o").exists()
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {path}: channel(s) [2] are digital silence: the 1 live channel(s) can "
+        "separate at most 1 source(s)\n"
+    )
+    assert not (tmp_path / "o").exists()
+    three = np.column_stack(
+        [data[:, 0], np.zeros(len(data)), 0.5 * data[:, 0] + 0.1 * data[::-1, 0]]
+    )
+    path3 = _write(tmp_path / "in" / "three.wav", three, subtype="FLOAT")
+    refused = invoke("separate", path3, "-o", tmp_path / "p", *FAST)
+    assert refused.exit_code == 1 and "; use --n-sources 2\n" in refused.stderr
+    fewer = invoke("separate", path3, "-o", tmp_path / "p", "--n-sources", "2", *FAST)
+    assert fewer.exit_code == 0, fewer.output
+    for i in (1, 2):
+        out, _ = sf.read(tmp_path / "p" / "three" / f"source{i}.wav")
+        assert np.all(np.isfinite(out)) and np.any(out)
 
 
 def test_identical_channels_warn_and_stay_finite(tmp_path, short_mix):

@@ -68,7 +68,7 @@ log = logging.getLogger("ilrma")
     "--n-fft",
     type=click.IntRange(min=2),
     default=None,
-    help="STFT frame length in samples (any size)  [default: auto: 256 ms rounded to a power of two, 4096 at 16 kHz]",
+    help="STFT frame length in samples (any size)  [default: auto: about 200 ms rounded to a power of two, 4096 at 16 kHz]",
 )
 @click.option(
     "--hop",
@@ -389,6 +389,8 @@ def _run_elsewhere(jobs: list[Job], settings: SeparationSettings, options: Outpu
         for index, record in imap_runs(run, jobs, n_workers, scheduler):
             records[index] = record
             bar.update(1)
+            for message in record.warnings:
+                log.warning("%s: %s", record.inputs[0], message)
             if record.status != "ok":
                 _report_failure(record.error or "failed")
                 if not keep_going:

@@ -109,7 +109,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     metavar="LIST",
     default="100",
     show_default=True,
-    callback=_int_grid(0),
+    callback=_int_grid(1),
     help="Iterations, e.g. 50,100,200.",
 )
 @click.option(
