@@ -37,7 +37,7 @@ from ilrma_cli.io import AtomicWriter
 from ilrma_cli.pipeline import SeparationSettings, separate
 from ilrma_cli.stft import StftConfig
 
-GRID_PARAMETERS = ("n_fft", "hop", "window", "n_basis", "n_iter", "update")
+GRID_PARAMETERS = ("n_fft", "hop", "window", "n_basis", "n_iter", "iva_iter", "update")
 SETTING_COLUMNS = (*GRID_PARAMETERS, "normalize", "ref_mic")
 RUNS_FILE = "runs.csv"
 LOSSES_FILE = "losses.jsonl"
@@ -135,7 +135,13 @@ def plan_runs(
         p = dict(zip((*GRID_PARAMETERS, "seed"), values, strict=True))
         settings = SeparationSettings(
             stft=StftConfig(p["n_fft"], p["hop"], p["window"]),
-            ilrma=ILRMAConfig(p["n_basis"], p["n_iter"], p["update"], normalize),
+            ilrma=ILRMAConfig(
+                n_basis=p["n_basis"],
+                n_iter=p["n_iter"],
+                update=p["update"],
+                normalize=normalize,
+                iva_iter=p["iva_iter"],
+            ),
             ref_mic=ref_mic,
             seed=p["seed"],
         )

@@ -206,7 +206,7 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
         [0, 1],
     )
     assert document["fixed"] == {"n_fft": 1024, "hop": 512, "window": "hann", "n_iter": 3,
-                                 "normalize": True, "ref_mic": 0}  # fmt: skip
+                                 "iva_iter": 20, "normalize": True, "ref_mic": 0}  # fmt: skip
     assert [(s["n_basis"], s["update"], s["n_runs"]) for s in document["summary"]] == [
         (2, "ip", 2), (2, "iss", 2), (4, "ip", 2), (4, "iss", 2)
     ]  # fmt: skip

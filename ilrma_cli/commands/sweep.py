@@ -21,7 +21,7 @@ from ilrma_cli.engine import UPDATES
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
 from ilrma_cli.execute import imap_processes, imap_runs, interruptible, parse_scheduler
 from ilrma_cli.io import plan_mixtures, read_mixture
-from ilrma_cli.pipeline import SeparationSettings, check_signal
+from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, check_signal
 from ilrma_cli.stft import WINDOWS
 
 FIGURES = ("sdr_boxplot.png", "loss_curves.png")
@@ -83,7 +83,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option(
     "--hop",
     metavar="LIST",
-    default="2048",
+    default="1024",
     show_default=True,
     callback=_int_grid(1),
     help="STFT hops, each at most the smallest --n-fft.",
@@ -99,7 +99,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option(
     "--n-basis",
     metavar="LIST",
-    default="2",
+    default=str(DEFAULT_ILRMA.n_basis),
     show_default=True,
     callback=_int_grid(1),
     help="NMF bases per source: 2-9, 2,4,8 or 2-9:2.",
@@ -111,6 +111,14 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     show_default=True,
     callback=_int_grid(1),
     help="Iterations, e.g. 50,100,200.",
+)
+@click.option(
+    "--iva-iter",
+    metavar="LIST",
+    default=str(DEFAULT_ILRMA.iva_iter),
+    show_default=True,
+    callback=_int_grid(0),
+    help="IVA iterations before ILRMA, e.g. 0,20 (0: start from the identity).",
 )
 @click.option(
     "--update",
@@ -165,7 +173,8 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
           n_fft: list[int], hop: list[int], window: list[str], n_basis: list[int],
-          n_iter: list[int], update: list[str], no_normalize: bool, ref_mic: int,
+          n_iter: list[int], iva_iter: list[int], update: list[str], no_normalize: bool,
+          ref_mic: int,
           restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
           no_figures: bool, jobs: int, scheduler: str | None, no_progress: bool,
           as_json: bool) -> None:  # fmt: skip
@@ -207,7 +216,7 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
 
     data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
     grid = {"n_fft": n_fft, "hop": hop, "window": window, "n_basis": n_basis,
-            "n_iter": n_iter, "update": update}  # fmt: skip
+            "n_iter": n_iter, "iva_iter": iva_iter, "update": update}  # fmt: skip
     try:
         runs = study.plan_runs(grid, seeds, data.data_id, not no_normalize, ref_mic)
     except ValueError as err:
