@@ -257,6 +257,8 @@ def run_job(
         separation = separate(
             audio.data, settings, callback=progress, rate=audio.rate, workers=workers
         )
+    except np.linalg.LinAlgError as err:
+        raise ProcessingError(f"{audio.path}: the separation failed numerically ({err})") from None
     except ValueError as err:
         raise InputError(audio.path, str(err)) from None
     record.seconds.update(separation.seconds)

@@ -271,7 +271,7 @@ class AtomicWriter:
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         except OSError as err:
             raise OutputError(path.parent, f"cannot write ({err.strerror})") from None
-        os.fchmod(fd, _new_file_mode())
+        os.fchmod(fd, new_file_mode())
         os.close(fd)
         tmp = Path(name)
         self._pending.append((tmp, path))
@@ -292,7 +292,7 @@ class AtomicWriter:
         self._make_parent(path)
         try:
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-            os.fchmod(fd, _new_file_mode())
+            os.fchmod(fd, new_file_mode())
             self._pending.append((Path(name), path))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
@@ -322,7 +322,7 @@ class AtomicWriter:
         self._pending, self._done, self._made_dirs = [], [], []
 
 
-def _new_file_mode() -> int:
+def new_file_mode() -> int:
     """The mode ``open()`` would give a new file (0666 less the umask); mkstemp uses 0600."""
     umask = os.umask(0)
     os.umask(umask)

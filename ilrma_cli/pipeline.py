@@ -5,12 +5,10 @@ The library entry point behind ``ilrma separate`` (no files, no printing).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
+from functools import partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -19,9 +17,9 @@ from ilrma_cli.engine import ILRMAConfig, Result, project_back, run
 from ilrma_cli.engine.ilrma import Callback
 from ilrma_cli.engine.reduce import expand_demix, principal_subspace
 from ilrma_cli.engine.variants import Consistency
+from ilrma_cli.execute import imap_processes
 from ilrma_cli.stft import StftConfig, istft, stft
 
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
 AUTO_FRAME_SECONDS = 0.2
 AUTO_HOP_DIVISOR = 4
@@ -224,25 +222,15 @@ def _run_in_processes(
     workers: int,
     callback: Callback | None,
 ) -> Iterator[Result]:
-    """:func:`run` for each seed in a process pool (one BLAS thread per process), in order."""
-    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
-    os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # workers inherit it at start
-    try:
-        pool = ProcessPoolExecutor(min(workers, len(seeds)), mp_context=get_context("spawn"))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    with pool:
-        futures = [pool.submit(run, obs, config, seed, None, None, consistency) for seed in seeds]
-        for future in futures:
-            result = future.result()
-            if callback is not None:
-                for it, loss in enumerate(result.loss[1:], start=1):
-                    callback(it, float(loss))
-            yield result
+    """:func:`run` for each seed in a process pool (one BLAS thread per process), in seed order."""
+    one_seed = partial(run, obs, config, consistency=consistency)
+    results = dict(imap_processes(one_seed, seeds, workers))
+    for index in range(len(seeds)):
+        result = results[index]
+        if callback is not None:
+            for it, loss in enumerate(result.loss[1:], start=1):
+                callback(it, float(loss))
+        yield result
 
 
 @dataclass(frozen=True)

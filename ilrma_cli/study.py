@@ -33,7 +33,7 @@ import numpy as np
 
 from ilrma_cli.engine import ILRMAConfig
 from ilrma_cli.evaluate import score
-from ilrma_cli.io import AtomicWriter
+from ilrma_cli.io import AtomicWriter, new_file_mode
 from ilrma_cli.pipeline import SeparationSettings, separate
 from ilrma_cli.stft import StftConfig
 
@@ -285,7 +285,7 @@ def write_text_durably(path: Path, text: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
+        os.chmod(tmp, new_file_mode())  # mkstemp makes it private; give it a normal file's mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
@@ -294,12 +294,6 @@ def write_text_durably(path: Path, text: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def varying(rows: Sequence[dict[str, str]]) -> list[str]:
