@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ilrma_cli.execute import parse_scheduler
+
 
 class VariadicOption(click.Option):
     """An option taking one or more values, all the non-option tokens that follow it."""
@@ -64,3 +66,15 @@ def expand_variadic(
         for value in values:
             expanded += [option, value]
     return expanded
+
+
+def check_executor(jobs: int, scheduler: str | None) -> None:
+    """Usage errors (exit 2) for a malformed ``--scheduler`` or one given with ``-j N``."""
+    if scheduler is None:
+        return
+    try:
+        parse_scheduler(scheduler)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--scheduler") from None
+    if jobs > 1:
+        raise click.UsageError("use either -j/--jobs or --scheduler, not both")

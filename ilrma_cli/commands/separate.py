@@ -24,11 +24,11 @@ from ilrma_cli.batch import (
     run_job_safely,
 )
 from ilrma_cli.commands.evaluate import load_signals
-from ilrma_cli.commands.options import VariadicCommand, VariadicOption
+from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
 from ilrma_cli.engine import UPDATES, ILRMAConfig
 from ilrma_cli.engine.models import MODELS
 from ilrma_cli.errors import IlrmaError
-from ilrma_cli.execute import imap_runs, interruptible, parse_scheduler
+from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
@@ -254,13 +254,7 @@ def separate(
     inputs = inputs + read_input_list(from_list)
     if not inputs:
         raise click.UsageError("Missing argument 'INPUTS...' (or --from-list FILE)")
-    if scheduler is not None:
-        try:
-            parse_scheduler(scheduler)
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--scheduler") from None
-        if jobs > 1:
-            raise click.UsageError("use either -j/--jobs or --scheduler, not both")
+    check_executor(jobs, scheduler)
     if hop is not None and n_fft is None:
         raise click.BadParameter(
             "--hop needs --n-fft (the automatic STFT sets both)", param_hint="--hop"

@@ -16,10 +16,10 @@ from tqdm import tqdm
 from ilrma_cli import figures, study
 from ilrma_cli.batch import check_out_dir
 from ilrma_cli.commands.evaluate import load_signals
-from ilrma_cli.commands.options import VariadicCommand, VariadicOption
+from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
 from ilrma_cli.engine import UPDATES
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
-from ilrma_cli.execute import imap_processes, imap_runs, interruptible, parse_scheduler
+from ilrma_cli.execute import imap_processes, imap_runs, interruptible
 from ilrma_cli.io import plan_mixtures, read_mixture
 from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, check_signal
 from ilrma_cli.stft import WINDOWS
@@ -199,13 +199,7 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     if seeds is not None and restarts_given is not ParameterSource.DEFAULT:
         raise click.UsageError("give --restarts or --seeds, not both")
     seeds = seeds if seeds is not None else list(range(restarts))
-    if scheduler is not None:
-        try:
-            parse_scheduler(scheduler)
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--scheduler") from None
-        if jobs > 1:
-            raise click.UsageError("use either -j/--jobs or --scheduler, not both")
+    check_executor(jobs, scheduler)
     too_long = [h for h in hop if h > min(n_fft)]
     if too_long:
         raise click.BadParameter(f"{too_long[0]} is larger than --n-fft {min(n_fft)}",
