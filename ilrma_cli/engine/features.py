@@ -113,3 +113,13 @@ def demix_apply(demix: np.ndarray, obs: np.ndarray, dtype: np.dtype) -> np.ndarr
             demix[lo : lo + BLOCK].astype(dtype), x, out=out[:, lo : lo + BLOCK].transpose(1, 0, 2)
         )
     return out
+
+
+def unit_power_features(obs: np.ndarray) -> np.ndarray:
+    """:func:`outer_features` of ``obs`` scaled to unit mean power (the engine's working scale)."""
+    n_ch, n_freq, n_frames = obs.shape
+    feats = outer_features(obs)
+    mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
+    if mean_power > 0:
+        feats /= mean_power
+    return feats

@@ -20,11 +20,11 @@ from ilrma_cli.engine.demix import UPDATES, weighted_covariances
 from ilrma_cli.engine.features import (
     BLOCK,
     demix_apply,
-    outer_features,
     output_power,
     power_coefficients,
+    unit_power_features,
 )
-from ilrma_cli.engine.iva import iva_start
+from ilrma_cli.engine.iva import iva_from_features
 from ilrma_cli.engine.model import NMFModel
 from ilrma_cli.engine.models import MODELS
 from ilrma_cli.engine.variants import Consistency, run_variant
@@ -173,15 +173,14 @@ def run(
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     dtype = config.real_dtype
-    start = iva_start(obs, config.iva_iter, config.update, EPS)[0] if config.iva_iter else None
-    if config.model != "gauss" or consistency is not None:
-        return run_variant(obs, config, rng, callback, consistency, EPS, start)
-
     # Work on unit mean power so that the floors are meaningful for any input level.
-    feats = outer_features(obs)  # (n_freq, n_ch**2, n_frames), float64
-    mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
-    if mean_power > 0:
-        feats /= mean_power
+    feats = unit_power_features(obs)  # (n_freq, n_ch**2, n_frames), float64
+    start = None
+    if config.iva_iter:
+        start = iva_from_features(feats, config.iva_iter, config.update, EPS, record_loss=False)[0]
+    if config.model != "gauss" or consistency is not None:
+        del feats
+        return run_variant(obs, config, rng, callback, consistency, EPS, start)
     mean_feats = feats.mean(axis=-1)  # (n_freq, n_ch**2)
 
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ilrma_cli.engine import small
 from ilrma_cli.engine.demix import UPDATES, weighted_covariances
-from ilrma_cli.engine.features import outer_features, output_power, power_coefficients
+from ilrma_cli.engine.features import output_power, power_coefficients, unit_power_features
 
 
 def iva_start(
@@ -28,11 +28,18 @@ def iva_start(
     ``sum(|y|^2 / r + log r) - 2 n_frames sum_f log|det W_f|`` at the start and
     after each iteration; both steps are exact or majorisation-minimisation, so it never rises.
     """
-    n_ch, n_freq, n_frames = obs.shape
-    feats = outer_features(obs)  # (n_freq, n_ch**2, n_frames)
-    mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
-    if mean_power > 0:
-        feats /= mean_power
+    return iva_from_features(unit_power_features(obs), n_iter, update, eps)
+
+
+def iva_from_features(
+    feats: np.ndarray, n_iter: int, update: str = "ip", eps: float = 1e-12, record_loss: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`iva_start` on the unit-power features ``(n_freq, n_ch**2, n_frames)`` of the mixture.
+
+    ``record_loss=False`` skips the loss (an empty array is returned for it).
+    """
+    n_freq, n_feats, n_frames = feats.shape
+    n_ch = int(round(np.sqrt(n_feats)))
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
     update_demix = UPDATES[update]
     power = np.empty((n_ch, n_freq, n_frames))
@@ -40,10 +47,11 @@ def iva_start(
     for it in range(n_iter + 1):
         output_power(power_coefficients(demix), feats, power)
         variance = np.broadcast_to(np.maximum(power.mean(axis=1, keepdims=True), eps), power.shape)
-        with np.errstate(divide="ignore"):
-            logdet = np.log(np.abs(small.det(demix)))
-        nll = np.sum(power / variance + np.log(variance)) - 2.0 * n_frames * np.sum(logdet)
-        losses.append(float(nll))
+        if record_loss:
+            with np.errstate(divide="ignore"):
+                logdet = np.log(np.abs(small.det(demix)))
+            nll = np.sum(power / variance + np.log(variance)) - 2.0 * n_frames * np.sum(logdet)
+            losses.append(float(nll))
         if it < n_iter:
             update_demix(demix, weighted_covariances(feats, 1.0 / variance))
     return demix, np.asarray(losses)
