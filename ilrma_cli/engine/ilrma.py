@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ilrma_cli.engine import small
-from ilrma_cli.engine.demix import UPDATES, weighted_covariances
+from ilrma_cli.engine import kernels, small
+from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
 from ilrma_cli.engine.features import (
     BLOCK,
     demix_apply,
-    output_power,
     power_coefficients,
     unit_power_features,
 )
@@ -145,6 +144,75 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
     return obs
 
 
+def _iterate(
+    feats: np.ndarray,
+    demix: np.ndarray,
+    model: NMFModel,
+    config: ILRMAConfig,
+    callback: Callback | None,
+) -> tuple[list[float], int]:
+    """Run ``config.n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
+
+    Each iteration is one :func:`ilrma_cli.engine.kernels.sweep` (two for rules
+    without a compiled form, whose update then runs in numpy between them); a
+    first sweep does the NMF update of iteration 1, so the order of the updates is
+    that of the paper (NMF, then demixing, then normalisation).
+    """
+    n_freq, _, n_frames = feats.shape
+    n_src, n_ch = demix.shape[1:]
+    rule = kernels.KERNEL_RULES.get(config.update, kernels.COV_ONLY)
+    cov_shape = (n_freq, n_src, n_ch, n_ch) if rule == kernels.COV_ONLY else (1, 1, 1, 1)
+    cov = np.empty(cov_shape, dtype=np.complex128)
+    act_num = np.empty_like(model.activation)
+    act_den = np.empty_like(model.activation)
+    mean_feats = feats.mean(axis=-1)  # (n_freq, n_ch**2)
+
+    def sweep(rule: int, update_basis: bool) -> float:
+        act_num.fill(0.0)
+        act_den.fill(0.0)
+        args = (act_num, act_den, rule, update_basis, config.record_loss, EPS, LOADING, FLOOR)
+        part = kernels.sweep(feats, demix, model.basis, model.activation, cov, *args)
+        if update_basis:
+            model.update_activation(act_num, act_den, EPS)
+        return part
+
+    def loss(part: float, gain: np.ndarray) -> float:
+        with np.errstate(divide="ignore"):
+            logdet = np.log(np.abs(small.det(demix)))
+        return (
+            part
+            - n_freq * n_frames * float(np.sum(np.log(gain)))
+            - 2.0 * n_frames * float(np.sum(logdet))
+        )
+
+    part = sweep(kernels.NO_COV, config.n_iter > 0)
+    losses = [loss(part, np.ones(n_src))] if config.record_loss else []
+    n_done = 0
+    for it in range(1, config.n_iter + 1):
+        more = it < config.n_iter
+        if rule == kernels.COV_ONLY:
+            sweep(kernels.COV_ONLY, False)
+            UPDATES[config.update](demix, cov)
+            part = sweep(kernels.NO_COV, more)
+        else:
+            part = sweep(rule, more)
+        gain = np.ones(n_src)
+        if config.normalize:
+            # Mean output power from the mean features: E|y_n|^2 = coef[f, n] . mean_t feats.
+            gain = np.einsum("fnk,fk->n", power_coefficients(demix), mean_feats) / n_freq
+            gain[gain <= EPS] = 1.0  # a silent output keeps its scale
+            demix /= np.sqrt(gain)[None, :, None]
+            model.rescale(1.0 / gain)
+        n_done = it
+        value = float("nan")
+        if config.record_loss:
+            value = loss(part, gain)
+            losses.append(value)
+        if callback is not None and callback(it, value):
+            break
+    return losses, n_done
+
+
 def run(
     obs: np.ndarray,
     config: ILRMAConfig = ILRMAConfig(),
@@ -181,44 +249,12 @@ def run(
     if config.model != "gauss" or consistency is not None:
         del feats
         return run_variant(obs, config, rng, callback, consistency, EPS, start)
-    mean_feats = feats.mean(axis=-1)  # (n_freq, n_ch**2)
-
     demix = np.tile(np.eye(n_sources, n_ch, dtype=np.complex128), (n_freq, 1, 1))
     demix = demix if start is None else start
-    model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS).astype(dtype)
-    update_demix = UPDATES[config.update]
+    model = NMFModel.random(n_sources, n_freq, n_frames, config.n_basis, rng, EPS)
+    losses, n_done = _iterate(feats, demix, model, config, callback)
 
-    power = output_power(
-        power_coefficients(demix), feats, np.empty((n_sources, n_freq, n_frames), dtype)
-    )
-    variance = model.variance(EPS)
-    work = np.empty_like(power)
-    losses = [negative_log_likelihood(power, variance, demix)] if config.record_loss else []
-
-    n_done = 0
-    for it in range(1, config.n_iter + 1):
-        model.update(power, EPS, variance, work)
-        inv_var = np.divide(1.0, variance, out=work)
-        update_demix(demix, weighted_covariances(feats, inv_var))
-        coef = power_coefficients(demix)
-        if config.normalize:
-            # Mean output power from the mean features: E|y_n|^2 = coef[f, n] . mean_t feats.
-            gain = np.einsum("fnk,fk->n", coef, mean_feats) / n_freq
-            gain[gain <= EPS] = 1.0  # a silent output keeps its scale
-            demix /= np.sqrt(gain)[None, :, None]
-            coef /= gain[None, :, None]
-            model.rescale(1.0 / gain)
-            model.variance(EPS, out=variance)
-        output_power(coef, feats, power)
-        n_done = it
-        loss = float("nan")
-        if config.record_loss:
-            loss = negative_log_likelihood(power, variance, demix)
-            losses.append(loss)
-        if callback is not None and callback(it, loss):
-            break
-
-    del feats, power, variance, work
+    del feats
     complex_dtype = np.result_type(dtype, np.complex64)
     return Result(
         separated=demix_apply(demix, obs, complex_dtype),

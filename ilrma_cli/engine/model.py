@@ -72,6 +72,11 @@ class NMFModel:
         np.maximum(self.activation, eps, out=self.activation)
         return self.variance(eps, out=var)
 
+    def update_activation(self, numerator: np.ndarray, denominator: np.ndarray, eps: float) -> None:
+        """``activation *= sqrt(numerator / denominator)`` (eq. 29 from its two sums), floored at ``eps``."""
+        self.activation *= np.sqrt(numerator / np.maximum(denominator, eps))
+        np.maximum(self.activation, eps, out=self.activation)
+
     def rescale(self, gain: np.ndarray) -> None:
         """Multiply each source's variance by ``gain`` ``(n_sources,)``."""
         self.basis *= gain[:, None, None].astype(self.basis.dtype)

@@ -1,0 +1,291 @@
+"""Compiled per-frequency sweeps of Gaussian ILRMA (numba).
+
+One iteration of :func:`ilrma_cli.engine.ilrma.run` is a single pass over the
+frequencies; at each frequency ``f`` it
+
+1. forms the model variances ``r_n = basis[n, f] @ activation[n]`` and their
+   inverses (``(n_frames,)`` vectors that stay in the L1 cache);
+2. accumulates the weighted covariances ``U_n = mean_t x x^H / r_n`` from the
+   outer-product features and loads their diagonal (:mod:`ilrma_cli.engine.demix`);
+3. updates the demixing matrix of ``f`` with IP or ISS (the same rules as
+   :mod:`ilrma_cli.engine.demix`, written per frequency);
+4. forms the output powers ``|y_n|^2`` of the new demixing matrix and, with the
+   same ``r_n``, updates ``basis[n, f]`` by the Itakura-Saito MM rule;
+5. adds this frequency's share to the sums of the activation update, which is
+   finished once every frequency has been seen.
+
+So the features are read once per iteration and no ``(n_sources, n_freq,
+n_frames)`` array exists: numpy needs about twenty full passes over such arrays
+per iteration, which is where its time goes. The order of the updates is that of
+Kitamura et al. (TASLP 2016): the basis update of iteration ``i + 1`` runs in the
+sweep of iteration ``i``, right after the demixing update it depends on. Power
+normalisation is applied after the sweep; every update is scale-equivariant, so
+deferring it changes nothing but rounding.
+
+Layouts: ``feats`` ``(n_freq, m*m, n_frames)`` float64 (see
+:mod:`ilrma_cli.engine.features`), ``demix`` ``(n_freq, n_src, m)`` complex128,
+``basis`` ``(n_src, n_freq, n_basis)``, ``activation`` ``(n_src, n_basis, n_frames)``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# Demixing rule applied inside the sweep; COV_ONLY stores the covariances for a
+# rule run afterwards in numpy (ip2), NO_COV skips steps 2-3.
+NO_COV, COV_ONLY, RULE_IP, RULE_ISS = 0, 1, 2, 3
+KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS}
+
+# Reassociation lets the compiler vectorise the sums over frames; no
+# assumptions about NaN or infinity, so the finiteness checks stay.
+_FLAGS = {"reassoc", "contract", "arcp", "nsz"}
+_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+
+
+@_jit
+def _inverse_variance(basis, activation, n, f, eps, out):  # pragma: no cover - compiled
+    """``out[t] = 1 / max(basis[n, f] @ activation[n, :, t], eps)``."""
+    n_basis, n_frames = activation.shape[1], activation.shape[2]
+    w = basis[n, f, 0]
+    for t in range(n_frames):
+        out[t] = w * activation[n, 0, t]
+    for k in range(1, n_basis):
+        w = basis[n, f, k]
+        for t in range(n_frames):
+            out[t] += w * activation[n, k, t]
+    for t in range(n_frames):
+        out[t] = 1.0 / max(out[t], eps)
+
+
+@_jit
+def _covariance(feats, f, inv_var, loading, floor, out):  # pragma: no cover - compiled
+    """``out = mean_t x x^H inv_var[t]`` (m x m, complex), plus relative diagonal loading."""
+    n_ch = out.shape[0]
+    n_frames = feats.shape[2]
+    scale = 1.0 / n_frames
+    trace = 0.0
+    for i in range(n_ch):
+        acc = 0.0
+        for t in range(n_frames):
+            acc += inv_var[t] * feats[f, i, t]
+        out[i, i] = acc * scale
+        trace += acc * scale
+    q = n_ch
+    for i in range(n_ch):
+        for j in range(i + 1, n_ch):
+            re = 0.0
+            im = 0.0
+            for t in range(n_frames):
+                re += inv_var[t] * feats[f, q, t]
+                im += inv_var[t] * feats[f, q + 1, t]
+            out[i, j] = complex(re * scale, im * scale)
+            out[j, i] = complex(re * scale, -im * scale)
+            q += 2
+    load = loading * max(trace / n_ch, floor)
+    for i in range(n_ch):
+        out[i, i] += load
+
+
+@_jit
+def _solve_unit(a, col, out):  # pragma: no cover - compiled
+    """``out = a^{-1} e_col`` by Gaussian elimination with partial pivoting (``a`` is overwritten).
+
+    Returns False when a pivot vanishes (``a`` numerically singular).
+    """
+    m = a.shape[0]
+    for i in range(m):
+        out[i] = 0.0
+    out[col] = 1.0
+    scale = 0.0
+    for i in range(m):
+        for j in range(m):
+            scale = max(scale, abs(a[i, j]))
+    for c in range(m):
+        piv = c
+        for r in range(c + 1, m):
+            if abs(a[r, c]) > abs(a[piv, c]):
+                piv = r
+        if not abs(a[piv, c]) > 1e-14 * scale:
+            return False
+        if piv != c:
+            for j in range(m):
+                a[c, j], a[piv, j] = a[piv, j], a[c, j]
+            out[c], out[piv] = out[piv], out[c]
+        for r in range(c + 1, m):
+            ratio = a[r, c] / a[c, c]
+            for j in range(c, m):
+                a[r, j] -= ratio * a[c, j]
+            out[r] -= ratio * out[c]
+    for c in range(m - 1, -1, -1):
+        acc = out[c]
+        for j in range(c + 1, m):
+            acc -= a[c, j] * out[j]
+        out[c] = acc / a[c, c]
+    return True
+
+
+@_jit
+def _quadratic(w, cov):  # pragma: no cover - compiled
+    """``w^H cov w`` (real part) for a Hermitian ``cov``."""
+    m = w.shape[0]
+    total = 0.0
+    for i in range(m):
+        acc = 0j
+        for j in range(m):
+            acc += cov[i, j] * w[j]
+        total += (w[i].conjugate() * acc).real
+    return total
+
+
+@_jit
+def _update_ip(demix_f, cov, floor, a, w):  # pragma: no cover - compiled
+    """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n``, ``w_n^H U_n w_n = 1``.
+
+    A row whose system is singular or whose result is not finite keeps its value.
+    """
+    n_src, n_ch = demix_f.shape
+    for n in range(n_src):
+        for i in range(n_ch):
+            for j in range(n_ch):
+                acc = 0j
+                for k in range(n_ch):
+                    acc += demix_f[i, k] * cov[n, k, j]
+                a[i, j] = acc
+        if not _solve_unit(a, n, w):
+            continue
+        norm = np.sqrt(max(_quadratic(w, cov[n]), floor))
+        ok = True
+        for i in range(n_ch):
+            ok = ok and np.isfinite(w[i].real) and np.isfinite(w[i].imag)
+        if ok:
+            for i in range(n_ch):
+                demix_f[n, i] = w[i].conjugate() / norm
+
+
+@_jit
+def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compiled
+    """ISS (Scheibler & Ono 2020) at one frequency; see :func:`ilrma_cli.engine.demix.update_iss`."""
+    n_src, n_ch = demix_f.shape
+    for k in range(n_src):
+        for i in range(n_ch):
+            row[i] = demix_f[k, i]
+        for n in range(n_src):
+            for i in range(n_ch):
+                acc = 0j
+                for j in range(n_ch):
+                    acc += cov[n, i, j] * row[j].conjugate()
+                u_w[i] = acc
+            quad = 0.0
+            cross = 0j
+            for i in range(n_ch):
+                quad += (row[i] * u_w[i]).real
+                cross += demix_f[n, i] * u_w[i]
+            if n == k:
+                v[n] = 1.0 - 1.0 / np.sqrt(quad) if quad > floor else 0.0
+            else:
+                v[n] = cross / max(quad, floor)
+        for n in range(n_src):
+            for i in range(n_ch):
+                demix_f[n, i] -= v[n] * row[i]
+
+
+@_jit
+def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
+    """``out[t] = |demix_row @ x_ft|^2`` from the features, clipped at zero (rounding)."""
+    n_ch = demix_row.shape[0]
+    n_frames = feats.shape[2]
+    for t in range(n_frames):
+        out[t] = 0.0
+    for i in range(n_ch):
+        c = demix_row[i].real ** 2 + demix_row[i].imag ** 2
+        for t in range(n_frames):
+            out[t] += c * feats[f, i, t]
+    q = n_ch
+    for i in range(n_ch):
+        for j in range(i + 1, n_ch):
+            cross = demix_row[i] * demix_row[j].conjugate()
+            c_re = 2.0 * cross.real
+            c_im = -2.0 * cross.imag
+            for t in range(n_frames):
+                out[t] += c_re * feats[f, q, t] + c_im * feats[f, q + 1, t]
+            q += 2
+    for t in range(n_frames):
+        out[t] = max(out[t], 0.0)
+
+
+@_jit
+def sweep(
+    feats,
+    demix,
+    basis,
+    activation,
+    cov,
+    act_num,
+    act_den,
+    rule,
+    update_basis,
+    want_loss,
+    eps,
+    loading,
+    floor,
+):  # pragma: no cover - compiled
+    """One pass over the frequencies (module docstring); returns ``sum(|y|^2 / r + log r)``.
+
+    ``rule`` is one of NO_COV, COV_ONLY (covariances into ``cov`` ``(n_freq, n_src,
+    m, m)``), RULE_IP, RULE_ISS (``demix`` updated in place). With ``update_basis``
+    the basis is updated in place and the activation update's numerator and
+    denominator are added into ``act_num``, ``act_den`` ``(n_src, n_basis,
+    n_frames)``. The returned loss part uses the variances before the basis
+    update and the powers after the demixing update (0 unless ``want_loss``).
+    """
+    n_freq, _, n_frames = feats.shape
+    n_src, n_ch = demix.shape[1], demix.shape[2]
+    n_basis = basis.shape[2]
+    inv_var = np.empty((n_src, n_frames))
+    power = np.empty(n_frames)
+    ratio = np.empty(n_frames)
+    a = np.empty((n_ch, n_ch), dtype=np.complex128)
+    w = np.empty(n_ch, dtype=np.complex128)
+    v = np.empty(n_src, dtype=np.complex128)
+    cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
+    loss = 0.0
+    for f in range(n_freq):
+        for n in range(n_src):
+            _inverse_variance(basis, activation, n, f, eps, inv_var[n])
+        if rule != NO_COV:
+            for n in range(n_src):
+                _covariance(feats, f, inv_var[n], loading, floor, cov_f[n])
+            if rule == COV_ONLY:
+                cov[f] = cov_f
+            elif rule == RULE_IP:
+                _update_ip(demix[f], cov_f, floor, a, w)
+            else:
+                _update_iss(demix[f], cov_f, floor, w, a[0], v)
+        if not (update_basis or want_loss):
+            continue
+        for n in range(n_src):
+            _output_power(feats, f, demix[f, n], power)
+            if want_loss:
+                for t in range(n_frames):
+                    loss += power[t] * inv_var[n, t] - np.log(inv_var[n, t])
+            if not update_basis:
+                continue
+            # basis *= sqrt(sum_t |y|^2 r^-2 h_t / sum_t r^-1 h_t), eq. (28)
+            for t in range(n_frames):
+                ratio[t] = power[t] * inv_var[n, t] * inv_var[n, t]
+            for k in range(n_basis):
+                num = 0.0
+                den = 0.0
+                for t in range(n_frames):
+                    num += ratio[t] * activation[n, k, t]
+                    den += inv_var[n, t] * activation[n, k, t]
+                basis[n, f, k] = max(basis[n, f, k] * np.sqrt(num / max(den, eps)), eps)
+            # This frequency's share of eq. (29) with the new basis.
+            _inverse_variance(basis, activation, n, f, eps, ratio)
+            for k in range(n_basis):
+                b = basis[n, f, k]
+                for t in range(n_frames):
+                    act_den[n, k, t] += b * ratio[t]
+                    act_num[n, k, t] += b * power[t] * ratio[t] * ratio[t]
+    return loss
