@@ -20,7 +20,6 @@ from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
 from ilrma_cli.engine.features import (
     BLOCK,
     demix_apply,
-    power_coefficients,
     unit_power_features,
 )
 from ilrma_cli.engine.iva import iva_from_features
@@ -165,13 +164,17 @@ def _iterate(
     cov = np.empty(cov_shape, dtype=np.complex128)
     act_num = np.empty_like(model.activation)
     act_den = np.empty_like(model.activation)
-    mean_feats = feats.mean(axis=-1)  # (n_freq, n_ch**2)
+
+    power_sum = np.zeros(n_src if config.normalize else 0)
 
     def sweep(rule: int, update_basis: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
-        args = (act_num, act_den, rule, update_basis, config.record_loss, EPS, LOADING, FLOOR)
-        part = kernels.sweep(feats, demix, model.basis, model.activation, cov, *args)
+        power_sum.fill(0.0)
+        args = (power_sum, rule, update_basis, config.record_loss, EPS, LOADING, FLOOR)
+        part = kernels.sweep(
+            feats, demix, model.basis, model.activation, cov, act_num, act_den, *args
+        )
         if update_basis:
             model.update_activation(act_num, act_den, EPS)
         return part
@@ -198,8 +201,7 @@ def _iterate(
             part = sweep(rule, more)
         gain = np.ones(n_src)
         if config.normalize:
-            # Mean output power from the mean features: E|y_n|^2 = coef[f, n] . mean_t feats.
-            gain = np.einsum("fnk,fk->n", power_coefficients(demix), mean_feats) / n_freq
+            gain = power_sum / (n_freq * n_frames)  # mean output power of each source
             gain[gain <= EPS] = 1.0  # a silent output keeps its scale
             demix /= np.sqrt(gain)[None, :, None]
             model.rescale(1.0 / gain)
