@@ -5,16 +5,17 @@ by all frequencies, ``r_nt = mean_f |y_nft|^2`` (Gaussian IVA with a
 time-varying scale; Ono, WASPAA 2011, with the Gaussian contrast). Because every
 frequency of a source follows the same envelope, IVA has no permutation
 problem; starting the NMF model from its demixing matrices, instead of from the
-identity, helps most on reverberant speech (see QUALITY.md).
+identity, helps most on reverberant speech (see QUALITY.md). Each iteration is
+one compiled pass over the frequencies (:func:`ilrma_cli.engine.kernels.iva_sweep`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ilrma_cli.engine import small
-from ilrma_cli.engine.demix import UPDATES, weighted_covariances
-from ilrma_cli.engine.features import output_power, power_coefficients, unit_power_features
+from ilrma_cli.engine import kernels, small
+from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
+from ilrma_cli.engine.features import unit_power_features
 
 
 def iva_start(
@@ -41,17 +42,26 @@ def iva_from_features(
     n_freq, n_feats, n_frames = feats.shape
     n_ch = int(round(np.sqrt(n_feats)))
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
-    update_demix = UPDATES[update]
-    power = np.empty((n_ch, n_freq, n_frames))
+    rule = kernels.KERNEL_RULES.get(update, kernels.COV_ONLY)
+    cov_shape = (n_freq, n_ch, n_ch, n_ch) if rule == kernels.COV_ONLY else (1, 1, 1, 1)
+    cov = np.empty(cov_shape, dtype=np.complex128)
+    power_sum = np.empty((n_ch, n_frames))  # sum_f |y_nft|^2
+    inv_var = np.ones((n_ch, n_frames))
+    kernels.iva_sweep(feats, demix, inv_var, cov, power_sum, kernels.NO_COV, LOADING, FLOOR)
     losses = []
     for it in range(n_iter + 1):
-        output_power(power_coefficients(demix), feats, power)
-        variance = np.broadcast_to(np.maximum(power.mean(axis=1, keepdims=True), eps), power.shape)
+        variance = np.maximum(power_sum / n_freq, eps)
         if record_loss:
             with np.errstate(divide="ignore"):
                 logdet = np.log(np.abs(small.det(demix)))
-            nll = np.sum(power / variance + np.log(variance)) - 2.0 * n_frames * np.sum(logdet)
-            losses.append(float(nll))
-        if it < n_iter:
-            update_demix(demix, weighted_covariances(feats, 1.0 / variance))
+            nll = np.sum(power_sum / variance) + n_freq * np.sum(np.log(variance))
+            losses.append(float(nll - 2.0 * n_frames * np.sum(logdet)))
+        if it == n_iter:
+            break
+        np.divide(1.0, variance, out=inv_var)
+        if rule == kernels.COV_ONLY:  # a rule without a compiled form runs in numpy
+            kernels.iva_sweep(feats, demix, inv_var, cov, power_sum, rule, LOADING, FLOOR)
+            UPDATES[update](demix, cov)
+        in_sweep = kernels.NO_COV if rule == kernels.COV_ONLY else rule
+        kernels.iva_sweep(feats, demix, inv_var, cov, power_sum, in_sweep, LOADING, FLOOR)
     return demix, np.asarray(losses)

@@ -332,3 +332,37 @@ def sweep(
                     act_den[n, k, t] += b * ratio[t]
                     act_num[n, k, t] += b * power[t] * ratio[t] * ratio[t]
     return loss
+
+
+@_jit
+def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # pragma: no cover
+    """One pass of IVA (:mod:`ilrma_cli.engine.iva`) over the frequencies.
+
+    ``inv_var`` ``(n_src, n_frames)`` holds the inverse shared variances
+    ``1 / r_nt``; ``rule`` is as in :func:`sweep`. Afterwards, ``power_sum``
+    ``(n_src, n_frames)`` receives ``sum_f |y_nft|^2`` of the (updated) demixing
+    matrices, from which the next variances follow.
+    """
+    n_freq, _, n_frames = feats.shape
+    n_src, n_ch = demix.shape[1], demix.shape[2]
+    power = np.empty(n_frames)
+    a = np.empty((n_ch, n_ch), dtype=np.complex128)
+    w = np.empty(n_ch, dtype=np.complex128)
+    v = np.empty(n_src, dtype=np.complex128)
+    cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
+    power_sum[:] = 0.0
+    for f in range(n_freq):
+        if rule != NO_COV:
+            for n in range(n_src):
+                _covariance(feats, f, inv_var[n], loading, floor, cov_f[n])
+            if rule == COV_ONLY:
+                cov[f] = cov_f
+                continue
+            if rule == RULE_IP:
+                _update_ip(demix[f], cov_f, floor, a, w)
+            else:
+                _update_iss(demix[f], cov_f, floor, w, a[0], v)
+        for n in range(n_src):
+            _output_power(feats, f, demix[f, n], power)
+            for t in range(n_frames):
+                power_sum[n, t] += max(power[t], 0.0)
