@@ -114,7 +114,7 @@ def _magnitude(z):  # pragma: no cover - compiled
 def _solve_unit(a, col, out):  # pragma: no cover - compiled
     """``out = a^{-1} e_col`` (``a`` is overwritten); False when ``a`` is numerically singular.
 
-    Cofactors for 2 x 2, Gaussian elimination with partial pivoting above.
+    Cofactors for 2 x 2 and 3 x 3, Gaussian elimination with partial pivoting above.
     """
     m = a.shape[0]
     scale = 0.0
@@ -130,6 +130,19 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
             out[0], out[1] = a[1, 1] * inv_det, -a[1, 0] * inv_det
         else:
             out[0], out[1] = -a[0, 1] * inv_det, a[0, 0] * inv_det
+        return True
+    if m == 3:
+        # Column ``col`` of the adjugate: the cross product of the two other rows.
+        r1, r2 = (col + 1) % 3, (col + 2) % 3
+        for i in range(3):
+            i1, i2 = (i + 1) % 3, (i + 2) % 3
+            out[i] = a[r1, i1] * a[r2, i2] - a[r1, i2] * a[r2, i1]
+        det = a[col, 0] * out[0] + a[col, 1] * out[1] + a[col, 2] * out[2]
+        if not _magnitude(det) > 1e-14 * scale * scale * scale:
+            return False
+        inv_det = 1.0 / det
+        for i in range(3):
+            out[i] *= inv_det
         return True
     for i in range(m):
         out[i] = 0.0
