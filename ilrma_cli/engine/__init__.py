@@ -1,4 +1,4 @@
-"""Pure-numpy ILRMA: arrays in, arrays out, progress through a callback."""
+"""ILRMA on numpy arrays (arrays in, arrays out, progress through a callback); compiled sweeps."""
 
 from ilrma_cli.engine.demix import UPDATES
 from ilrma_cli.engine.ilrma import ILRMAConfig, Result, negative_log_likelihood, run

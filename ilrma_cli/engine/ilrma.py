@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ilrma_cli.engine import kernels, small
+from ilrma_cli.engine import small
 from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
 from ilrma_cli.engine.features import (
     BLOCK,
@@ -45,7 +45,7 @@ class ILRMAConfig:
     update: str = "ip"
     normalize: bool = True
     record_loss: bool = True
-    precision: str = "double"
+    precision: str = "double"  # single: complex64 output; the variant models iterate in float32
     model: str = "gauss"  # source model, see ilrma_cli.engine.models
     dof: float = 1.0  # degrees of freedom of the t model
     iva_iter: int = 0  # IVA iterations before the ILRMA ones (engine.iva.iva_start)
@@ -72,7 +72,7 @@ class ILRMAConfig:
 
     @property
     def real_dtype(self) -> type[np.floating]:
-        """Data type of the per-bin powers, variances and NMF factors (features stay float64)."""
+        """Real type of the output spectrogram and of the variant models' per-bin arrays."""
         return PRECISIONS[self.precision]
 
 
@@ -157,6 +157,8 @@ def _iterate(
     first sweep does the NMF update of iteration 1, so the order of the updates is
     that of the paper (NMF, then demixing, then normalisation).
     """
+    from ilrma_cli.engine import kernels  # numba takes ~0.5 s to load: only runs pay it
+
     n_freq, _, n_frames = feats.shape
     n_src, n_ch = demix.shape[1:]
     rule = kernels.KERNEL_RULES.get(config.update, kernels.COV_ONLY)
@@ -228,8 +230,8 @@ def run(
     Randomness (the NMF initialisation) comes only from ``seed``. The observation
     enters the iterations only through its outer-product features (see
     :mod:`ilrma_cli.engine.features`); ``obs`` itself is read twice, never copied.
-    Powers, variances and NMF factors are ``config.real_dtype``; the separated
-    spectrogram is the matching complex type. With ``config.iva_iter`` the demixing
+    The iterations are compiled sweeps in float64 (:mod:`ilrma_cli.engine.kernels`);
+    the separated spectrogram is complex64 with ``precision="single"``. With ``config.iva_iter`` the demixing
     matrices start from that many IVA iterations (:mod:`ilrma_cli.engine.iva`). Models
     other than ``gauss`` and consistent ILRMA (``consistency``) run in
     :func:`ilrma_cli.engine.variants.run_variant`.

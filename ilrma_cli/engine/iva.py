@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ilrma_cli.engine import kernels, small
+from ilrma_cli.engine import small
 from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
 from ilrma_cli.engine.features import unit_power_features
 
@@ -39,6 +39,8 @@ def iva_from_features(
 
     ``record_loss=False`` skips the loss (an empty array is returned for it).
     """
+    from ilrma_cli.engine import kernels  # numba takes ~0.5 s to load: only runs pay it
+
     n_freq, n_feats, n_frames = feats.shape
     n_ch = int(round(np.sqrt(n_feats)))
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
