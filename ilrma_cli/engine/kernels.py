@@ -33,9 +33,16 @@ import numba
 import numpy as np
 
 # Demixing rule applied inside the sweep; COV_ONLY stores the covariances for a
-# rule run afterwards in numpy (ip2), NO_COV skips steps 2-3.
-NO_COV, COV_ONLY, RULE_IP, RULE_ISS = 0, 1, 2, 3
-KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS}
+# rule run afterwards in numpy (ip2 with more than two sources), NO_COV skips steps 2-3.
+NO_COV, COV_ONLY, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3, 4
+
+
+def kernel_rule(update: str, n_sources: int) -> int:
+    """The in-sweep code of demixing rule ``update``, or COV_ONLY if it has no compiled form."""
+    if update == "ip2":
+        return RULE_IP2 if n_sources == 2 else COV_ONLY
+    return {"ip": RULE_IP, "iss": RULE_ISS}.get(update, COV_ONLY)
+
 
 # Reassociation lets the compiler vectorise the sums over frames; no
 # assumptions about NaN or infinity, so the finiteness checks stay.
@@ -108,6 +115,12 @@ def _covariance(feats, f, inv_var, loading, floor, out):  # pragma: no cover - c
 def _magnitude(z):  # pragma: no cover - compiled
     """``|Re z| + |Im z|``: a cheap norm for pivoting (no square root)."""
     return abs(z.real) + abs(z.imag)
+
+
+@_jit
+def _abs2(z):  # pragma: no cover - compiled
+    """``|z|^2`` without the square root of ``abs``."""
+    return z.real * z.real + z.imag * z.imag
 
 
 @_jit
@@ -202,13 +215,13 @@ def _update_ip(demix_f, cov, floor, a, w):  # pragma: no cover - compiled
                 a[i, j] = acc
         if not _solve_unit(a, n, w):
             continue
-        norm = np.sqrt(max(_quadratic(w, cov[n]), floor))
+        scale = 1.0 / np.sqrt(max(_quadratic(w, cov[n]), floor))
         ok = True
         for i in range(n_ch):
             ok = ok and np.isfinite(w[i].real) and np.isfinite(w[i].imag)
         if ok:
             for i in range(n_ch):
-                demix_f[n, i] = w[i].conjugate() / norm
+                demix_f[n, i] = w[i].conjugate() * scale
 
 
 @_jit
@@ -236,6 +249,94 @@ def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compile
         for n in range(n_src):
             for i in range(n_ch):
                 demix_f[n, i] -= v[n] * row[i]
+
+
+@_jit
+def _inverse_2x2(a, out):  # pragma: no cover - compiled
+    """``out = a^{-1}`` for a 2 x 2 complex ``a`` (non-finite when ``a`` is singular)."""
+    inv_det = 1.0 / (a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0])
+    out[0, 0] = a[1, 1] * inv_det
+    out[1, 1] = a[0, 0] * inv_det
+    out[0, 1] = -a[0, 1] * inv_det
+    out[1, 0] = -a[1, 0] * inv_det
+
+
+@_jit
+def _inverse_hermitian_2x2(a, out):  # pragma: no cover - compiled
+    """``out = a^{-1}`` for a 2 x 2 Hermitian ``a``, whose determinant is real."""
+    inv_det = 1.0 / (a[0, 0].real * a[1, 1].real - _abs2(a[0, 1]))
+    out[0, 0] = a[1, 1].real * inv_det
+    out[1, 1] = a[0, 0].real * inv_det
+    out[0, 1] = -a[0, 1] * inv_det
+    out[1, 0] = -a[1, 0] * inv_det
+
+
+@_jit
+def _update_ip2(demix_f, cov, floor, scratch, w):  # pragma: no cover - compiled
+    """IP2 (Ono 2012) at one frequency for two sources; see :func:`ilrma_cli.engine.demix.update_ip2`.
+
+    ``scratch`` is ``(6, 2, 2)`` complex: ``Q = W^{-1}``, ``U_n^{-1}``, ``H_n = U_n^{-1} Q``.
+    """
+    q, inv_u, h_0, h_1 = scratch[0], scratch[1], scratch[2], scratch[3]
+    g_0, g_1 = scratch[4], scratch[5]
+    _inverse_2x2(demix_f, q)
+    for n in range(2):
+        h = h_0 if n == 0 else h_1
+        g = g_0 if n == 0 else g_1
+        _inverse_hermitian_2x2(cov[n], inv_u)
+        for i in range(2):
+            for k in range(2):
+                h[i, k] = inv_u[i, 0] * q[0, k] + inv_u[i, 1] * q[1, k]
+        for i in range(2):
+            for k in range(2):
+                g[i, k] = q[0, i].conjugate() * h[0, k] + q[1, i].conjugate() * h[1, k]
+    # Generalised eigenvector of G_0 e = lambda G_1 e for the larger lambda (closed form).
+    det_0 = (g_0[0, 0] * g_0[1, 1]).real - _abs2(g_0[0, 1])
+    det_1 = (g_1[0, 0] * g_1[1, 1]).real - _abs2(g_1[0, 1])
+    mid = (g_0[0, 0] * g_1[1, 1] + g_0[1, 1] * g_1[0, 0]).real
+    mid -= 2.0 * (g_0[0, 1] * g_1[0, 1].conjugate()).real
+    disc = np.sqrt(max(mid * mid - 4.0 * det_0 * det_1, 0.0))
+    lam = (mid + disc) / (2.0 * max(det_1, floor))
+    m00, m01 = g_0[0, 0] - lam * g_1[0, 0], g_0[0, 1] - lam * g_1[0, 1]
+    m10, m11 = g_0[1, 0] - lam * g_1[1, 0], g_0[1, 1] - lam * g_1[1, 1]
+    norm2_0 = _abs2(m01) + _abs2(m00)
+    norm2_1 = _abs2(m11) + _abs2(m10)
+    e_0, e_1 = (m01, -m00) if norm2_0 >= norm2_1 else (m11, -m10)
+    g_max2 = 0.0
+    for i in range(2):
+        for k in range(2):
+            g_max2 = max(g_max2, _abs2(g_0[i, k]))
+    if not max(norm2_0, norm2_1) > 1e-24 * g_max2:
+        e_0, e_1 = 1.0 + 0j, 0j
+    # The other source's vector: G_1-orthogonal to e.
+    b_0 = g_1[0, 0] * e_0 + g_1[0, 1] * e_1
+    b_1 = g_1[1, 0] * e_0 + g_1[1, 1] * e_1
+    f_0, f_1 = -b_1.conjugate(), b_0.conjugate()
+    ok = True
+    for n in range(2):
+        h = h_0 if n == 0 else h_1
+        c_0, c_1 = (e_0, e_1) if n == 0 else (f_0, f_1)
+        for i in range(2):
+            w[n, i] = h[i, 0] * c_0 + h[i, 1] * c_1
+        scale = 1.0 / np.sqrt(max(_quadratic(w[n], cov[n]), floor))
+        for i in range(2):
+            w[n, i] *= scale
+            ok = ok and np.isfinite(w[n, i].real) and np.isfinite(w[n, i].imag)
+    if ok:
+        for n in range(2):
+            for i in range(2):
+                demix_f[n, i] = w[n, i].conjugate()
+
+
+@_jit
+def _update_demix(rule, demix_f, cov_f, floor, scratch, w):  # pragma: no cover - compiled
+    """Apply the in-sweep rule to one frequency; ``scratch`` ``(6, m, m)``, ``w`` ``(n_src, m)``."""
+    if rule == RULE_IP:
+        _update_ip(demix_f, cov_f, floor, scratch[0], w[0])
+    elif rule == RULE_ISS:
+        _update_iss(demix_f, cov_f, floor, w[0], scratch[0, 0], scratch[1, 0])
+    else:
+        _update_ip2(demix_f, cov_f, floor, scratch, w)
 
 
 @_jit
@@ -281,7 +382,7 @@ def sweep(
     """One pass over the frequencies (module docstring); returns ``sum(|y|^2 / r + log r)``.
 
     ``rule`` is one of NO_COV, COV_ONLY (covariances into ``cov`` ``(n_freq, n_src,
-    m, m)``), RULE_IP, RULE_ISS (``demix`` updated in place). With ``update_basis``
+    m, m)``), RULE_IP, RULE_ISS, RULE_IP2 (``demix`` updated in place). With ``update_basis``
     the basis is updated in place and the activation update's numerator and
     denominator are added into ``act_num``, ``act_den`` ``(n_src, n_basis,
     n_frames)``. Unless ``power_sum`` is empty, the output powers (after the
@@ -295,9 +396,8 @@ def sweep(
     inv_var = np.empty((n_src, n_frames))
     power = np.empty(n_frames)
     ratio = np.empty(n_frames)
-    a = np.empty((n_ch, n_ch), dtype=np.complex128)
-    w = np.empty(n_ch, dtype=np.complex128)
-    v = np.empty(n_src, dtype=np.complex128)
+    scratch = np.empty((6, n_ch, n_ch), dtype=np.complex128)
+    w = np.empty((n_src, n_ch), dtype=np.complex128)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
     want_sum = power_sum.shape[0] > 0
     loss = 0.0
@@ -309,10 +409,8 @@ def sweep(
                 _covariance(feats, f, inv_var[n], loading, floor, cov_f[n])
             if rule == COV_ONLY:
                 cov[f] = cov_f
-            elif rule == RULE_IP:
-                _update_ip(demix[f], cov_f, floor, a, w)
             else:
-                _update_iss(demix[f], cov_f, floor, w, a[0], v)
+                _update_demix(rule, demix[f], cov_f, floor, scratch, w)
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
@@ -359,9 +457,8 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
     n_freq, _, n_frames = feats.shape
     n_src, n_ch = demix.shape[1], demix.shape[2]
     power = np.empty(n_frames)
-    a = np.empty((n_ch, n_ch), dtype=np.complex128)
-    w = np.empty(n_ch, dtype=np.complex128)
-    v = np.empty(n_src, dtype=np.complex128)
+    scratch = np.empty((6, n_ch, n_ch), dtype=np.complex128)
+    w = np.empty((n_src, n_ch), dtype=np.complex128)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
     power_sum[:] = 0.0
     for f in range(n_freq):
@@ -371,10 +468,7 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
             if rule == COV_ONLY:
                 cov[f] = cov_f
                 continue
-            if rule == RULE_IP:
-                _update_ip(demix[f], cov_f, floor, a, w)
-            else:
-                _update_iss(demix[f], cov_f, floor, w, a[0], v)
+            _update_demix(rule, demix[f], cov_f, floor, scratch, w)
         for n in range(n_src):
             _output_power(feats, f, demix[f, n], power)
             for t in range(n_frames):
