@@ -28,7 +28,8 @@ from ilrma_cli.engine.models import MODELS
 from ilrma_cli.engine.variants import Consistency, run_variant
 
 # Called after each iteration with (iteration, loss); loss is NaN when it is not
-# recorded. Returning True stops the run after that iteration.
+# recorded. Returning True stops the run after that iteration (the demixing
+# matrices are those of that iteration; the NMF factors have had one more update).
 Callback = Callable[[int, float], bool | None]
 
 EPS = 1e-12
