@@ -340,6 +340,28 @@ def _update_demix(rule, demix_f, cov_f, floor, scratch, w):  # pragma: no cover 
 
 
 @_jit
+def _sum_log(values):  # pragma: no cover - compiled
+    """``sum(log(values))`` of positive values with one logarithm per 8 values.
+
+    ``log(a) + log(b) = log(ab)``, and a logarithm costs far more than a product.
+    The values here are inverse variances, at most ``1 / eps``, so a product of 8
+    stays in range unless a variance exceeds ~1e37; such a group takes 8 logarithms.
+    """
+    total = 0.0
+    n = values.shape[0]
+    for lo in range(0, n, 8):
+        product = 1.0
+        for t in range(lo, min(lo + 8, n)):
+            product *= values[t]
+        if product > 0.0 and product < np.inf:
+            total += np.log(product)
+        else:
+            for t in range(lo, min(lo + 8, n)):
+                total += np.log(values[t])
+    return total
+
+
+@_jit
 def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
     """``out[t] = |demix_row @ x_ft|^2`` from the features (unclipped: rounding can make it < 0)."""
     n_ch = demix_row.shape[0]
@@ -423,7 +445,8 @@ def sweep(
                 power_sum[n] += total
             if want_loss:
                 for t in range(n_frames):
-                    loss += power[t] * inv_var[n, t] - np.log(inv_var[n, t])
+                    loss += power[t] * inv_var[n, t]
+                loss -= _sum_log(inv_var[n])
             if not update_basis:
                 continue
             # basis *= sqrt(sum_t |y|^2 r^-2 h_t / sum_t r^-1 h_t), eq. (28)
