@@ -124,6 +124,12 @@ def _abs2(z):  # pragma: no cover - compiled
 
 
 @_jit
+def _inverse(z):  # pragma: no cover - compiled
+    """``1 / z`` with one real division (numba's complex division is branchy and slow)."""
+    return z.conjugate() * (1.0 / _abs2(z))
+
+
+@_jit
 def _solve_unit(a, col, out):  # pragma: no cover - compiled
     """``out = a^{-1} e_col`` (``a`` is overwritten); False when ``a`` is numerically singular.
 
@@ -138,7 +144,7 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
         det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
         if not _magnitude(det) > 1e-14 * scale * scale:
             return False
-        inv_det = 1.0 / det
+        inv_det = _inverse(det)
         if col == 0:
             out[0], out[1] = a[1, 1] * inv_det, -a[1, 0] * inv_det
         else:
@@ -153,7 +159,7 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
         det = a[col, 0] * out[0] + a[col, 1] * out[1] + a[col, 2] * out[2]
         if not _magnitude(det) > 1e-14 * scale * scale * scale:
             return False
-        inv_det = 1.0 / det
+        inv_det = _inverse(det)
         for i in range(3):
             out[i] *= inv_det
         return True
@@ -171,7 +177,7 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
             for j in range(m):
                 a[c, j], a[piv, j] = a[piv, j], a[c, j]
             out[c], out[piv] = out[piv], out[c]
-        inv_pivot = 1.0 / a[c, c]
+        inv_pivot = _inverse(a[c, c])
         a[c, c] = inv_pivot  # kept for the back substitution
         for r in range(c + 1, m):
             ratio = a[r, c] * inv_pivot
@@ -187,41 +193,122 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
 
 
 @_jit
-def _quadratic(w, cov):  # pragma: no cover - compiled
-    """``w^H cov w`` (real part) for a Hermitian ``cov``."""
-    m = w.shape[0]
-    total = 0.0
-    for i in range(m):
-        acc = 0j
-        for j in range(m):
-            acc += cov[i, j] * w[j]
-        total += (w[i].conjugate() * acc).real
-    return total
+def _cholesky(a, low):  # pragma: no cover - compiled
+    """``low`` lower-triangular with ``low low^H = a`` (Hermitian); False unless ``a`` is positive definite.
+
+    Backward stable however ill-conditioned ``a`` is (see ``demix.LOADING``). The
+    diagonal of the factor is real, so ``low[j, j]`` stores ``d + 1j / d``: the
+    solves below read ``1 / d`` from it instead of dividing.
+    """
+    m = a.shape[0]
+    for j in range(m):
+        pivot = a[j, j].real
+        for k in range(j):
+            pivot -= _abs2(low[j, k])
+        if not pivot > 0.0:
+            return False
+        diag = np.sqrt(pivot)
+        inv_diag = 1.0 / diag
+        low[j, j] = complex(diag, inv_diag)  # the diagonal is real: its inverse rides along
+        for i in range(j + 1, m):
+            entry = a[i, j]
+            for k in range(j):
+                entry -= low[i, k] * low[j, k].conjugate()
+            low[i, j] = entry * inv_diag
+        for i in range(j):
+            low[i, j] = 0.0
+    return True
 
 
 @_jit
-def _update_ip(demix_f, cov, floor, a, w):  # pragma: no cover - compiled
-    """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n``, ``w_n^H U_n w_n = 1``.
+def _solve_lower(low, b, out):  # pragma: no cover - compiled
+    """``out = low^{-1} b`` (forward substitution; ``low`` from :func:`_cholesky`)."""
+    m = low.shape[0]
+    for r in range(m):
+        acc = b[r]
+        for c in range(r):
+            acc -= low[r, c] * out[c]
+        out[r] = acc * low[r, r].imag
 
-    A row whose system is singular or whose result is not finite keeps its value.
+
+@_jit
+def _solve_lower_adjoint(low, b, out):  # pragma: no cover - compiled
+    """``out = low^{-H} b`` (back substitution; ``low`` from :func:`_cholesky`)."""
+    m = low.shape[0]
+    for r in range(m - 1, -1, -1):
+        acc = b[r]
+        for c in range(r + 1, m):
+            acc -= low[c, r].conjugate() * out[c]
+        out[r] = acc * low[r, r].imag
+
+
+@_jit
+def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
+    """:func:`_update_ip` for two channels, in scalars (the same operations, unrolled)."""
+    for n in range(2):
+        w00, w01, w10, w11 = demix_f[0, 0], demix_f[0, 1], demix_f[1, 0], demix_f[1, 1]
+        scale = max(max(_magnitude(w00), _magnitude(w01)), max(_magnitude(w10), _magnitude(w11)))
+        det = w00 * w11 - w01 * w10
+        if not _magnitude(det) > 1e-14 * scale * scale:
+            continue
+        inv_det = _inverse(det)
+        q0, q1 = (w11 * inv_det, -w10 * inv_det) if n == 0 else (-w01 * inv_det, w00 * inv_det)
+        pivot0 = cov[n, 0, 0].real
+        if not pivot0 > 0.0:
+            continue
+        d0 = np.sqrt(pivot0)
+        inv_d0 = 1.0 / d0
+        l10 = cov[n, 1, 0] * inv_d0
+        pivot1 = cov[n, 1, 1].real - _abs2(l10)
+        if not pivot1 > 0.0:
+            continue
+        inv_d1 = 1.0 / np.sqrt(pivot1)
+        z0 = q0 * inv_d0
+        z1 = (q1 - l10 * z0) * inv_d1
+        x1 = z1 * inv_d1
+        x0 = (z0 - l10.conjugate() * x1) * inv_d0
+        norm = 1.0 / np.sqrt(_abs2(z0) + _abs2(z1))
+        x0, x1 = x0 * norm, x1 * norm
+        if (
+            np.isfinite(x0.real)
+            and np.isfinite(x0.imag)
+            and np.isfinite(x1.real)
+            and np.isfinite(x1.imag)
+        ):
+            demix_f[n, 0], demix_f[n, 1] = x0.conjugate(), x1.conjugate()
+
+
+@_jit
+def _update_ip(demix_f, cov, scratch, w):  # pragma: no cover - compiled
+    """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n = U_n^{-1} q_n``, ``w_n^H U_n w_n = 1``.
+
+    ``q_n`` is column n of ``W^{-1}``; ``U_n^{-1}`` is applied through its Cholesky
+    factor ``L``: ``z = L^{-1} q_n``, ``w_n = L^{-H} z / |z|`` (as
+    :func:`ilrma_cli.engine.demix.update_ip`). A row whose systems are singular or
+    whose result is not finite keeps its value. ``scratch`` ``(6, m, m)``, ``w`` ``(n_src, m)``.
     """
     n_src, n_ch = demix_f.shape
+    if n_ch == 2:
+        _update_ip_2x2(demix_f, cov)
+        return
+    a, low = scratch[0], scratch[1]
+    q, z, x = w[0], scratch[2, 0], scratch[3, 0]
     for n in range(n_src):
-        for i in range(n_ch):
-            for j in range(n_ch):
-                acc = 0j
-                for k in range(n_ch):
-                    acc += demix_f[i, k] * cov[n, k, j]
-                a[i, j] = acc
-        if not _solve_unit(a, n, w):
+        a[:, :] = demix_f
+        if not _solve_unit(a, n, q) or not _cholesky(cov[n], low):
             continue
-        scale = 1.0 / np.sqrt(max(_quadratic(w, cov[n]), floor))
+        _solve_lower(low, q, z)
+        _solve_lower_adjoint(low, z, x)
+        norm2 = 0.0
+        for i in range(n_ch):
+            norm2 += _abs2(z[i])
+        scale = 1.0 / np.sqrt(norm2)
         ok = True
         for i in range(n_ch):
-            ok = ok and np.isfinite(w[i].real) and np.isfinite(w[i].imag)
-        if ok:
+            ok = ok and np.isfinite(x[i].real) and np.isfinite(x[i].imag)
+        if ok and np.isfinite(scale):
             for i in range(n_ch):
-                demix_f[n, i] = w[i].conjugate() * scale
+                demix_f[n, i] = x[i].conjugate() * scale
 
 
 @_jit
@@ -245,83 +332,79 @@ def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compile
             if n == k:
                 v[n] = 1.0 - 1.0 / np.sqrt(quad) if quad > floor else 0.0
             else:
-                v[n] = cross / max(quad, floor)
+                v[n] = cross * (1.0 / max(quad, floor))
         for n in range(n_src):
             for i in range(n_ch):
                 demix_f[n, i] -= v[n] * row[i]
 
 
 @_jit
-def _inverse_2x2(a, out):  # pragma: no cover - compiled
-    """``out = a^{-1}`` for a 2 x 2 complex ``a`` (non-finite when ``a`` is singular)."""
-    inv_det = 1.0 / (a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0])
-    out[0, 0] = a[1, 1] * inv_det
-    out[1, 1] = a[0, 0] * inv_det
-    out[0, 1] = -a[0, 1] * inv_det
-    out[1, 0] = -a[1, 0] * inv_det
-
-
-@_jit
-def _inverse_hermitian_2x2(a, out):  # pragma: no cover - compiled
-    """``out = a^{-1}`` for a 2 x 2 Hermitian ``a``, whose determinant is real."""
-    inv_det = 1.0 / (a[0, 0].real * a[1, 1].real - _abs2(a[0, 1]))
-    out[0, 0] = a[1, 1].real * inv_det
-    out[1, 1] = a[0, 0].real * inv_det
-    out[0, 1] = -a[0, 1] * inv_det
-    out[1, 0] = -a[1, 0] * inv_det
-
-
-@_jit
 def _update_ip2(demix_f, cov, floor, scratch, w):  # pragma: no cover - compiled
-    """IP2 (Ono 2012) at one frequency for two sources; see :func:`ilrma_cli.engine.demix.update_ip2`.
+    """IP2 (Ono 2012) at one frequency for two sources; as :func:`ilrma_cli.engine.demix.update_ip2`.
 
-    ``scratch`` is ``(6, 2, 2)`` complex: ``Q = W^{-1}``, ``U_n^{-1}``, ``H_n = U_n^{-1} Q``.
+    ``w_i = U_i^{-1} Q a``, ``w_j = U_j^{-1} Q b`` with ``Q = W^{-1}`` and ``a``, ``b``
+    the generalised eigenvectors of ``G_0 e = lambda G_1 e``, ``G_n = Z_n^H Z_n``,
+    ``Z_n = L_n^{-1} Q`` (``L_n`` the Cholesky factor of ``U_n``); ``scratch`` ``(6, 2, 2)``.
     """
-    q, inv_u, h_0, h_1 = scratch[0], scratch[1], scratch[2], scratch[3]
-    g_0, g_1 = scratch[4], scratch[5]
-    _inverse_2x2(demix_f, q)
-    for n in range(2):
-        h = h_0 if n == 0 else h_1
-        g = g_0 if n == 0 else g_1
-        _inverse_hermitian_2x2(cov[n], inv_u)
-        for i in range(2):
-            for k in range(2):
-                h[i, k] = inv_u[i, 0] * q[0, k] + inv_u[i, 1] * q[1, k]
-        for i in range(2):
-            for k in range(2):
-                g[i, k] = q[0, i].conjugate() * h[0, k] + q[1, i].conjugate() * h[1, k]
-    # Generalised eigenvector of G_0 e = lambda G_1 e for the larger lambda (closed form).
-    det_0 = (g_0[0, 0] * g_0[1, 1]).real - _abs2(g_0[0, 1])
-    det_1 = (g_1[0, 0] * g_1[1, 1]).real - _abs2(g_1[0, 1])
-    mid = (g_0[0, 0] * g_1[1, 1] + g_0[1, 1] * g_1[0, 0]).real
-    mid -= 2.0 * (g_0[0, 1] * g_1[0, 1].conjugate()).real
-    disc = np.sqrt(max(mid * mid - 4.0 * det_0 * det_1, 0.0))
-    lam = (mid + disc) / (2.0 * max(det_1, floor))
-    m00, m01 = g_0[0, 0] - lam * g_1[0, 0], g_0[0, 1] - lam * g_1[0, 1]
-    m10, m11 = g_0[1, 0] - lam * g_1[1, 0], g_0[1, 1] - lam * g_1[1, 1]
-    norm2_0 = _abs2(m01) + _abs2(m00)
-    norm2_1 = _abs2(m11) + _abs2(m10)
-    e_0, e_1 = (m01, -m00) if norm2_0 >= norm2_1 else (m11, -m10)
-    g_max2 = 0.0
-    for i in range(2):
-        for k in range(2):
-            g_max2 = max(g_max2, _abs2(g_0[i, k]))
-    if not max(norm2_0, norm2_1) > 1e-24 * g_max2:
+    q, z_0, z_1, low_0, low_1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
+    col, out = scratch[5, 0], scratch[5, 1]
+    det = demix_f[0, 0] * demix_f[1, 1] - demix_f[0, 1] * demix_f[1, 0]
+    inv_det = _inverse(det)
+    q[0, 0], q[1, 1] = demix_f[1, 1] * inv_det, demix_f[0, 0] * inv_det
+    q[0, 1], q[1, 0] = -demix_f[0, 1] * inv_det, -demix_f[1, 0] * inv_det
+    if not (_cholesky(cov[0], low_0) and _cholesky(cov[1], low_1)):
+        return
+    for k in range(2):
+        col[0], col[1] = q[0, k], q[1, k]
+        _solve_lower(low_0, col, out)
+        z_0[0, k], z_0[1, k] = out[0], out[1]
+        _solve_lower(low_1, col, out)
+        z_1[0, k], z_1[1, k] = out[0], out[1]
+    # Gram matrices G_n = Z_n^H Z_n: real diagonal, complex off-diagonal.
+    a00 = _abs2(z_0[0, 0]) + _abs2(z_0[1, 0])
+    a11 = _abs2(z_0[0, 1]) + _abs2(z_0[1, 1])
+    a01 = z_0[0, 0].conjugate() * z_0[0, 1] + z_0[1, 0].conjugate() * z_0[1, 1]
+    b00 = _abs2(z_1[0, 0]) + _abs2(z_1[1, 0])
+    b11 = _abs2(z_1[0, 1]) + _abs2(z_1[1, 1])
+    b01 = z_1[0, 0].conjugate() * z_1[0, 1] + z_1[1, 0].conjugate() * z_1[1, 1]
+    g_a = (a00, a11, a01)
+    g_b = (b00, b11, b01)
+    # Unit trace: the eigenvectors do not change and the floors mean the same at any scale.
+    ta, tb = 1.0 / (a00 + a11), 1.0 / (b00 + b11)
+    a00, a11, a01 = a00 * ta, a11 * ta, a01 * ta
+    b00, b11, b01 = b00 * tb, b11 * tb, b01 * tb
+    det_a = a00 * a11 - _abs2(a01)
+    det_b = b00 * b11 - _abs2(b01)
+    mid = a00 * b11 + a11 * b00 - 2.0 * (a01 * b01.conjugate()).real
+    disc = np.sqrt(max(mid * mid - 4.0 * det_a * det_b, 0.0))
+    lam = (mid + disc) / (2.0 * max(det_b, floor))
+    # Null vector of G_a - lam G_b from its longer row (the accurate one).
+    m00, m11, m01 = a00 - lam * b00, a11 - lam * b11, a01 - lam * b01
+    if abs(m00) >= abs(m11):
+        e_0, e_1 = m01, complex(-m00, 0.0)
+        norm = abs(m00) + abs(m01)
+    else:
+        e_0, e_1 = complex(m11, 0.0), -m01.conjugate()
+        norm = abs(m11) + abs(m01)
+    if not norm > 1e-12 * max(a00, a11):
         e_0, e_1 = 1.0 + 0j, 0j
-    # The other source's vector: G_1-orthogonal to e.
-    b_0 = g_1[0, 0] * e_0 + g_1[0, 1] * e_1
-    b_1 = g_1[1, 0] * e_0 + g_1[1, 1] * e_1
-    f_0, f_1 = -b_1.conjugate(), b_0.conjugate()
+    # The other vector: orthogonal to G_b e.
+    b_e0 = b00 * e_0 + b01 * e_1
+    b_e1 = b01.conjugate() * e_0 + b11 * e_1
+    f_0, f_1 = -b_e1.conjugate(), b_e0.conjugate()
     ok = True
     for n in range(2):
-        h = h_0 if n == 0 else h_1
+        z, low = (z_0, low_0) if n == 0 else (z_1, low_1)
+        g00, g11, g01 = g_a if n == 0 else g_b
         c_0, c_1 = (e_0, e_1) if n == 0 else (f_0, f_1)
+        quad = g00 * _abs2(c_0) + g11 * _abs2(c_1) + 2.0 * (c_0.conjugate() * g01 * c_1).real
+        scale = 1.0 / np.sqrt(quad)
         for i in range(2):
-            w[n, i] = h[i, 0] * c_0 + h[i, 1] * c_1
-        scale = 1.0 / np.sqrt(max(_quadratic(w[n], cov[n]), floor))
+            col[i] = (z[i, 0] * c_0 + z[i, 1] * c_1) * scale
+        _solve_lower_adjoint(low, col, out)
         for i in range(2):
-            w[n, i] *= scale
-            ok = ok and np.isfinite(w[n, i].real) and np.isfinite(w[n, i].imag)
+            w[n, i] = out[i]
+            ok = ok and np.isfinite(out[i].real) and np.isfinite(out[i].imag)
     if ok:
         for n in range(2):
             for i in range(2):
@@ -332,7 +415,7 @@ def _update_ip2(demix_f, cov, floor, scratch, w):  # pragma: no cover - compiled
 def _update_demix(rule, demix_f, cov_f, floor, scratch, w):  # pragma: no cover - compiled
     """Apply the in-sweep rule to one frequency; ``scratch`` ``(6, m, m)``, ``w`` ``(n_src, m)``."""
     if rule == RULE_IP:
-        _update_ip(demix_f, cov_f, floor, scratch[0], w[0])
+        _update_ip(demix_f, cov_f, scratch, w)
     elif rule == RULE_ISS:
         _update_iss(demix_f, cov_f, floor, w[0], scratch[0, 0], scratch[1, 0])
     else:
