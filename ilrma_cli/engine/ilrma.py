@@ -162,7 +162,7 @@ def _iterate(
 
     n_freq, _, n_frames = feats.shape
     n_src, n_ch = demix.shape[1:]
-    rule = kernels.kernel_rule(config.update, n_src)
+    rule = kernels.kernel_rule(config.update)
     cov_shape = (n_freq, n_src, n_ch, n_ch) if rule == kernels.COV_ONLY else (1, 1, 1, 1)
     cov = np.empty(cov_shape, dtype=np.complex128)
     act_num = np.empty_like(model.activation)

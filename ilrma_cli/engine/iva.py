@@ -44,7 +44,7 @@ def iva_from_features(
     n_freq, n_feats, n_frames = feats.shape
     n_ch = int(round(np.sqrt(n_feats)))
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
-    rule = kernels.kernel_rule(update, n_ch)
+    rule = kernels.kernel_rule(update)
     cov_shape = (n_freq, n_ch, n_ch, n_ch) if rule == kernels.COV_ONLY else (1, 1, 1, 1)
     cov = np.empty(cov_shape, dtype=np.complex128)
     power_sum = np.empty((n_ch, n_frames))  # sum_f |y_nft|^2

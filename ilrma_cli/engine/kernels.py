@@ -33,15 +33,13 @@ import numba
 import numpy as np
 
 # Demixing rule applied inside the sweep; COV_ONLY stores the covariances for a
-# rule run afterwards in numpy (ip2 with more than two sources), NO_COV skips steps 2-3.
+# rule run afterwards in numpy (none at present), NO_COV skips steps 2-3.
 NO_COV, COV_ONLY, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3, 4
 
 
-def kernel_rule(update: str, n_sources: int) -> int:
+def kernel_rule(update: str) -> int:
     """The in-sweep code of demixing rule ``update``, or COV_ONLY if it has no compiled form."""
-    if update == "ip2":
-        return RULE_IP2 if n_sources == 2 else COV_ONLY
-    return {"ip": RULE_IP, "iss": RULE_ISS}.get(update, COV_ONLY)
+    return {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}.get(update, COV_ONLY)
 
 
 # Reassociation lets the compiler vectorise the sums over frames; no
@@ -279,20 +277,20 @@ def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
 
 
 @_jit
-def _update_ip(demix_f, cov, scratch, w):  # pragma: no cover - compiled
+def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
     """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n = U_n^{-1} q_n``, ``w_n^H U_n w_n = 1``.
 
     ``q_n`` is column n of ``W^{-1}``; ``U_n^{-1}`` is applied through its Cholesky
     factor ``L``: ``z = L^{-1} q_n``, ``w_n = L^{-H} z / |z|`` (as
     :func:`ilrma_cli.engine.demix.update_ip`). A row whose systems are singular or
-    whose result is not finite keeps its value. ``scratch`` ``(6, m, m)``, ``w`` ``(n_src, m)``.
+    whose result is not finite keeps its value. Scratch: ``mats`` ``(2, m, m)``, ``vecs`` ``(3, m)``.
     """
     n_src, n_ch = demix_f.shape
     if n_ch == 2:
         _update_ip_2x2(demix_f, cov)
         return
-    a, low = scratch[0], scratch[1]
-    q, z, x = w[0], scratch[2, 0], scratch[3, 0]
+    a, low = mats[0], mats[1]
+    q, z, x = vecs[0], vecs[1], vecs[2]
     for n in range(n_src):
         a[:, :] = demix_f
         if not _solve_unit(a, n, q) or not _cholesky(cov[n], low):
@@ -339,36 +337,13 @@ def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compile
 
 
 @_jit
-def _update_ip2(demix_f, cov, floor, scratch, w):  # pragma: no cover - compiled
-    """IP2 (Ono 2012) at one frequency for two sources; as :func:`ilrma_cli.engine.demix.update_ip2`.
+def _gevp_pair(a00, a11, a01, b00, b11, b01, floor):  # pragma: no cover - compiled
+    """Generalised eigenvectors ``(e, f)`` of 2 x 2 Hermitian ``G_a e = lambda G_b e``.
 
-    ``w_i = U_i^{-1} Q a``, ``w_j = U_j^{-1} Q b`` with ``Q = W^{-1}`` and ``a``, ``b``
-    the generalised eigenvectors of ``G_0 e = lambda G_1 e``, ``G_n = Z_n^H Z_n``,
-    ``Z_n = L_n^{-1} Q`` (``L_n`` the Cholesky factor of ``U_n``); ``scratch`` ``(6, 2, 2)``.
+    The matrices come as entries (``a00``, ``a11`` real, ``a01`` complex); ``e`` belongs
+    to the larger eigenvalue, ``f`` is built ``G_b``-orthogonal to it (which also
+    covers a double root). Both are returned unscaled as ``(e0, e1, f0, f1)``.
     """
-    q, z_0, z_1, low_0, low_1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
-    col, out = scratch[5, 0], scratch[5, 1]
-    det = demix_f[0, 0] * demix_f[1, 1] - demix_f[0, 1] * demix_f[1, 0]
-    inv_det = _inverse(det)
-    q[0, 0], q[1, 1] = demix_f[1, 1] * inv_det, demix_f[0, 0] * inv_det
-    q[0, 1], q[1, 0] = -demix_f[0, 1] * inv_det, -demix_f[1, 0] * inv_det
-    if not (_cholesky(cov[0], low_0) and _cholesky(cov[1], low_1)):
-        return
-    for k in range(2):
-        col[0], col[1] = q[0, k], q[1, k]
-        _solve_lower(low_0, col, out)
-        z_0[0, k], z_0[1, k] = out[0], out[1]
-        _solve_lower(low_1, col, out)
-        z_1[0, k], z_1[1, k] = out[0], out[1]
-    # Gram matrices G_n = Z_n^H Z_n: real diagonal, complex off-diagonal.
-    a00 = _abs2(z_0[0, 0]) + _abs2(z_0[1, 0])
-    a11 = _abs2(z_0[0, 1]) + _abs2(z_0[1, 1])
-    a01 = z_0[0, 0].conjugate() * z_0[0, 1] + z_0[1, 0].conjugate() * z_0[1, 1]
-    b00 = _abs2(z_1[0, 0]) + _abs2(z_1[1, 0])
-    b11 = _abs2(z_1[0, 1]) + _abs2(z_1[1, 1])
-    b01 = z_1[0, 0].conjugate() * z_1[0, 1] + z_1[1, 0].conjugate() * z_1[1, 1]
-    g_a = (a00, a11, a01)
-    g_b = (b00, b11, b01)
     # Unit trace: the eigenvectors do not change and the floors mean the same at any scale.
     ta, tb = 1.0 / (a00 + a11), 1.0 / (b00 + b11)
     a00, a11, a01 = a00 * ta, a11 * ta, a01 * ta
@@ -381,45 +356,97 @@ def _update_ip2(demix_f, cov, floor, scratch, w):  # pragma: no cover - compiled
     # Null vector of G_a - lam G_b from its longer row (the accurate one).
     m00, m11, m01 = a00 - lam * b00, a11 - lam * b11, a01 - lam * b01
     if abs(m00) >= abs(m11):
-        e_0, e_1 = m01, complex(-m00, 0.0)
+        e0, e1 = m01, complex(-m00, 0.0)
         norm = abs(m00) + abs(m01)
     else:
-        e_0, e_1 = complex(m11, 0.0), -m01.conjugate()
+        e0, e1 = complex(m11, 0.0), -m01.conjugate()
         norm = abs(m11) + abs(m01)
     if not norm > 1e-12 * max(a00, a11):
-        e_0, e_1 = 1.0 + 0j, 0j
-    # The other vector: orthogonal to G_b e.
-    b_e0 = b00 * e_0 + b01 * e_1
-    b_e1 = b01.conjugate() * e_0 + b11 * e_1
-    f_0, f_1 = -b_e1.conjugate(), b_e0.conjugate()
-    ok = True
-    for n in range(2):
-        z, low = (z_0, low_0) if n == 0 else (z_1, low_1)
-        g00, g11, g01 = g_a if n == 0 else g_b
-        c_0, c_1 = (e_0, e_1) if n == 0 else (f_0, f_1)
-        quad = g00 * _abs2(c_0) + g11 * _abs2(c_1) + 2.0 * (c_0.conjugate() * g01 * c_1).real
-        scale = 1.0 / np.sqrt(quad)
-        for i in range(2):
-            col[i] = (z[i, 0] * c_0 + z[i, 1] * c_1) * scale
-        _solve_lower_adjoint(low, col, out)
-        for i in range(2):
-            w[n, i] = out[i]
-            ok = ok and np.isfinite(out[i].real) and np.isfinite(out[i].imag)
-    if ok:
-        for n in range(2):
-            for i in range(2):
-                demix_f[n, i] = w[n, i].conjugate()
+        e0, e1 = 1.0 + 0j, 0j
+    b_e0 = b00 * e0 + b01 * e1
+    b_e1 = b01.conjugate() * e0 + b11 * e1
+    return e0, e1, -b_e1.conjugate(), b_e0.conjugate()
 
 
 @_jit
-def _update_demix(rule, demix_f, cov_f, floor, scratch, w):  # pragma: no cover - compiled
-    """Apply the in-sweep rule to one frequency; ``scratch`` ``(6, m, m)``, ``w`` ``(n_src, m)``."""
+def _gram(z):  # pragma: no cover - compiled
+    """Entries ``(g00, g11, g01)`` of ``z^H z`` for ``z`` ``(m, 2)``."""
+    g00, g11, g01 = 0.0, 0.0, 0j
+    for i in range(z.shape[0]):
+        g00 += _abs2(z[i, 0])
+        g11 += _abs2(z[i, 1])
+        g01 += z[i, 0].conjugate() * z[i, 1]
+    return g00, g11, g01
+
+
+@_jit
+def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - compiled
+    """IP2 (Ono 2012) at one frequency; as :func:`ilrma_cli.engine.demix.update_ip2`.
+
+    For each pair (i, j) (one pair for two sources, else (n, n + 1) cycling),
+    ``w_i = U_i^{-1} Q a`` and ``w_j = U_j^{-1} Q b`` with ``Q`` columns i, j of
+    ``W^{-1}``, ``a``, ``b`` the generalised eigenvectors of ``G_i e = lambda G_j e``,
+    ``G_n = Z_n^H Z_n``, ``Z_n = L_n^{-1} Q`` (``L_n`` the Cholesky factor of ``U_n``),
+    scaled to ``a^H G_i a = 1``. Scratch: ``mats`` ``(n_src + 1, m, m)``, ``vecs``
+    ``(3, m)``, ``pair`` ``(2, m, 2)``.
+    """
+    n_src, n_ch = demix_f.shape
+    for n in range(n_src):
+        if not _cholesky(cov[n], mats[n]):
+            mats[n, 0, 0] = complex(np.nan, np.nan)  # makes this source's pairs non-finite
+    a, col, out = mats[n_src], vecs[0], vecs[1]
+    n_pairs = 1 if n_src == 2 else n_src
+    for p in range(n_pairs):
+        src = (p, (p + 1) % n_src)
+        solved = True
+        for k in range(2):
+            a[:, :] = demix_f
+            solved = solved and _solve_unit(a, src[k], col)
+            for side in range(2):
+                _solve_lower(mats[src[side]], col, out)
+                for i in range(n_ch):
+                    pair[side, i, k] = out[i]
+        if not solved:
+            continue
+        g_i = _gram(pair[0])
+        g_j = _gram(pair[1])
+        e0, e1, f0, f1 = _gevp_pair(g_i[0], g_i[1], g_i[2], g_j[0], g_j[1], g_j[2], floor)
+        ok = True
+        for side in range(2):
+            g00, g11, g01 = g_i if side == 0 else g_j
+            c0, c1 = (e0, e1) if side == 0 else (f0, f1)
+            quad = g00 * _abs2(c0) + g11 * _abs2(c1) + 2.0 * (c0.conjugate() * g01 * c1).real
+            scale = 1.0 / np.sqrt(quad)
+            for i in range(n_ch):
+                col[i] = (pair[side, i, 0] * c0 + pair[side, i, 1] * c1) * scale
+            _solve_lower_adjoint(mats[src[side]], col, out)
+            for i in range(n_ch):
+                a[side, i] = out[i]  # the new rows, conjugated below
+                ok = ok and np.isfinite(out[i].real) and np.isfinite(out[i].imag)
+        if ok:
+            for side in range(2):
+                for i in range(n_ch):
+                    demix_f[src[side], i] = a[side, i].conjugate()
+
+
+@_jit
+def _update_demix(rule, demix_f, cov_f, floor, mats, vecs, pair):  # pragma: no cover - compiled
+    """Apply the in-sweep rule to one frequency (scratch: see :func:`_workspace`)."""
     if rule == RULE_IP:
-        _update_ip(demix_f, cov_f, scratch, w)
+        _update_ip(demix_f, cov_f, mats, vecs)
     elif rule == RULE_ISS:
-        _update_iss(demix_f, cov_f, floor, w[0], scratch[0, 0], scratch[1, 0])
+        _update_iss(demix_f, cov_f, floor, vecs[0], vecs[1], vecs[2])
     else:
-        _update_ip2(demix_f, cov_f, floor, scratch, w)
+        _update_ip2(demix_f, cov_f, floor, mats, vecs, pair)
+
+
+@_jit
+def _workspace(n_src, n_ch):  # pragma: no cover - compiled
+    """Scratch of the per-frequency rules: ``mats`` ``(n_src + 2, m, m)``, ``vecs`` ``(3, max(m, n_src))``, ``pair`` ``(2, m, 2)``."""
+    mats = np.empty((n_src + 2, n_ch, n_ch), dtype=np.complex128)
+    vecs = np.empty((3, max(n_ch, n_src)), dtype=np.complex128)
+    pair = np.empty((2, n_ch, 2), dtype=np.complex128)
+    return mats, vecs, pair
 
 
 @_jit
@@ -501,8 +528,7 @@ def sweep(
     inv_var = np.empty((n_src, n_frames))
     power = np.empty(n_frames)
     ratio = np.empty(n_frames)
-    scratch = np.empty((6, n_ch, n_ch), dtype=np.complex128)
-    w = np.empty((n_src, n_ch), dtype=np.complex128)
+    mats, vecs, pair = _workspace(n_src, n_ch)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
     want_sum = power_sum.shape[0] > 0
     loss = 0.0
@@ -515,7 +541,7 @@ def sweep(
             if rule == COV_ONLY:
                 cov[f] = cov_f
             else:
-                _update_demix(rule, demix[f], cov_f, floor, scratch, w)
+                _update_demix(rule, demix[f], cov_f, floor, mats, vecs, pair)
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
@@ -563,8 +589,7 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
     n_freq, _, n_frames = feats.shape
     n_src, n_ch = demix.shape[1], demix.shape[2]
     power = np.empty(n_frames)
-    scratch = np.empty((6, n_ch, n_ch), dtype=np.complex128)
-    w = np.empty((n_src, n_ch), dtype=np.complex128)
+    mats, vecs, pair = _workspace(n_src, n_ch)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
     power_sum[:] = 0.0
     for f in range(n_freq):
@@ -574,7 +599,7 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
             if rule == COV_ONLY:
                 cov[f] = cov_f
                 continue
-            _update_demix(rule, demix[f], cov_f, floor, scratch, w)
+            _update_demix(rule, demix[f], cov_f, floor, mats, vecs, pair)
         for n in range(n_src):
             _output_power(feats, f, demix[f, n], power)
             for t in range(n_frames):
