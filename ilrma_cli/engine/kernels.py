@@ -277,6 +277,56 @@ def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
 
 
 @_jit
+def _update_ip_3x3(demix_f, cov):  # pragma: no cover - compiled
+    """:func:`_update_ip` for three channels, in scalars (the same operations, unrolled)."""
+    for n in range(3):
+        scale = 0.0
+        for i in range(3):
+            for j in range(3):
+                scale = max(scale, _magnitude(demix_f[i, j]))
+        # Column n of W^{-1}: the cross product of the two other rows, over the determinant.
+        r1, r2 = (n + 1) % 3, (n + 2) % 3
+        c0 = demix_f[r1, 1] * demix_f[r2, 2] - demix_f[r1, 2] * demix_f[r2, 1]
+        c1 = demix_f[r1, 2] * demix_f[r2, 0] - demix_f[r1, 0] * demix_f[r2, 2]
+        c2 = demix_f[r1, 0] * demix_f[r2, 1] - demix_f[r1, 1] * demix_f[r2, 0]
+        det = demix_f[n, 0] * c0 + demix_f[n, 1] * c1 + demix_f[n, 2] * c2
+        if not _magnitude(det) > 1e-14 * scale * scale * scale:
+            continue
+        inv_det = _inverse(det)
+        q0, q1, q2 = c0 * inv_det, c1 * inv_det, c2 * inv_det
+        u = cov[n]
+        pivot = u[0, 0].real
+        if not pivot > 0.0:
+            continue
+        inv_d0 = 1.0 / np.sqrt(pivot)
+        l10, l20 = u[1, 0] * inv_d0, u[2, 0] * inv_d0
+        pivot = u[1, 1].real - _abs2(l10)
+        if not pivot > 0.0:
+            continue
+        inv_d1 = 1.0 / np.sqrt(pivot)
+        l21 = (u[2, 1] - l20 * l10.conjugate()) * inv_d1
+        pivot = u[2, 2].real - _abs2(l20) - _abs2(l21)
+        if not pivot > 0.0:
+            continue
+        inv_d2 = 1.0 / np.sqrt(pivot)
+        z0 = q0 * inv_d0
+        z1 = (q1 - l10 * z0) * inv_d1
+        z2 = (q2 - l20 * z0 - l21 * z1) * inv_d2
+        x2 = z2 * inv_d2
+        x1 = (z1 - l21.conjugate() * x2) * inv_d1
+        x0 = (z0 - l10.conjugate() * x1 - l20.conjugate() * x2) * inv_d0
+        norm = 1.0 / np.sqrt(_abs2(z0) + _abs2(z1) + _abs2(z2))
+        x0, x1, x2 = x0 * norm, x1 * norm, x2 * norm
+        finite = np.isfinite(x0.real) and np.isfinite(x0.imag) and np.isfinite(x1.real)
+        if finite and np.isfinite(x1.imag) and np.isfinite(x2.real) and np.isfinite(x2.imag):
+            demix_f[n, 0], demix_f[n, 1], demix_f[n, 2] = (
+                x0.conjugate(),
+                x1.conjugate(),
+                x2.conjugate(),
+            )
+
+
+@_jit
 def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
     """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n = U_n^{-1} q_n``, ``w_n^H U_n w_n = 1``.
 
@@ -288,6 +338,9 @@ def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
     n_src, n_ch = demix_f.shape
     if n_ch == 2:
         _update_ip_2x2(demix_f, cov)
+        return
+    if n_ch == 3:
+        _update_ip_3x3(demix_f, cov)
         return
     a, low = mats[0], mats[1]
     q, z, x = vecs[0], vecs[1], vecs[2]
