@@ -85,7 +85,7 @@ def phase_bytes(
     m = n_channels
     waveform = m * n_samples * 8
     spectrogram = m * n_freq * frames * cplx
-    stft_block = 2 * FRAMES_PER_BLOCK * n_freq * 16  # one block of frames and its copy
+    stft_block = 2 * m * FRAMES_PER_BLOCK * n_freq * 16  # one block of frames and its copy
     span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
     output_block = m * (span_frames * n_freq * 16 * 2 + SPAN_SAMPLES * 8 * 3)
     return {
