@@ -1,27 +1,30 @@
 """Child process: one whole separation of a wav file, then its peak RSS as JSON on stdout.
 
-``python bench/peak_memory.py METHOD IN.wav OUT_DIR N_FFT HOP N_ITER``: read ->
-STFT -> separate (with projection back) -> ISTFT -> write, the way a command-line
-run does it through the library. Reports ``VmHWM`` (peak resident set), the
-resident size after the imports (``baseline``), and the complex64 STFT size.
+``python bench/peak_memory.py METHOD IN.wav OUT_DIR N_FFT HOP N_ITER``. For ilrma
+methods (``"ilrma ip (double)"``...) this runs the real command line in this
+process: ``ilrma separate IN.wav -o OUT_DIR --n-fft N_FFT --hop HOP --n-iter N_ITER
+--update ip --precision double --n-basis 2``, everything else at its default
+(read -> STFT -> IVA start and ILRMA -> projection back -> ISTFT -> write). Peers
+run read -> STFT -> separate -> ISTFT -> write through their libraries. Reports
+``VmHWM`` (peak resident set), the resident size after the imports (``baseline``),
+the complex64 STFT size and, for ilrma, :func:`ilrma_cli.memory.estimate_peak_bytes`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from methods import separate  # noqa: E402
+from methods import N_BASIS  # noqa: E402
 
-from ilrma_cli.memory import estimate_peak_bytes  # noqa: E402
-from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
+from ilrma_cli.stft import StftConfig, n_frames  # noqa: E402
 
 
 def status_bytes(field: str) -> int:
@@ -36,33 +39,53 @@ def status_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def main(method: str, path: str, out_dir: str, n_fft: int, hop: int, n_iter: int) -> None:
-    import pyroomacoustics  # noqa: F401  (imports count in the baseline for every method)
+def run_cli(method: str, path: str, out_dir: str, n_fft: int, hop: int, n_iter: int) -> int:
+    """``ilrma separate`` in this process; returns the resident size after the imports."""
+    from ilrma_cli.cli import cli
+
+    baseline = status_bytes("VmRSS")
+    update, precision = re.fullmatch(r"ilrma (\w+) \((\w+)\)", method).groups()
+    args = ["separate", path, "-o", out_dir, "--force", "-q", "--no-progress"]
+    args += ["--n-fft", str(n_fft), "--hop", str(hop), "--n-iter", str(n_iter)]
+    args += ["--update", update, "--precision", precision, "--n-basis", str(N_BASIS)]
+    cli.main(args, prog_name="ilrma", standalone_mode=False)
+    return baseline
+
+
+def run_library(method: str, path: str, out_dir: str, n_fft: int, hop: int, n_iter: int) -> int:
+    """A peer's separation through its library; returns the resident size after the imports."""
+    import pyroomacoustics  # noqa: F401  (imports count in the baseline)
     import ssspy  # noqa: F401
+    from methods import separate
+
+    from ilrma_cli.stft import istft, stft
 
     baseline = status_bytes("VmRSS")
     config = StftConfig(n_fft, hop)
-    single = "single" in method
-    wave, rate = sf.read(path, dtype="float32" if single else "float64", always_2d=True)
+    wave, rate = sf.read(path, dtype="float64", always_2d=True)
     n_samples = wave.shape[0]
-    # One channel at a time, so that a complex128 spectrogram never exists in single precision.
-    first = stft(wave[:, :1].T, config)[0]
-    obs = np.empty((wave.shape[1],) + first.shape, np.complex64 if single else np.complex128)
-    obs[0] = first
-    del first
-    for c in range(1, wave.shape[1]):
-        obs[c] = stft(wave[:, c : c + 1].T, config)[0]
+    obs = stft(wave.T, config)
     del wave
-    stft_bytes = obs.size * np.dtype(np.complex64).itemsize
     images = separate(method, obs, n_iter)
     del obs
     for n, image in enumerate(images):
         sf.write(Path(out_dir) / f"src{n}.wav", istft(image[None], n_samples, config)[0], rate)
+    return baseline
+
+
+def main(method: str, path: str, out_dir: str, n_fft: int, hop: int, n_iter: int) -> None:
+    ours = method.startswith("ilrma")
+    baseline = (run_cli if ours else run_library)(method, path, out_dir, n_fft, hop, n_iter)
     peak = status_bytes("VmHWM")
+    info = sf.info(path)
+    config = StftConfig(n_fft, hop)
+    stft_bytes = info.channels * config.n_freq * n_frames(info.frames, config) * 8
     estimate = None
-    if method.startswith("ilrma"):
-        precision = "single" if single else "double"
-        estimate = estimate_peak_bytes(len(images), n_samples, n_fft, hop, 2, precision)
+    if ours:
+        from ilrma_cli.memory import estimate_peak_bytes
+
+        precision = "single" if "single" in method else "double"
+        estimate = estimate_peak_bytes(info.channels, info.frames, n_fft, hop, N_BASIS, precision)
     row = {"peak": peak, "baseline": baseline, "stft_bytes": stft_bytes, "estimate": estimate}
     print(json.dumps(row))
 

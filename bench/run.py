@@ -9,7 +9,7 @@ extra first). Everything runs in this process tree with one BLAS thread:
 - SDR improvement (mir_eval, best permutation, vs mixture channel 0) after 100
   iterations on the dev cases and a simulated 3-mic room;
 - peak RSS of a whole read -> STFT -> separate -> ISTFT -> write run, in a
-  fresh child process per method (``bench/peak_memory.py``).
+  fresh child process per method (``bench/peak_memory.py``; ilrma through its CLI).
 """
 
 from __future__ import annotations
@@ -223,7 +223,9 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
         "## Peak memory of a whole run (read -> STFT -> separate -> ISTFT -> write)",
         "",
         "Fresh child process per row, 3 iterations (memory does not grow with iterations). "
-        "Baseline is the resident size after importing numpy, scipy and all three packages; "
+        "ilrma rows run the real `ilrma separate` command (`--n-basis 2`, other options at "
+        "their defaults); the peers run through their libraries. Baseline is the resident "
+        "size after the imports (the CLI's, or numpy, scipy and all three packages); "
         "the ratio is (peak - baseline) / size of the complex64 STFT.",
         "",
         "`ilrma_cli.memory.estimate_peak_bytes` (with its 10 % margin) is shown for ilrma.",

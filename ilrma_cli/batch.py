@@ -23,16 +23,17 @@ from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingErro
 from ilrma_cli.evaluate import Scores, score
 from ilrma_cli.figures import loss_curve_png, spectrograms_png
 from ilrma_cli.io import (
+    PCM_PEAK,
     AtomicWriter,
-    Audio,
+    LevelFit,
     MixtureInput,
     check_audio_format,
-    fit_to_subtype,
+    holds_only_zeros,
     mixture_warnings,
     read_mixture,
 )
 from ilrma_cli.memory import available_bytes, estimate_peak_bytes, gib
-from ilrma_cli.pipeline import SeparationSettings, separate
+from ilrma_cli.pipeline import SeparationSettings, SourceSignals, analyse, separate_analysis
 
 log = logging.getLogger("ilrma")
 
@@ -91,7 +92,6 @@ class JobRecord:
     warnings: list[str] = field(default_factory=list)
     resolved: dict[str, object] = field(default_factory=dict)  # auto STFT, kept seed, restarts
     seconds: dict[str, float] = field(default_factory=dict)
-    sources: np.ndarray | None = None
     metrics: dict | None = None
     table: str | None = None
 
@@ -237,33 +237,35 @@ def run_job(
     settings: SeparationSettings,
     options: OutputOptions,
     progress: Callable[[int, float], bool | None] | None = None,
-    keep_sources: bool = False,
     workers: int = 1,
 ) -> JobRecord:
     """Read, separate and write one mixture; all its files appear together or not at all.
 
-    ``workers`` processes run the restarts of the separation.
+    ``workers`` processes run the restarts of the separation. Memory stays bounded:
+    the waveform is dropped once its STFT exists (only the reference mic's channel is
+    kept, for ``--refs`` or ``--spectrograms``), and the sources are written block by
+    block (:func:`write_sources`).
     """
     record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
     start = time.perf_counter()
-    audio = read_mixture(job.mixture, pad=options.pad)
-    record.sample_rate, record.n_channels, record.n_samples = audio.rate, *audio.data.shape
+    audio = read_mixture(job.mixture, pad=options.pad, narrow=True)
+    path, rate = audio.path, audio.rate
+    record.sample_rate, record.n_channels, record.n_samples = rate, *audio.data.shape
     record.seconds["read"] = time.perf_counter() - start
     for message in mixture_warnings(audio):
         record.warnings.append(message)
-        log.warning("%s: %s", audio.path, message)
-
+        log.warning("%s: %s", path, message)
     try:
-        separation = separate(
-            audio.data, settings, callback=progress, rate=audio.rate, workers=workers
-        )
+        analysis = analyse(audio.data, settings, rate=rate)
+        wanted = job.references is not None or job.spectrograms is not None
+        mixture_ref = audio.data[settings.ref_mic].astype(np.float64) if wanted else None
+        del audio  # the STFT holds the mixture from here on
+        separation = separate_analysis(analysis, callback=progress, workers=workers)
     except np.linalg.LinAlgError as err:
-        raise ProcessingError(f"{audio.path}: the separation failed numerically ({err})") from None
+        raise ProcessingError(f"{path}: the separation failed numerically ({err})") from None
     except ValueError as err:
-        raise InputError(audio.path, str(err)) from None
+        raise InputError(path, str(err)) from None
     record.seconds.update(separation.seconds)
-    sources = separation.sources
-    check_sources(sources, audio.path)
     record.n_iter = separation.result.n_iter
     record.loss = [float(v) for v in separation.result.loss]
     record.final_loss = record.loss[-1] if record.loss else None
@@ -277,33 +279,32 @@ def run_job(
     }
 
     start = time.perf_counter()
-    sources, message = fit_to_subtype(sources, options.subtype, options.clip_mode)
-    if message:
-        record.warnings.append(message)
-        log.warning("%s: %s", audio.path, message)
-    if job.references is not None:
-        at_ref = sources[:, settings.ref_mic] if settings.images else sources
-        scores = score_against(job.references, at_ref, audio, settings.ref_mic, record)
-        record.metrics = scores.to_dict()
-        record.table = scores.format_table(
-            [p.name for p in job.references.paths], [p.name for p in job.targets]
-        )
     with AtomicWriter() as writer:
-        for target, signal in zip(job.targets, sources, strict=True):
-            writer.write(target, signal, audio.rate, options.subtype)
+        message, at_ref = write_sources(
+            writer, job.targets, separation.signals, rate, options, path,
+            settings.ref_mic if mixture_ref is not None else None,
+        )  # fmt: skip
+        if message:
+            record.warnings.append(message)
+            log.warning("%s: %s", path, message)
+        if job.references is not None:
+            assert at_ref is not None and mixture_ref is not None
+            scores = score_against(job.references, at_ref.fitted, mixture_ref, path, rate, record)
+            record.metrics = scores.to_dict()
+            record.table = scores.format_table(
+                [p.name for p in job.references.paths], [p.name for p in job.targets]
+            )
         if job.loss_plot is not None:
             writer.write_bytes(
                 job.loss_plot,
                 loss_curve_png(separation.result.loss, _title(job, resolved, separation.seed)),
             )
         if job.spectrograms is not None:
-            at_ref = (
-                separation.sources[:, settings.ref_mic] if settings.images else separation.sources
-            )
+            assert at_ref is not None and mixture_ref is not None
             figure = spectrograms_png(
-                audio.data[settings.ref_mic],
-                at_ref,
-                audio.rate,
+                mixture_ref,
+                at_ref.unfitted,
+                rate,
                 _title(job, resolved, separation.seed),
                 f"mixture (mic {settings.ref_mic})",
             )
@@ -311,43 +312,123 @@ def run_job(
         if job.report is not None:
             writer.write_bytes(job.report, _report_json(record, job, resolved))
         record.outputs = [str(p) for p in writer.commit()]
-    record.seconds["write"] = time.perf_counter() - start
+    record.seconds["istft"] = separation.signals.seconds
+    record.seconds["write"] = time.perf_counter() - start - separation.signals.seconds
     record.seconds["total"] = sum(record.seconds.values())
-    if keep_sources:
-        record.sources = separation.sources
     return record
 
 
+@dataclass(frozen=True)
+class AtReference:
+    """The sources at the reference mic ``(n_sources, n_samples)``, as separated and as stored."""
+
+    unfitted: np.ndarray
+    fitted: np.ndarray
+
+
+def write_sources(
+    writer: AtomicWriter,
+    targets: Sequence[Path],
+    signals: SourceSignals,
+    rate: int,
+    options: OutputOptions,
+    path: Path,
+    ref_mic: int | None = None,
+) -> tuple[str | None, AtReference | None]:
+    """Write source ``i`` to ``targets[i]`` through ``writer``, block by block.
+
+    PCM output first measures the overall peak in a pass of its own (the inverse STFT
+    is cheap next to ILRMA) so that one gain fits every source (:class:`LevelFit`).
+    Refuses (``ProcessingError``) non-finite samples and sources whose stored file
+    holds only zeros (read back: a quiet source can round to silence in PCM). Returns
+    the level message, and the sources at mic ``ref_mic`` if asked (figures, scores).
+    """
+    peak, n_over = 0.0, 0
+    if options.subtype != "float":
+        for source in range(signals.n_sources):
+            for _, block in signals.blocks(source):
+                _check_finite(block, path)
+                peak = max(peak, float(np.max(np.abs(block))))
+                n_over += int(np.count_nonzero(np.abs(block) > PCM_PEAK))
+    fit = LevelFit(options.subtype, options.clip_mode, peak, n_over)
+    row = 0 if signals.ref_mic is not None else ref_mic
+    kept = None if ref_mic is None else np.empty((signals.n_sources, signals.n_samples))
+    peaks, stored_silent = [], []
+    for source, target in enumerate(targets):
+        peaks.append(0.0)
+        with writer.stream(target, rate, signals.n_outputs, options.subtype) as sink:
+            for start, block in signals.blocks(source):
+                _check_finite(block, path)
+                peaks[source] = max(peaks[source], float(np.max(np.abs(block))))
+                if kept is not None:
+                    kept[source, start : start + block.shape[-1]] = block[row]
+                sink.write(fit(block))
+        if holds_only_zeros(sink.temporary):
+            stored_silent.append(source)
+    if stored_silent:
+        reason = _silence(stored_silent, peaks, options.subtype)
+        raise ProcessingError(f"{path}: {reason}; nothing written")
+    at_ref = None if kept is None else AtReference(kept, fit(kept))
+    return fit.message, at_ref
+
+
+def _check_finite(block: np.ndarray, path: Path) -> None:
+    if not np.all(np.isfinite(block)):
+        raise ProcessingError(f"{path}: separation produced non-finite samples; nothing written")
+
+
+def _silence(sources: list[int], peaks: list[float], subtype: str) -> str:
+    """Why the stored files of ``sources`` (0-based) hold only zeros."""
+    silent = [i + 1 for i in sources if peaks[i] == 0]
+    rounded = [i + 1 for i in sources if peaks[i] > 0]
+    parts = [f"separated source(s) {silent} are silent"] if silent else []
+    if rounded:
+        loudest = max(peaks[i - 1] for i in rounded)
+        hint = ": use --subtype float" if subtype != "float" else ""
+        parts.append(
+            f"separated source(s) {rounded} are too quiet for {subtype} (peak {loudest:.2g}) "
+            f"and would be stored as silence{hint}"
+        )
+    return "; ".join(parts)
+
+
 def score_against(
-    references: References, estimates: np.ndarray, audio: Audio, ref_mic: int, record: JobRecord
+    references: References,
+    estimates: np.ndarray,
+    mixture_ref: np.ndarray,
+    path: Path,
+    rate: int,
+    record: JobRecord,
 ) -> Scores:
-    """Score ``estimates`` ``(n_sources, n_samples)``, with the mixture's ref-mic channel as baseline."""
-    if references.rate != audio.rate:
+    """Score ``estimates`` ``(n_sources, n_samples)``, with the mixture's ref-mic channel as baseline.
+
+    ``mixture_ref`` ``(n_samples,)`` is that channel of the mixture read from ``path`` at ``rate``.
+    """
+    if references.rate != rate:
         raise InputError(
             references.paths[0],
-            f"sample rate {references.rate} Hz differs from {audio.path} ({audio.rate} Hz)",
+            f"sample rate {references.rate} Hz differs from {path} ({rate} Hz)",
         )
     if len(references.signals) != len(estimates):
         raise InputError(
             references.paths[0],
             f"{len(references.signals)} references given for {len(estimates)} separated sources",
         )
-    n_samples = min(references.signals.shape[1], audio.n_samples)
-    if n_samples < max(references.signals.shape[1], audio.n_samples):
+    n_mixture = len(mixture_ref)
+    n_samples = min(references.signals.shape[1], n_mixture)
+    if n_samples < max(references.signals.shape[1], n_mixture):
         message = (
             f"references have {references.signals.shape[1]} samples, the mixture "
-            f"{audio.n_samples}: scored on the first {n_samples}"
+            f"{n_mixture}: scored on the first {n_samples}"
         )
         record.warnings.append(message)
-        log.warning("%s: %s", audio.path, message)
+        log.warning("%s: %s", path, message)
     try:
         return score(
-            references.signals[:, :n_samples],
-            estimates[:, :n_samples],
-            audio.data[ref_mic, :n_samples],
+            references.signals[:, :n_samples], estimates[:, :n_samples], mixture_ref[:n_samples]
         )
     except ValueError as err:
-        raise ProcessingError(f"{audio.path}: cannot score against --refs: {err}") from None
+        raise ProcessingError(f"{path}: cannot score against --refs: {err}") from None
 
 
 def _report_json(record: JobRecord, job: Job, settings: SeparationSettings) -> bytes:
@@ -362,16 +443,6 @@ def _report_json(record: JobRecord, job: Job, settings: SeparationSettings) -> b
     return (json.dumps(report, indent=2) + "\n").encode()
 
 
-def check_sources(sources: np.ndarray, path: Path) -> None:
-    """Never write NaN, inf or an all-zero source."""
-    if not np.all(np.isfinite(sources)):
-        raise ProcessingError(f"{path}: separation produced non-finite samples; nothing written")
-    flat = sources.reshape(sources.shape[0], -1)
-    silent = [i + 1 for i in range(flat.shape[0]) if not np.any(flat[i])]
-    if silent:
-        raise ProcessingError(f"{path}: separated source(s) {silent} are silent; nothing written")
-
-
 def _title(job: Job, settings: SeparationSettings, seed: int) -> str:
     s = settings
     assert s.stft is not None
@@ -381,9 +452,7 @@ def _title(job: Job, settings: SeparationSettings, seed: int) -> str:
     )
 
 
-def run_job_safely(
-    job: Job, settings: SeparationSettings, options: OutputOptions, keep_sources: bool = False
-) -> JobRecord:
+def run_job_safely(job: Job, settings: SeparationSettings, options: OutputOptions) -> JobRecord:
     """:func:`run_job` for a worker process: failures come back as a record, not an exception.
 
     The worker logs nothing itself; the parent reports ``record.warnings`` at its own level.
@@ -392,7 +461,7 @@ def run_job_safely(
         log.addHandler(logging.NullHandler())
         log.propagate = False
     try:
-        return run_job(job, settings, options, keep_sources=keep_sources)
+        return run_job(job, settings, options)
     except IlrmaError as err:
         record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
         record.status, record.error = "error", err.format_message()

@@ -1,7 +1,8 @@
 """Reading and validating audio, and writing it atomically.
 
-Signals are ``(n_channels, n_samples)`` float64 everywhere in the package;
-soundfile's ``(n_samples, n_channels)`` layout is transposed here and nowhere else.
+Signals are ``(n_channels, n_samples)``, float64 unless asked otherwise (the separation
+reads float32 where that is exact); soundfile's ``(n_samples, n_channels)`` layout is
+transposed here and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ilrma_cli.errors import InputError, OutputError
 
 SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
 PCM_PEAK = 1.0 - 2.0**-15  # largest value every PCM subtype stores without wrapping
+# Subtypes whose samples float32 holds exactly (up to 24-bit integers, 32-bit float).
+EXACT_IN_FLOAT32 = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT"})
+READ_BLOCK = 2**16  # frames per read
 
 
 @dataclass(frozen=True)
@@ -69,28 +73,46 @@ def audio_info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
         raise InputError(path, f"not a readable audio file ({_reason(err)})") from None
 
 
-def read_audio(path: str | os.PathLike[str]) -> Audio:
+def read_audio(path: str | os.PathLike[str], narrow: bool = False) -> Audio:
     """Read any file soundfile understands; refuse what cannot be used, naming the file.
 
     Raises :class:`InputError` for a missing path, a directory, unreadable, empty or
-    truncated audio, and NaN or infinite samples.
+    truncated audio, and NaN or infinite samples. The samples are float64, or with
+    ``narrow`` float32 when that holds them exactly (see :func:`sample_dtype`). The
+    file is read block by block straight into the channels-first result.
     """
     path = Path(path)
     info = audio_info(path)
+    dtype = sample_dtype(info, narrow)
     try:
-        data, rate = sf.read(str(path), dtype="float64", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            data = np.empty((handle.channels, handle.frames), dtype)
+            n_read, finite = 0, True
+            while n_read < data.shape[1]:
+                block = handle.read(min(READ_BLOCK, data.shape[1] - n_read), dtype, always_2d=True)
+                if not len(block):
+                    break
+                finite = finite and bool(np.isfinite(block).all())
+                data[:, n_read : n_read + len(block)] = block.T
+                n_read += len(block)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise InputError(path, f"audio data is corrupt or truncated ({_reason(err)})") from None
-    if data.shape[0] == 0:
+    if n_read == 0:
         raise InputError(path, "contains no audio samples")
     promised = max(info.frames, _wav_declared_frames(path) or 0)
-    if data.shape[0] < promised:
+    if n_read < promised:
         raise InputError(
-            path, f"truncated: header promises {promised} samples, file holds {data.shape[0]}"
+            path, f"truncated: header promises {promised} samples, file holds {n_read}"
         )
-    if not np.all(np.isfinite(data)):
+    if not finite:
         raise InputError(path, "contains NaN or infinite samples")
-    return Audio(np.ascontiguousarray(data.T), int(rate), path)
+    return Audio(data, int(info.samplerate), path)
+
+
+def sample_dtype(info: sf._SoundFileInfo, narrow: bool) -> type[np.floating]:
+    """float32 if ``narrow`` and the file's samples convert to it exactly (PCM up to 24 bits,
+    32-bit float), else float64: either way the values read are the same numbers."""
+    return np.float32 if narrow and info.subtype in EXACT_IN_FLOAT32 else np.float64
 
 
 def _wav_declared_frames(path: Path) -> int | None:
@@ -166,27 +188,33 @@ def plan_mixtures(paths: Sequence[str | os.PathLike[str]]) -> list[MixtureInput]
     return [MixtureInput(first.stem, tuple(paths), len(paths), first_info.samplerate, longest)]
 
 
-def read_mixture(mixture: MixtureInput, pad: bool = False) -> Audio:
+def read_mixture(mixture: MixtureInput, pad: bool = False, narrow: bool = False) -> Audio:
     """Read a mixture as ``(n_channels, n_samples)``; mono mics are stacked in order.
 
     Mono files of different lengths are an error unless ``pad`` (zero-pads to the longest).
+    ``narrow``: see :func:`read_audio`. Each mic goes straight into its row of the result.
     """
     if len(mixture.paths) == 1:
-        return read_audio(mixture.paths[0])
-    mics = [read_audio(p) for p in mixture.paths]
-    lengths = [m.n_samples for m in mics]
+        return read_audio(mixture.paths[0], narrow)
+    infos = [audio_info(p) for p in mixture.paths]
+    wide = any(sample_dtype(info, narrow) == np.float64 for info in infos)
+    data = np.zeros(
+        (len(infos), max(info.frames for info in infos)), np.float64 if wide else np.float32
+    )
+    lengths = []
+    for channel, path in enumerate(mixture.paths):
+        mic = read_audio(path, narrow).data[0]
+        data[channel, : len(mic)] = mic
+        lengths.append(len(mic))
     longest = max(lengths)
     if not pad and min(lengths) != longest:
-        short = mics[lengths.index(min(lengths))]
+        short, long = lengths.index(min(lengths)), lengths.index(longest)
         raise InputError(
-            short.path,
-            f"has {short.n_samples} samples but {mics[lengths.index(longest)].path} has "
+            mixture.paths[short],
+            f"has {lengths[short]} samples but {mixture.paths[long]} has "
             f"{longest}: mono microphones must have equal lengths (or use --pad)",
         )
-    data = np.zeros((len(mics), longest))
-    for channel, mic in enumerate(mics):
-        data[channel, : mic.n_samples] = mic.data[0]
-    return Audio(data, mics[0].rate, mixture.paths[0])
+    return Audio(data[:, :longest], infos[0].samplerate, mixture.paths[0])
 
 
 def mixture_warnings(audio: Audio) -> list[str]:
@@ -206,27 +234,78 @@ def mixture_warnings(audio: Audio) -> list[str]:
     return messages
 
 
-def fit_to_subtype(
-    signals: np.ndarray, subtype: str, clip_mode: str
-) -> tuple[np.ndarray, str | None]:
-    """Make ``signals`` storable as ``subtype`` without silent clipping.
+class LevelFit:
+    """Makes separated signals storable as ``subtype`` without silent clipping, block by block.
 
-    Float keeps everything. For PCM, ``rescale`` applies ONE gain to every source of
-    the mixture (relative levels stay) and ``clamp`` clips; the message says what was done.
+    Float keeps everything. For PCM beyond full scale, ``rescale`` applies ONE gain to
+    every source of the mixture (relative levels stay), which is why the overall
+    ``peak`` must be known before the first block, and ``clamp`` clips. :attr:`message`
+    says what was done.
     """
-    peak = float(np.max(np.abs(signals))) if signals.size else 0.0
-    if subtype == "float" or peak <= PCM_PEAK:
-        return signals, None
-    if clip_mode == "rescale":
-        gain = PCM_PEAK / peak
-        return signals * gain, (
-            f"peak {peak:.3f} exceeds full scale for {subtype}: every source scaled by "
-            f"{gain:.4f} ({20 * np.log10(gain):.2f} dB), the same gain for all"
-        )
-    clipped = int(np.count_nonzero(np.abs(signals) > PCM_PEAK))
-    return np.clip(signals, -PCM_PEAK, PCM_PEAK), (
-        f"peak {peak:.3f} exceeds full scale for {subtype}: {clipped} samples clamped"
-    )
+
+    def __init__(self, subtype: str, clip_mode: str, peak: float, n_over: int) -> None:
+        """``peak``: the largest magnitude in all the signals; ``n_over``: their samples above ``PCM_PEAK``."""
+        self.subtype, self.peak, self.n_over = subtype, peak, n_over
+        over = subtype != "float" and peak > PCM_PEAK
+        self.gain = PCM_PEAK / peak if over and clip_mode == "rescale" else None
+        self.clamp = over and clip_mode == "clamp"
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (any shape) as it will be stored (a new array when it changes)."""
+        if self.gain is not None:
+            return block * self.gain
+        if self.clamp:
+            return np.clip(block, -PCM_PEAK, PCM_PEAK)
+        return block
+
+    @property
+    def message(self) -> str | None:
+        if self.gain is not None:
+            return (
+                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: every source "
+                f"scaled by {self.gain:.4f} ({20 * np.log10(self.gain):.2f} dB), the same gain for all"
+            )
+        if self.clamp:
+            return (
+                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: "
+                f"{self.n_over} samples clamped"
+            )
+        return None
+
+
+def holds_only_zeros(path: Path) -> bool:
+    """Whether every sample of the audio file at ``path`` is zero, read back block by block.
+
+    This judges what was actually stored: a quiet signal can round to zero in PCM.
+    """
+    with sf.SoundFile(str(path)) as handle:
+        return not any(np.any(block) for block in handle.blocks(READ_BLOCK, dtype="float64"))
+
+
+class AudioSink:
+    """An audio temporary written block by block (:meth:`write`), closed by its ``with`` block."""
+
+    def __init__(self, handle: sf.SoundFile, temporary: Path, target: Path) -> None:
+        self._handle, self.temporary, self.target = handle, temporary, target
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` ``(n_channels, n_samples)`` (or ``(n_samples,)``)."""
+        try:
+            self._handle.write(np.ascontiguousarray(np.atleast_2d(block).T))
+        except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
+            raise OutputError(self.target, f"cannot write ({_reason(err)})") from None
+
+    def __enter__(self) -> AudioSink:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self._handle.close()
+        except (OSError, sf.LibsndfileError, RuntimeError) as err:
+            if exc_type is None:
+                raise OutputError(self.target, f"cannot write ({_reason(err)})") from None
+        if exc_type is None:
+            _clear_peak_timestamp(self.temporary)
 
 
 class AtomicWriter:
@@ -266,6 +345,11 @@ class AtomicWriter:
 
     def write(self, path: Path, data: np.ndarray, rate: int, subtype: str = "float") -> None:
         """Write ``data`` ``(n_channels, n_samples)`` (or ``(n_samples,)``) to a temporary beside ``path``."""
+        with self.stream(path, rate, np.atleast_2d(data).shape[0], subtype) as sink:
+            sink.write(data)
+
+    def stream(self, path: Path, rate: int, n_channels: int, subtype: str = "float") -> AudioSink:
+        """Open a temporary beside ``path`` to write block by block (the same bytes as :meth:`write`)."""
         self._make_parent(path)
         try:
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -276,16 +360,12 @@ class AtomicWriter:
         tmp = Path(name)
         self._pending.append((tmp, path))
         try:
-            sf.write(
-                str(tmp),
-                np.ascontiguousarray(np.atleast_2d(data).T),
-                rate,
-                subtype=SUBTYPES[subtype],
-                format=_format_of(path),
+            handle = sf.SoundFile(
+                str(tmp), "w", rate, n_channels, SUBTYPES[subtype], format=_format_of(path)
             )
         except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
             raise OutputError(path, f"cannot write ({_reason(err)})") from None
-        _clear_peak_timestamp(tmp)
+        return AudioSink(handle, tmp, path)
 
     def write_bytes(self, path: Path, content: bytes) -> None:
         """Stage a small non-audio file (a report, a figure) the same way."""

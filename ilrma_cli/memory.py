@@ -1,24 +1,35 @@
 """Up-front estimate of the peak memory of one separation, so that a run can be refused early.
 
-The model counts the arrays alive at the peak of read -> STFT -> ILRMA ->
-projection back -> ISTFT -> write, in bytes per time-frequency bin ``B = n_freq
-n_frames`` with ``c`` the complex item size (8 single, 16 double) and ``r`` the
-real one (4, 8), for ``m`` channels (= sources):
+A whole ``ilrma separate`` run goes through four phases, each with its own set of
+arrays alive (sizes in bytes; ``m`` channels = sources, ``N`` samples, ``B = n_freq
+n_frames`` time-frequency bins, ``c`` the complex item size: 8 single, 16 double):
 
-- mixture spectrogram ``m B c``;
-- during the iterations: outer-product features ``m^2 B 8`` (always float64) and
-  three per-bin arrays (powers, variances, scratch) ``3 m B r``;
-- afterwards, instead: the separated and projected spectrograms ``2 m B c`` (the
-  ISTFT runs source by source once the mixture spectrogram is released);
+- read: the waveform ``m N 8`` (an upper bound: a file whose samples float32 holds
+  exactly is read as float32, see :func:`ilrma_cli.io.sample_dtype`);
+- STFT: the waveform and the mixture spectrogram ``m B c``, filled block by block;
+- engine (:func:`engine_bytes`, the only term that depends on the engine): the
+  mixture spectrogram and the engine's own arrays; the waveform is gone by then;
+- output: the separated spectrogram ``m B c`` and one block of frames and samples
+  (the mixture spectrogram is gone; sources are made and written block by block).
 
-plus the interpreter with numpy and scipy loaded (``BASELINE``) and a 10 % margin
-for allocator slack and small temporaries. The waveform is not counted: the
-caller must release it (or read it block by block) before the iterations; if it
-is kept, add ``m n_samples`` times its item size.
+The peak is the interpreter with the CLI's modules loaded (``BASELINE``) plus the
+largest phase, times a small ``MARGIN``. What ``--refs`` or ``--spectrograms`` hold
+on top (the sources at the reference mic, ``m N 8``, and the references), and the
+extra copies of ``--restarts`` and ``-j``, are not counted.
 
-Calibration (``bench/peak_memory.py``, VmHWM, 2 channels, 16 kHz, 600 s, ip):
-without the margin the model gives 1146 / 2174 MiB in double and 780 / 1440 MiB
-in single at 4096/2048 / 2048/512, for 1152 / 2169 and 784 / 1471 MiB measured.
+Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
+``--n-basis 2 --n-iter 2``, other options at their defaults), 16 kHz float32 WAV,
+600 s, measured / estimated MiB::
+
+    channels  STFT       double               single
+    2         4096/1024  2326 / 2370 (+1.9%)  1574 / 1622 (+3.0%)
+    2         4096/2048  1226 / 1248 (+1.8%)   858 /  874 (+1.9%)
+    3         4096/1024  3793 / 3865 (+1.9%)  2748 / 2818 (+2.5%)
+    3         4096/2048  1959 / 1996 (+1.9%)  1445 / 1472 (+1.9%)
+
+(2048/512 has the bins of 4096/1024 and measures the same.) For 60 s the estimate
+is 4 to 9 % above the measured peak (the constants weigh more). After a change
+of the engine, refit :func:`engine_bytes` on ``make bench``'s memory table.
 """
 
 from __future__ import annotations
@@ -26,33 +37,63 @@ from __future__ import annotations
 import os
 import re
 
-from ilrma_cli.stft import StftConfig, n_frames
+from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
 
-BASELINE = 120 * 2**20
-MARGIN = 1.10
+BASELINE = 106 * 2**20  # VmRSS after `import ilrma_cli.cli` (numpy, scipy, soundfile, click)
+MARGIN = 1.02
 ITEMSIZE = {"single": (4, 8), "double": (8, 16)}  # (real, complex)
+# Engine temporaries beyond the arrays named in engine_bytes, fitted on the
+# calibration runs: ENGINE_SCRATCH plus, per bin, 8 bytes in double and 4 m in single.
+ENGINE_SCRATCH = 20 * 2**20
+
+
+def engine_bytes(n_channels: int, n_freq: int, n_frames: int, n_basis: int, precision: str) -> int:
+    """Peak bytes alive while the engine runs, the mixture spectrogram included.
+
+    Iterating: the spectrogram ``m B c``, the outer-product features ``m^2 B 8``
+    (float64 in either precision), three per-bin arrays (powers, variances, scratch)
+    ``3 m B r``, temporaries (``ENGINE_SCRATCH`` plus ``B 8`` in double, ``m B 4`` in
+    single) and the NMF factors ``m n_basis (n_freq + n_frames) r``. Finishing: the
+    spectrogram and the separated spectrogram made from it, ``2 m B c``.
+    """
+    real, cplx = ITEMSIZE[precision]
+    m, bins = n_channels, n_freq * n_frames
+    spectrogram = m * bins * cplx
+    iterating = spectrogram + m * m * bins * 8 + 3 * m * bins * real
+    iterating += ENGINE_SCRATCH + (bins * 8 if precision == "double" else m * bins * real)
+    iterating += m * n_basis * (n_freq + n_frames) * real
+    return max(iterating, 2 * spectrogram)
 
 
 def estimate_peak_bytes(
     n_channels: int, n_samples: int, n_fft: int, hop: int, n_basis: int, precision: str
 ) -> int:
-    """Estimated peak resident bytes of a whole separation run (see the module docstring).
+    """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring)."""
+    phases = phase_bytes(n_channels, n_samples, n_fft, hop, n_basis, precision)
+    return int(BASELINE + MARGIN * max(phases.values()))
 
-    ``n_basis`` only adds the NMF factors ``m n_basis (n_freq + n_frames) r``,
-    negligible next to the per-bin arrays but counted.
-    """
+
+def phase_bytes(
+    n_channels: int, n_samples: int, n_fft: int, hop: int, n_basis: int, precision: str
+) -> dict[str, int]:
+    """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
         raise ValueError(f"unknown precision {precision!r}; choose one of single, double")
-    real, cplx = ITEMSIZE[precision]
+    cplx = ITEMSIZE[precision][1]
     config = StftConfig(n_fft, hop, "hamming")  # the frame count does not depend on the window
-    n_freq = config.n_freq
-    bins = n_freq * n_frames(n_samples, config)
+    n_freq, frames = config.n_freq, n_frames(n_samples, config)
     m = n_channels
-    spectrogram = m * bins * cplx
-    iterations = m * m * bins * 8 + 3 * m * bins * real
-    iterations += m * n_basis * (n_freq + bins // n_freq) * real
-    output = 2 * m * bins * cplx
-    return int(BASELINE + MARGIN * (spectrogram + max(iterations, output)))
+    waveform = m * n_samples * 8
+    spectrogram = m * n_freq * frames * cplx
+    stft_block = 2 * m * FRAMES_PER_BLOCK * n_freq * 16  # one block of frames and its copy
+    span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
+    output_block = m * (span_frames * n_freq * 16 * 2 + SPAN_SAMPLES * 8 * 3)
+    return {
+        "read": waveform,
+        "stft": waveform + spectrogram + stft_block,
+        "engine": engine_bytes(m, n_freq, frames, n_basis, precision),
+        "output": spectrogram + output_block,
+    }
 
 
 def available_bytes() -> int | None:

@@ -1,6 +1,10 @@
 """One separation from time signal to time signals: STFT, ILRMA, scale fix, inverse STFT.
 
-The library entry point behind ``ilrma separate`` (no files, no printing).
+The library entry point behind ``ilrma separate`` (no files, no printing). Memory is
+bounded through the whole run: :func:`analyse` takes the STFT block by block, after
+which the caller may drop the waveform; :func:`separate_analysis` releases the mixture
+spectrogram once the engine is done; :class:`SourceSignals` makes the time signals
+block by block from the separated spectrogram.
 """
 
 from __future__ import annotations
@@ -8,17 +12,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ilrma_cli.engine import ILRMAConfig, Result, project_back, run
+from ilrma_cli.engine import ILRMAConfig, Result, run
 from ilrma_cli.engine.ilrma import Callback
 from ilrma_cli.engine.reduce import expand_demix, principal_subspace
+from ilrma_cli.engine.scaling import mixing_matrices
 from ilrma_cli.engine.variants import Consistency
 from ilrma_cli.execute import imap_processes
-from ilrma_cli.stft import StftConfig, istft, stft
+from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft, istft_span, spans, stft
 
 # "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
 AUTO_FRAME_SECONDS = 0.2
@@ -89,19 +94,99 @@ class SeparationSettings:
 
 
 @dataclass
-class Separation:
-    """Separated signals: ``(n_sources, n_samples)``, or ``(n_sources, n_channels, n_samples)`` as images.
+class SourceSignals:
+    """The separated sources as time signals, made on demand one block of samples at a time.
 
+    ``spectra`` ``(n_sources, n_freq, n_frames)`` is the separated spectrogram before the
+    scale fix and ``mixing`` ``(n_freq, n_channels, n_sources)`` the inverse demixing
+    matrices: each block is projected back (to ``ref_mic``, or to every mic when it is
+    None: source images) and inverted from the frames it needs alone, so no projected
+    spectrogram or whole signal is ever held (:meth:`full` builds them all, for callers
+    that want arrays). The numbers are those of a whole-signal projection and inverse.
+    """
+
+    spectra: np.ndarray
+    mixing: np.ndarray
+    ref_mic: int | None
+    n_samples: int
+    config: StftConfig
+    seconds: float = 0.0  # spent making blocks so far
+
+    @property
+    def n_sources(self) -> int:
+        return self.spectra.shape[0]
+
+    @property
+    def n_outputs(self) -> int:
+        """Channels of each source's signal: 1, or every mic for images."""
+        return 1 if self.ref_mic is not None else self.mixing.shape[1]
+
+    def blocks(self, source: int, length: int = SPAN_SAMPLES) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, samples)`` of ``source`` in order: ``(n_outputs, n)`` blocks of about ``length``."""
+        spectrum = self.spectra[source]
+        for span in spans(self.n_samples, spectrum.shape[-1], self.config, length):
+            start = time.perf_counter()
+            block = istft_span(self._projected(source, span), span, self.config)
+            self.seconds += time.perf_counter() - start
+            yield span.start, block
+
+    def _projected(self, source: int, span: Span) -> np.ndarray:
+        """Frames ``span.first:span.end`` of ``source`` at the mics ``(n_outputs, n_freq, n)``.
+
+        The same arithmetic as :func:`ilrma_cli.engine.project_back` (a product, or
+        its ``einsum`` for images), so the numbers match it to the bit.
+        """
+        frames = self.spectra[source, :, span.first : span.end]
+        if self.ref_mic is None:
+            return np.einsum("fm,ft->mft", self.mixing[:, :, source], frames)
+        return self.mixing[:, self.ref_mic, source][None, :, None] * frames[None]
+
+    def full(self) -> np.ndarray:
+        """Every source: ``(n_sources, n_samples)``, or ``(n_sources, n_channels, n_samples)`` as images."""
+        out = np.empty((self.n_sources, self.n_outputs, self.n_samples))
+        for source in range(self.n_sources):
+            for start, block in self.blocks(source):
+                out[source, :, start : start + block.shape[-1]] = block
+        return out[:, 0] if self.ref_mic is not None else out
+
+
+@dataclass
+class Separation:
+    """The outcome of a separation: its time signals (:attr:`signals`, or all at once: :attr:`sources`).
+
+    ``result`` is the engine's (its separated spectrogram is the one ``signals`` read);
     ``settings`` are the resolved ones; ``seed`` is the seed of the kept run and
     ``final_losses`` the final loss of every restart.
     """
 
-    sources: np.ndarray
+    signals: SourceSignals
     result: Result
     seconds: dict[str, float]
     settings: SeparationSettings | None = None
     seed: int = 0
     final_losses: list[float] = field(default_factory=list)
+
+    @cached_property
+    def sources(self) -> np.ndarray:
+        """``(n_sources, n_samples)``, or ``(n_sources, n_channels, n_samples)`` as images."""
+        return self.signals.full()
+
+
+@dataclass
+class Analysis:
+    """A mixture in the STFT domain, ready for ILRMA (:func:`analyse`).
+
+    ``obs`` ``(n_channels, n_freq, n_frames)`` (reduced to ``n_sources`` channels by
+    ``basis`` ``(n_freq, n_channels, k)`` when fewer sources are asked) is handed over to
+    :func:`separate_analysis`, which releases it: the caller can drop the waveform once
+    this exists, and the spectrogram once the engine is done with it.
+    """
+
+    obs: np.ndarray | None
+    basis: np.ndarray | None
+    n_samples: int
+    settings: SeparationSettings
+    seconds: dict[str, float]
 
 
 def check_signal(mixture: np.ndarray, settings: SeparationSettings) -> None:
@@ -143,44 +228,62 @@ def separate(
     """Separate ``mixture`` ``(n_channels, n_samples)`` into ``settings.n_sources`` (default: channels).
 
     ``rate`` (Hz) is needed only for the "auto" STFT; ``workers`` processes run the restarts.
-    BLAS runs on one thread here: the engine's matrix products are small, so threads only
-    cost time, and the result is then the same wherever it runs (``-j``, Dask, in-process).
+    That is :func:`analyse` then :func:`separate_analysis`; a caller that calls those two
+    itself can drop the waveform in between.
+    """
+    return separate_analysis(analyse(mixture, settings, rate), callback, workers)
+
+
+def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None = None) -> Analysis:
+    """Check ``mixture`` ``(n_channels, n_samples)`` and take its STFT (``ValueError`` if unusable).
+
+    The spectrogram is complex64 in single precision (what the engine needs then: its
+    features are float64 whatever the input), complex128 in double.
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _separate(mixture, settings, callback, rate, workers)
+        settings = settings.for_rate(rate)
+        assert settings.stft is not None
+        check_signal(mixture, settings)
+        start = time.perf_counter()
+        dtype = np.result_type(settings.ilrma.real_dtype, np.complex64)
+        reduce = settings.n_sources is not None and settings.n_sources < mixture.shape[0]
+        obs = stft(mixture, settings.stft, np.complex128 if reduce else dtype)
+        basis = None
+        if reduce:  # the subspace from the double-precision covariances, in any precision
+            obs, basis = principal_subspace(obs, settings.n_sources)
+            obs = obs.astype(dtype, copy=False)
+        seconds = {"stft": time.perf_counter() - start}
+        return Analysis(obs, basis, mixture.shape[1], settings, seconds)
 
 
-def _separate(
-    mixture: np.ndarray,
-    settings: SeparationSettings,
-    callback: Callback | None,
-    rate: int | None,
-    workers: int,
+def separate_analysis(
+    analysis: Analysis, callback: Callback | None = None, workers: int = 1
 ) -> Separation:
-    settings = settings.for_rate(rate)
+    """ILRMA on ``analysis`` (which gives up its spectrogram), then the scale fix.
+
+    BLAS runs on one thread here: the engine's matrix products are small, so threads only
+    cost time, and the result is then the same wherever it runs (``-j``, Dask, in-process).
+    The time signals are left to :class:`SourceSignals`, block by block.
+    """
+    obs, analysis.obs = analysis.obs, None
+    if obs is None:
+        raise ValueError("this analysis has been separated already")
+    settings, seconds = analysis.settings, dict(analysis.seconds)
     assert settings.stft is not None
-    check_signal(mixture, settings)
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    obs = stft(mixture, settings.stft)
-    basis = None
-    if settings.n_sources is not None and settings.n_sources < mixture.shape[0]:
-        obs, basis = principal_subspace(obs, settings.n_sources)
-    seconds["stft"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    consistency = _StftConsistency(mixture.shape[1], settings.stft) if settings.consistent else None
-    result, seed, losses = _best_of_restarts(obs, settings, callback, consistency, workers)
-    if basis is not None:
-        result = replace(result, demix=expand_demix(result.demix, basis))
-    seconds["ilrma"] = time.perf_counter() - start
-
-    start = time.perf_counter()
+    with threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        consistency = (
+            _StftConsistency(analysis.n_samples, settings.stft) if settings.consistent else None
+        )
+        result, seed, losses = _best_of_restarts(obs, settings, callback, consistency, workers)
+        del obs
+        if analysis.basis is not None:
+            result = replace(result, demix=expand_demix(result.demix, analysis.basis))
+        seconds["ilrma"] = time.perf_counter() - start
+        mixing = mixing_matrices(result.demix)
     ref_mic = None if settings.images else settings.ref_mic
-    scaled = project_back(result.separated, result.demix, ref_mic)
-    sources = istft(scaled, mixture.shape[1], settings.stft)
-    seconds["istft"] = time.perf_counter() - start
-    return Separation(sources, result, seconds, settings, seed, losses)
+    signals = SourceSignals(result.separated, mixing, ref_mic, analysis.n_samples, settings.stft)
+    return Separation(signals, result, seconds, settings, seed, losses)
 
 
 def _best_of_restarts(

@@ -16,6 +16,10 @@ import numpy as np
 from scipy.signal import ShortTimeFFT, get_window
 
 WINDOWS = ("hann", "hamming", "blackman", "sqrt-hann")
+FRAMES_PER_BLOCK = (
+    32  # frames per block of the forward transform: small temporaries, cache-friendly
+)
+SPAN_SAMPLES = 2**18  # samples per block of the inverse, when made block by block (see spans)
 
 
 @dataclass(frozen=True)
@@ -74,25 +78,87 @@ def n_frames(n_samples: int, config: StftConfig) -> int:
     return _transform(config).p_num(n_samples)
 
 
-def stft(x: np.ndarray, config: StftConfig = StftConfig()) -> np.ndarray:
-    """Spectrogram ``(n_channels, n_freq, n_frames)`` (complex128) of ``x`` ``(n_channels, n_samples)``.
+def stft(
+    x: np.ndarray, config: StftConfig = StftConfig(), dtype: type = np.complex128
+) -> np.ndarray:
+    """Spectrogram ``(n_channels, n_freq, n_frames)`` of ``x`` ``(n_channels, n_samples)``, in ``dtype``.
 
-    Frames cover the whole signal, including the partial ones at both borders.
+    Frames cover the whole signal, including the partial ones at both borders. They
+    are computed ``FRAMES_PER_BLOCK`` at a time, straight into the result: the
+    temporaries stay small whatever the length (each frame is its own transform, so
+    the numbers are those of one whole-signal call).
     """
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (n_channels, n_samples), got {x.shape}")
-    return _transform(config).stft(x, axis=-1)
+    transform = _transform(config)
+    shortest = transform.m_num - transform.m_num_mid
+    if x.shape[1] < shortest:
+        raise ValueError(f"x has {x.shape[1]} samples; the STFT needs at least {shortest}")
+    first, end = transform.p_min, transform.p_max(x.shape[1])
+    spec = np.empty((x.shape[0], config.n_freq, end - first), dtype)
+    for lo in range(first, end, FRAMES_PER_BLOCK):
+        hi = min(lo + FRAMES_PER_BLOCK, end)
+        spec[:, :, lo - first : hi - first] = transform.stft(x, lo, hi, axis=-1)
+    return spec
 
 
 def istft(spec: np.ndarray, n_samples: int, config: StftConfig = StftConfig()) -> np.ndarray:
     """Inverse of :func:`stft`: ``(..., n_freq, n_frames)`` -> ``(..., n_samples)``, real.
 
-    The output is trimmed (or zero-padded) to exactly ``n_samples``.
+    The output is trimmed to exactly ``n_samples``.
     """
     spec = np.asarray(spec)
+    _check_spectrogram(spec, config)
+    return _transform(config).istft(spec, k1=n_samples, f_axis=-2, t_axis=-1)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Samples ``[start, stop)`` of a signal and the frames ``[first, end)`` that overlap them."""
+
+    start: int
+    stop: int
+    first: int
+    end: int
+
+
+def spans(n_samples: int, n_frames: int, config: StftConfig, length: int) -> list[Span]:
+    """Consecutive spans of about ``length`` samples (at least ``n_fft``) covering ``n_samples``.
+
+    ``n_frames`` is the spectrogram's frame count; a short remainder joins the last span.
+    Every span starts on a multiple of the hop, where the first frame it reads still
+    overlaps it (scipy's inverse mishandles a frame that ends before its first sample).
+    """
+    transform = _transform(config)
+    length = -(-max(length, config.n_fft) // config.hop) * config.hop
+    bounds = list(range(0, n_samples, length)) + [n_samples]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < config.n_fft:
+        del bounds[-2]
+    return [
+        Span(
+            start, stop, start // config.hop, min(transform.p_max(stop) - transform.p_min, n_frames)
+        )
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def istft_span(frames: np.ndarray, span: Span, config: StftConfig) -> np.ndarray:
+    """Samples ``span.start:span.stop`` of :func:`istft` from the frames ``span.first:span.end`` alone.
+
+    ``frames`` ``(..., n_freq, span.end - span.first)`` -> ``(..., span.stop - span.start)``;
+    the numbers are exactly those of the whole-signal inverse (the same frames are added
+    in the same order), so a signal can be made block by block.
+    """
+    _check_spectrogram(frames, config)
+    shift = span.first * config.hop  # time origin moved by whole frames
+    return _transform(config).istft(
+        frames, k0=span.start - shift, k1=span.stop - shift, f_axis=-2, t_axis=-1
+    )
+
+
+def _check_spectrogram(spec: np.ndarray, config: StftConfig) -> None:
     if spec.ndim < 2 or spec.shape[-2] != config.n_freq:
         raise ValueError(
             f"spectrogram must have shape (..., {config.n_freq}, n_frames), got {spec.shape}"
         )
-    return _transform(config).istft(spec, k1=n_samples, f_axis=-2, t_axis=-1)

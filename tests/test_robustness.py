@@ -222,17 +222,14 @@ def test_full_disk_while_writing_leaves_no_half_written_file(tmp_path, monkeypat
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    real_write = sf.write
-    calls = []
+    real_write = sf.SoundFile.write
 
-    def failing_write(file, *args, **kwargs):
-        calls.append(file)
-        if len(calls) == 2:
-            real_write(file, *args, **kwargs)
+    def failing_write(handle, data):
+        real_write(handle, data)
+        if Path(handle.name).name.startswith(".source2.wav."):  # the second file, half written
             raise OSError(28, "No space left on device")
-        return real_write(file, *args, **kwargs)
 
-    monkeypatch.setattr(sf, "write", failing_write)
+    monkeypatch.setattr(sf.SoundFile, "write", failing_write)
     result = CliRunner().invoke(cli, ["separate", str(path), "-o", str(out), *FAST])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {out / 'x' / 'source2.wav'}: cannot write (")
@@ -242,14 +239,14 @@ def test_full_disk_while_writing_leaves_no_half_written_file(tmp_path, monkeypat
 def test_interrupt_while_writing_removes_everything_of_that_mixture(tmp_path, monkeypatch):
     path = wav(tmp_path / "in", "x.wav", speech())
     out = tmp_path / "out"
-    real_write = sf.write
+    real_write = sf.SoundFile.write
 
-    def interrupted_write(file, *args, **kwargs):
-        if str(file).startswith(str(out / "x" / ".source2")):
+    def interrupted_write(handle, data):
+        if str(handle.name).startswith(str(out / "x" / ".source2")):
             raise KeyboardInterrupt
-        return real_write(file, *args, **kwargs)
+        return real_write(handle, data)
 
-    monkeypatch.setattr(sf, "write", interrupted_write)
+    monkeypatch.setattr(sf.SoundFile, "write", interrupted_write)
     result = CliRunner().invoke(cli, ["separate", str(path), "-o", str(out), *FAST])
     assert result.exit_code == 130
     assert (
