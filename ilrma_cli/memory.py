@@ -22,14 +22,13 @@ Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
 600 s, measured / estimated MiB::
 
     channels  STFT       double               single
-    2         4096/1024  2326 / 2370 (+1.9%)  1574 / 1622 (+3.0%)
-    2         4096/2048  1226 / 1248 (+1.8%)   858 /  874 (+1.9%)
-    3         4096/1024  3793 / 3865 (+1.9%)  2748 / 2818 (+2.5%)
-    3         4096/2048  1959 / 1996 (+1.9%)  1445 / 1472 (+1.9%)
+    2         4096/1024  1391 / 1417 (+1.9%)  1097 / 1118 (+1.9%)
+    2         4096/2048   804 /  819 (+1.9%)   657 /  669 (+1.9%)
+    3         4096/2048  1317 / 1342 (+1.9%)
 
-(2048/512 has the bins of 4096/1024 and measures the same.) For 60 s the estimate
-is 4 to 9 % above the measured peak (the constants weigh more). After a change
-of the engine, refit :func:`engine_bytes` on ``make bench``'s memory table.
+(2048/512 has the bins of 4096/1024.) For 60 s the estimate is a few % further
+above the measured peak (the constants weigh more). After a change of the
+engine, refit :func:`engine_bytes` on ``make bench``'s memory table.
 """
 
 from __future__ import annotations
@@ -42,27 +41,25 @@ from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
 BASELINE = 106 * 2**20  # VmRSS after `import ilrma_cli.cli` (numpy, scipy, soundfile, click)
 MARGIN = 1.02
 ITEMSIZE = {"single": (4, 8), "double": (8, 16)}  # (real, complex)
-# Engine temporaries beyond the arrays named in engine_bytes, fitted on the
-# calibration runs: ENGINE_SCRATCH plus, per bin, 8 bytes in double and 4 m in single.
-ENGINE_SCRATCH = 20 * 2**20
+# The compiled kernels (numba, LLVM and the loaded machine code) and small
+# temporaries, fitted on the calibration runs (the same for every input size).
+ENGINE_SCRATCH = 112 * 2**20
 
 
 def engine_bytes(n_channels: int, n_freq: int, n_frames: int, n_basis: int, precision: str) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
     Iterating: the spectrogram ``m B c``, the outer-product features ``m^2 B 8``
-    (float64 in either precision), three per-bin arrays (powers, variances, scratch)
-    ``3 m B r``, temporaries (``ENGINE_SCRATCH`` plus ``B 8`` in double, ``m B 4`` in
-    single) and the NMF factors ``m n_basis (n_freq + n_frames) r``. Finishing: the
-    spectrogram and the separated spectrogram made from it, ``2 m B c``.
+    (float64 in either precision) and the NMF factors with their update sums
+    ``2 m n_basis (n_freq + n_frames) 8``; the compiled sweeps keep nothing else
+    per bin. Finishing: the spectrogram and the separated spectrogram made from
+    it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
     """
-    real, cplx = ITEMSIZE[precision]
+    cplx = ITEMSIZE[precision][1]
     m, bins = n_channels, n_freq * n_frames
     spectrogram = m * bins * cplx
-    iterating = spectrogram + m * m * bins * 8 + 3 * m * bins * real
-    iterating += ENGINE_SCRATCH + (bins * 8 if precision == "double" else m * bins * real)
-    iterating += m * n_basis * (n_freq + n_frames) * real
-    return max(iterating, 2 * spectrogram)
+    iterating = spectrogram + m * m * bins * 8 + 2 * m * n_basis * (n_freq + n_frames) * 8
+    return ENGINE_SCRATCH + max(iterating, 2 * spectrogram)
 
 
 def estimate_peak_bytes(
