@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-# Frequencies per block when building features or mixing precisions: bounds the temporaries.
-BLOCK = 128
+# Time-frequency bins per block when building features or mixing precisions: the
+# temporaries then stay at a few MB however long the signal is.
+BLOCK_BINS = 2**18
+
+
+def freq_blocks(n_freq: int, n_frames: int) -> list[slice]:
+    """Consecutive frequency ranges of about ``BLOCK_BINS`` bins each (at least one frequency)."""
+    step = max(1, BLOCK_BINS // max(n_frames, 1))
+    return [slice(lo, lo + step) for lo in range(0, n_freq, step)]
 
 
 def pairs(n_ch: int) -> list[tuple[int, int]]:
@@ -34,9 +41,9 @@ def outer_features(obs: np.ndarray) -> np.ndarray:
     """``feats`` ``(n_freq, m*m, n_frames)`` (float64) of ``x x^H`` for ``obs`` ``(m, n_freq, n_frames)``."""
     n_ch, n_freq, n_frames = obs.shape
     feats = np.empty((n_freq, n_ch * n_ch, n_frames))
-    for lo in range(0, n_freq, BLOCK):
-        x = obs[:, lo : lo + BLOCK].astype(np.complex128)
-        block = feats[lo : lo + BLOCK]
+    for freqs in freq_blocks(n_freq, n_frames):
+        x = obs[:, freqs].astype(np.complex128)
+        block = feats[freqs]
         for i in range(n_ch):
             block[:, i] = x[i].real ** 2 + x[i].imag ** 2
         for p, (i, j) in enumerate(pairs(n_ch)):
@@ -84,9 +91,8 @@ def output_power(coef: np.ndarray, feats: np.ndarray, out: np.ndarray) -> np.nda
     if out.dtype == feats.dtype:
         np.matmul(coef, feats, out=out_t)
     else:
-        for lo in range(0, feats.shape[0], BLOCK):
-            hi = lo + BLOCK
-            out_t[lo:hi] = coef[lo:hi] @ feats[lo:hi]
+        for freqs in freq_blocks(*feats.shape[::2]):
+            out_t[freqs] = coef[freqs] @ feats[freqs]
     return np.maximum(out, 0.0, out=out)
 
 
@@ -98,9 +104,8 @@ def weighted_feature_means(feats: np.ndarray, inv_var: np.ndarray) -> np.ndarray
         means = weights @ feats_t
     else:
         means = np.empty(weights.shape[:2] + feats.shape[1:2])
-        for lo in range(0, feats.shape[0], BLOCK):
-            hi = lo + BLOCK
-            means[lo:hi] = weights[lo:hi].astype(feats.dtype) @ feats_t[lo:hi]
+        for freqs in freq_blocks(*feats.shape[::2]):
+            means[freqs] = weights[freqs].astype(feats.dtype) @ feats_t[freqs]
     return means / feats.shape[-1]
 
 
@@ -108,11 +113,9 @@ def demix_apply(demix: np.ndarray, obs: np.ndarray, dtype: np.dtype) -> np.ndarr
     """``y[n, f] = demix[f, n] @ obs[:, f]`` ``(n_src, n_freq, n_frames)``, block by block."""
     n_ch, n_freq, n_frames = obs.shape
     out = np.empty((demix.shape[1], n_freq, n_frames), dtype=dtype)
-    for lo in range(0, n_freq, BLOCK):
-        x = obs[:, lo : lo + BLOCK].transpose(1, 0, 2)
-        np.matmul(
-            demix[lo : lo + BLOCK].astype(dtype), x, out=out[:, lo : lo + BLOCK].transpose(1, 0, 2)
-        )
+    for freqs in freq_blocks(n_freq, n_frames):
+        x = obs[:, freqs].transpose(1, 0, 2)
+        np.matmul(demix[freqs].astype(dtype), x, out=out[:, freqs].transpose(1, 0, 2))
     return out
 
 

@@ -18,8 +18,8 @@ import numpy as np
 from ilrma_cli.engine import small
 from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
 from ilrma_cli.engine.features import (
-    BLOCK,
     demix_apply,
+    freq_blocks,
     unit_power_features,
 )
 from ilrma_cli.engine.iva import iva_from_features
@@ -139,7 +139,7 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
         raise ValueError(f"obs has no time-frequency bins: shape {obs.shape}")
     if not np.iscomplexobj(obs):
         obs = obs.astype(np.complex128)
-    if not all(np.isfinite(obs[:, lo : lo + BLOCK]).all() for lo in range(0, obs.shape[1], BLOCK)):
+    if not all(np.isfinite(obs[:, freqs]).all() for freqs in freq_blocks(*obs.shape[1:])):
         raise ValueError("obs contains NaN or infinite values")
     return obs
 
