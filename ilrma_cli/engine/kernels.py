@@ -526,25 +526,38 @@ def _sum_log(values):  # pragma: no cover - compiled
 
 @_jit
 def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
-    """``out[t] = |demix_row @ x_ft|^2`` from the features (unclipped: rounding can make it < 0)."""
+    """``out[t] = |demix_row @ x_ft|^2`` from the features; returns ``sum_t out[t]``.
+
+    Clipped at zero: the quadratic form cancels when an output nearly vanishes, and
+    rounding can then make it slightly negative. The clip and the sum ride on the
+    last pass (the pair (m - 2, m - 1)).
+    """
     n_ch = demix_row.shape[0]
     n_frames = feats.shape[2]
-    c = demix_row[0].real ** 2 + demix_row[0].imag ** 2
+    c = _abs2(demix_row[0])
     for t in range(n_frames):
         out[t] = c * feats[f, 0, t]
     for i in range(1, n_ch):
-        c = demix_row[i].real ** 2 + demix_row[i].imag ** 2
+        c = _abs2(demix_row[i])
         for t in range(n_frames):
             out[t] += c * feats[f, i, t]
     q = n_ch
+    total = 0.0
     for i in range(n_ch):
         for j in range(i + 1, n_ch):
             cross = demix_row[i] * demix_row[j].conjugate()
             c_re = 2.0 * cross.real
             c_im = -2.0 * cross.imag
-            for t in range(n_frames):
-                out[t] += c_re * feats[f, q, t] + c_im * feats[f, q + 1, t]
+            if q + 2 < feats.shape[1]:
+                for t in range(n_frames):
+                    out[t] += c_re * feats[f, q, t] + c_im * feats[f, q + 1, t]
+            else:
+                for t in range(n_frames):
+                    value = max(out[t] + c_re * feats[f, q, t] + c_im * feats[f, q + 1, t], 0.0)
+                    out[t] = value
+                    total += value
             q += 2
+    return total
 
 
 @_jit
@@ -598,11 +611,7 @@ def sweep(
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
-            _output_power(feats, f, demix[f, n], power)
-            total = 0.0
-            for t in range(n_frames):
-                power[t] = max(power[t], 0.0)
-                total += power[t]
+            total = _output_power(feats, f, demix[f, n], power)
             if want_sum:
                 power_sum[n] += total
             if want_loss:
@@ -656,4 +665,4 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
         for n in range(n_src):
             _output_power(feats, f, demix[f, n], power)
             for t in range(n_frames):
-                power_sum[n, t] += max(power[t], 0.0)
+                power_sum[n, t] += power[t]
