@@ -162,10 +162,12 @@ def test_lengths_are_trimmed_with_a_warning(files, tmp_path):
     result = invoke(paths["est_a"], str(short), *refs(paths), "--json")
     assert result.exit_code == 0, result.output
     assert result.stderr == (
-        f"Warning: lengths differ: {short} has 40000 samples, {paths['ref1']} has {N_SAMPLES}; "
+        f"WARNING: lengths differ: {short} has 40000 samples, {paths['ref1']} has {N_SAMPLES}; "
         "every signal is trimmed to 40000 samples\n"
     )
     assert json.loads(result.stdout)["n_samples"] == 40000
+    quiet = invoke(paths["est_a"], str(short), *refs(paths), "--json", "-q")
+    assert (quiet.exit_code, quiet.stderr, quiet.stdout) == (0, "", result.stdout)
 
 
 @pytest.fixture

@@ -334,3 +334,16 @@ def test_failed_runs_are_listed_in_the_json_and_a_setting_without_success_has_no
     assert document["summary"][1]["sdri"] == dict.fromkeys(study.STATISTICS)
     assert read_csv(out / "summary.csv")[1]["sdri_mean"] == "nan"
     assert result.stderr.startswith("Error: 1 of 2 runs failed")  # -q: only the error
+
+
+def test_references_of_other_lengths_warn_unless_quiet(data, tmp_path):
+    short = tmp_path / "short.wav"
+    signal, rate = sf.read(data["src2"])
+    sf.write(short, signal[:rate], rate, subtype="FLOAT")
+    args = ["sweep", data["mix"], "--refs", data["src1"], short, "-o", tmp_path / "out"]
+    loud, quiet = invoke(*args), invoke(*args, "-q")
+    refused = f"Error: {data['src1']}: has {rate} samples, the mixture {2 * rate}: references must match it\n"
+    warning = (f"WARNING: lengths differ: {short} has {rate} samples, {data['src1']} has "
+               f"{2 * rate}; every signal is trimmed to {rate} samples\n")  # fmt: skip
+    assert (loud.exit_code, loud.stderr) == (1, warning + refused)
+    assert (quiet.exit_code, quiet.stderr) == (1, refused)

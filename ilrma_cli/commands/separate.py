@@ -23,7 +23,6 @@ from ilrma_cli.batch import (
     run_job,
     run_job_safely,
 )
-from ilrma_cli.commands.evaluate import load_signals
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
 from ilrma_cli.engine import UPDATES, ILRMAConfig
 from ilrma_cli.engine.models import MODELS
@@ -34,6 +33,7 @@ from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
 from ilrma_cli.memory import parse_size
 from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, DEFAULT_ILRMA, SeparationSettings
+from ilrma_cli.signals import load_signals
 from ilrma_cli.stft import WINDOWS, StftConfig
 from ilrma_cli.versions import versions
 

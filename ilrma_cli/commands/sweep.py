@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from ilrma_cli import figures, study
 from ilrma_cli.batch import check_out_dir
-from ilrma_cli.commands.evaluate import load_signals
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
 from ilrma_cli.engine import UPDATES
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
@@ -23,6 +22,7 @@ from ilrma_cli.execute import imap_processes, imap_runs, interruptible
 from ilrma_cli.io import plan_mixtures, read_mixture
 from ilrma_cli.logs import setup_logging
 from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, check_signal
+from ilrma_cli.signals import load_signals
 from ilrma_cli.stft import WINDOWS
 
 FIGURES = ("sdr_boxplot.png", "loss_curves.png")
