@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -15,43 +14,42 @@ from tqdm import tqdm
 
 from ilrma_cli import figures, study
 from ilrma_cli.batch import check_out_dir
-from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
-from ilrma_cli.engine import UPDATES
+from ilrma_cli.commands.options import (
+    HOP,
+    IVA_ITER,
+    N_BASIS,
+    N_FFT,
+    N_ITER,
+    UPDATE,
+    WINDOW,
+    VariadicCommand,
+    VariadicOption,
+    check_executor,
+    execution_options,
+    no_normalize_option,
+    pad_option,
+    ref_mic_option,
+    report_options,
+)
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
 from ilrma_cli.execute import imap_processes, imap_runs, interruptible
 from ilrma_cli.io import plan_mixtures, read_mixture
 from ilrma_cli.logs import setup_logging
 from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, check_signal
 from ilrma_cli.signals import load_signals
-from ilrma_cli.stft import WINDOWS
 
 FIGURES = ("sdr_boxplot.png", "loss_curves.png")
 
 logger = logging.getLogger("ilrma")
 
 
-def _int_grid(minimum: int) -> Callable[[click.Context, click.Parameter, str], list[int]]:
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-        try:
-            return study.parse_int_grid(value, minimum)
-        except ValueError as err:
-            raise click.BadParameter(str(err), ctx, param) from None
-
-    return parse
-
-
-def _name_grid(choices: tuple[str, ...]) -> Callable[[click.Context, click.Parameter, str], list[str]]:  # fmt: skip
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-        try:
-            return study.parse_name_grid(value, choices)
-        except ValueError as err:
-            raise click.BadParameter(str(err), ctx, param) from None
-
-    return parse
-
-
 def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    return None if value is None else _int_grid(0)(ctx, param, value)
+    if value is None:
+        return None
+    try:
+        return study.parse_int_grid(value, 0)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
 
 
 @click.command("sweep", cls=VariadicCommand)
@@ -75,70 +73,15 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Folder for runs.csv, losses.jsonl, summary.csv and the figures; "
     "rerunning with the same folder resumes.",
 )
-@click.option(
-    "--n-fft",
-    metavar="LIST",
-    default="4096",
-    show_default=True,
-    callback=_int_grid(2),
-    help="STFT frame lengths, e.g. 1024,2048,4096.",
-)
-@click.option(
-    "--hop",
-    metavar="LIST",
-    default="1024",
-    show_default=True,
-    callback=_int_grid(1),
-    help="STFT hops, each at most the smallest --n-fft.",
-)
-@click.option(
-    "--window",
-    metavar="LIST",
-    default="hann",
-    show_default=True,
-    callback=_name_grid(WINDOWS),
-    help=f"STFT windows, a list of {', '.join(WINDOWS)}.",
-)
-@click.option(
-    "--n-basis",
-    metavar="LIST",
-    default=str(DEFAULT_ILRMA.n_basis),
-    show_default=True,
-    callback=_int_grid(1),
-    help="NMF bases per source: 2-9, 2,4,8 or 2-9:2.",
-)
-@click.option(
-    "--n-iter",
-    metavar="LIST",
-    default="100",
-    show_default=True,
-    callback=_int_grid(1),
-    help="Iterations, e.g. 50,100,200.",
-)
-@click.option(
-    "--iva-iter",
-    metavar="LIST",
-    default=str(DEFAULT_ILRMA.iva_iter),
-    show_default=True,
-    callback=_int_grid(0),
-    help="IVA iterations before ILRMA, e.g. 0,20 (0: start from the identity).",
-)
-@click.option(
-    "--update",
-    metavar="LIST",
-    default="ip",
-    show_default=True,
-    callback=_name_grid(tuple(sorted(UPDATES))),
-    help=f"Demixing update rules, a list of {', '.join(sorted(UPDATES))}.",
-)
-@click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
-@click.option(
-    "--ref-mic",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Microphone (0-based) the sources are scaled to and scored at.",
-)
+@N_FFT.grid_option("4096")
+@HOP.grid_option("1024")
+@WINDOW.grid_option("hann")
+@N_BASIS.grid_option(str(DEFAULT_ILRMA.n_basis))
+@N_ITER.grid_option("100", minimum=1)
+@IVA_ITER.grid_option(str(DEFAULT_ILRMA.iva_iter))
+@UPDATE.grid_option("ip")
+@no_normalize_option
+@ref_mic_option
 @click.option(
     "--restarts",
     type=click.IntRange(min=1),
@@ -153,29 +96,15 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     metavar="LIST",
     help="Explicit seeds instead of --restarts, e.g. 0-9 or 3,7.",
 )
-@click.option("--pad", is_flag=True, help="Zero-pad mono microphone files to the longest.")
+@pad_option
 @click.option(
     "--save-audio",
     is_flag=True,
     help="Also write the sources of each run to DIR/audio/<key>/ (key as in runs.csv).",
 )
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (no matplotlib needed).")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Runs in parallel (processes, one BLAS thread each).",
-)
-@click.option("--scheduler", default=None, metavar="ADDRESS|local:N",
-              help="Run on a Dask cluster (tcp://host:8786), or on local:N workers.")  # fmt: skip
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
-@click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON document instead of the table."
-)
+@execution_options
+@report_options
 def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
           n_fft: list[int], hop: list[int], window: list[str], n_basis: list[int],
           n_iter: list[int], iva_iter: list[int], update: list[str], no_normalize: bool,
