@@ -268,3 +268,12 @@ def test_usage_errors_exit_2(files, args, message):
 )
 def test_expand_variadic(args, expanded):
     assert expand_variadic(args, {"--refs"}) == expanded
+
+
+def test_the_same_reference_twice_gives_the_same_permutation_in_both_backends(files):
+    paths, _ = files
+    args = [paths["est_a"], paths["est_b"], "--refs", paths["ref1"], paths["ref1"], "--json"]
+    fast, reference = invoke(*args), invoke(*args, "--backend", "mir_eval")
+    assert fast.exit_code == reference.exit_code == 0, fast.output + reference.output
+    assert json.loads(fast.stdout)["permutation"] == [0, 1]
+    assert json.loads(reference.stdout)["permutation"] == [0, 1]
