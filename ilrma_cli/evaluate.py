@@ -12,8 +12,13 @@ Pure numpy/scipy: arrays in, :class:`Scores` out. Two backends give the same num
 ``mir_eval``
     ``mir_eval.separation.bss_eval_sources`` itself, its deprecation warning contained.
 
-The permutation is chosen as mir_eval chooses it (highest mean SIR): exhaustively up to
-:data:`EXHAUSTIVE_MAX_SOURCES` sources, with an assignment solver above.
+The permutation is chosen as mir_eval chooses it: the highest mean SIR, the first such in
+``itertools.permutations`` order (``np.argmax``), exhaustively up to
+:data:`EXHAUSTIVE_MAX_SOURCES` sources, with an assignment solver above. Identical
+references (the same file given twice) or identical estimates make exact ties, which
+rounding would otherwise break at random (mir_eval's own choice then depends on it): their
+SIRs are made equal first, so the tie goes to the first permutation, as in exact
+arithmetic. Both backends choose this way.
 """
 
 from __future__ import annotations
@@ -153,7 +158,7 @@ def _score(
         stacked = estimates if mixture is None else np.vstack([estimates, mixture])
         sdr, sir, sar = _pairwise_bss_eval(references, stacked)  # (n_estimates, n_references)
         n_sources = len(references)
-        permutation = _best_permutation(sir[:n_sources])
+        permutation = _best_permutation(sir[:n_sources], references, estimates)
         matched = (permutation, np.arange(n_sources))
         main = sdr[matched], sir[matched], sar[matched]
         mix = (sdr[n_sources], sir[n_sources], sar[n_sources]) if mixture is not None else None
@@ -205,21 +210,51 @@ def _validated(
     return references, estimates, mixture
 
 
-def _best_permutation(sir: np.ndarray) -> np.ndarray:
+def _exact_ties(sir: np.ndarray, references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
+    """``sir`` ``(n_est, n_ref)`` with the columns of identical references, and the rows of
+    identical estimates, copied from their first occurrence: equal in exact arithmetic,
+    they differ only by rounding, which must not choose the permutation."""
+    sir = sir.copy()
+    for group in _identical(references):
+        sir[:, group] = sir[:, group[:1]]
+    for group in _identical(estimates):
+        sir[group] = sir[group[:1]]
+    return sir
+
+
+def _identical(signals: np.ndarray) -> list[np.ndarray]:
+    """Indices of the groups of identical rows of ``signals`` (groups of two or more)."""
+    groups: dict[bytes, list[int]] = {}
+    for index, signal in enumerate(signals):
+        groups.setdefault(signal.tobytes(), []).append(index)
+    return [np.array(group) for group in groups.values() if len(group) > 1]
+
+
+def _best_permutation(sir: np.ndarray, references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
     """Estimate index for each reference maximising the mean SIR; ``sir`` ``(n_est, n_ref)``.
 
     Up to :data:`EXHAUSTIVE_MAX_SOURCES` sources every permutation is tried in
-    ``itertools.permutations`` order, the first best kept (mir_eval's tie-breaking).
+    ``itertools.permutations`` order and the first best kept (mir_eval's rule); identical
+    references or estimates tie exactly (:func:`_exact_ties`, and sums of sorted terms, so
+    that the order of summation cannot split a tie). Above, the assignment solver decides;
+    identical references then get their estimates in increasing order, and identical
+    estimates their references.
     """
+    sir = _exact_ties(sir, references, estimates)
     n_sources = sir.shape[0]
     columns = np.arange(n_sources)
     if n_sources <= EXHAUSTIVE_MAX_SOURCES:
         perms = np.array(list(itertools.permutations(range(n_sources))))
-        return perms[np.argmax(sir[perms, columns].mean(axis=1))]
+        return perms[np.argmax(np.sort(sir[perms, columns], axis=1).sum(axis=1))]
     finite = np.nan_to_num(sir, nan=-1e6, posinf=1e6, neginf=-1e6)
     rows, cols = linear_sum_assignment(finite, maximize=True)
     permutation = np.empty(n_sources, dtype=int)
     permutation[cols] = rows
+    for group in _identical(references):
+        permutation[group] = np.sort(permutation[group])
+    for group in _identical(estimates):
+        positions = np.flatnonzero(np.isin(permutation, group))
+        permutation[positions] = group
     return permutation
 
 
@@ -380,22 +415,20 @@ def _bss_eval_sources(references: np.ndarray, estimates: np.ndarray, compute_per
 def _mir_eval_scores(
     references: np.ndarray, estimates: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """SDR, SIR, SAR per reference and the permutation, from mir_eval.
+    """SDR, SIR, SAR per reference and the permutation, from mir_eval's scores of every pair.
 
-    Up to :data:`EXHAUSTIVE_MAX_SOURCES` sources, one plain call (mir_eval's own search). Above,
-    every pair is scored by calling it on cyclic shifts of the estimates without its
-    factorial search, and the permutation comes from the assignment solver.
+    Every pair is scored by calling mir_eval on cyclic shifts of the estimates without its
+    own permutation search (the same pair decompositions that search makes); the
+    permutation is then chosen by the rule of the fast backend, which is mir_eval's rule
+    exact ties included (:func:`_best_permutation`), so both backends choose alike.
     """
     n_sources = len(references)
-    if n_sources <= EXHAUSTIVE_MAX_SOURCES:
-        sdr, sir, sar, permutation = _bss_eval_sources(references, estimates, True)
-        return sdr, sir, sar, permutation
     pairs = np.empty((3, n_sources, n_sources))  # (metric, estimate, reference)
     refs = np.arange(n_sources)
     for shift in range(n_sources):
         ests = (refs + shift) % n_sources
         pairs[:, ests, refs] = _bss_eval_sources(references, estimates[ests], False)[:3]
-    permutation = _best_permutation(pairs[1])
+    permutation = _best_permutation(pairs[1], references, estimates)
     sdr, sir, sar = pairs[:, permutation, refs]
     return sdr, sir, sar, permutation
 

@@ -5,13 +5,15 @@ plain data, and the log is two files in the output folder that are only ever
 appended to while runs finish:
 
 ``runs.csv``
-    one row per finished run: its key, input, every setting, seed, scores, loss, time;
+    one row per finished run: its key, input, every setting, seed, scores, loss, time,
+    and its ``status``: ``ok``, or ``failed`` with the ``error`` (scores left empty);
 ``losses.jsonl``
-    one line per finished run: ``{"key": ..., "loss": [...]}`` (written before its row).
+    one line per successful run: ``{"key": ..., "loss": [...]}`` (written before its row).
 
 A run's key hashes the input and reference contents, every setting and the seed, so a
-rerun skips exactly the runs already logged. Errors are :class:`ValueError` with a message
-the command line shows as is.
+rerun skips exactly the runs already logged with status ``ok`` and retries the failed
+ones (their new row replaces the old). Errors are :class:`ValueError` with a message the
+command line shows as is.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ SETTING_COLUMNS = (*GRID_PARAMETERS, "normalize", "ref_mic")
 RUNS_FILE = "runs.csv"
 LOSSES_FILE = "losses.jsonl"
 STATISTICS = ("mean", "median", "min", "max")
+OK, FAILED = "ok", "failed"
+# What a run may raise on valid input: a numerical failure (singular matrix, NaN or silent
+# estimate refused by the scoring) or a lack of memory. Anything else stops the sweep.
+RUN_FAILURES = (ValueError, ArithmeticError, MemoryError)
 
 
 def parse_int_grid(text: str, minimum: int = 0) -> list[int]:
@@ -164,25 +170,43 @@ class StudyData:
 
 def columns(n_sources: int) -> list[str]:
     """Header of ``runs.csv`` for a study of ``n_sources`` sources."""
+    return ["key", "input", "data_id", *SETTING_COLUMNS, "seed", *result_columns(n_sources),
+            "seconds", "status", "error"]  # fmt: skip
+
+
+def result_columns(n_sources: int) -> list[str]:
+    """The columns of ``runs.csv`` that only a successful run fills."""
     scores = [f"{m}_{j}" for j in range(1, n_sources + 1) for m in ("sdr", "sir", "sar")]
-    return ["key", "input", "data_id", *SETTING_COLUMNS, "seed", *scores,
-            "sdri", "final_loss", "iterations", "seconds"]  # fmt: skip
+    return [*scores, "sdri", "final_loss", "iterations"]
 
 
 def execute_run(run: Run, data: StudyData) -> tuple[dict[str, str], list[float]]:
     """Separate, score against the references (the mixture at the reference mic as
-    baseline for SDRi), optionally save the sources; returns the CSV row and the losses."""
+    baseline for SDRi), optionally save the sources; returns the CSV row and the losses.
+
+    A run that fails (:data:`RUN_FAILURES`) returns a row with status ``failed``, the
+    error, empty scores, and no losses; the sweep goes on with the other runs.
+    """
     start = time.perf_counter()
-    separation = separate(data.mixture, run.settings)
-    scores = score(data.references, separation.sources, mixture=data.mixture[run.settings.ref_mic])
+    row = {"key": run.key, "input": data.input_name, "data_id": data.data_id, **run.setting,
+           "seed": str(run.settings.seed)}  # fmt: skip
+    try:
+        separation = separate(data.mixture, run.settings)
+        scores = score(
+            data.references, separation.sources, mixture=data.mixture[run.settings.ref_mic]
+        )
+    except RUN_FAILURES as err:
+        scoreless = dict.fromkeys(result_columns(len(data.references)), "")
+        message = " ".join(str(err).split()) or type(err).__name__
+        row.update(scoreless, seconds=f"{time.perf_counter() - start:.3f}", status=FAILED,
+                   error=message)  # fmt: skip
+        return row, []
     if data.audio_dir is not None:
         with AtomicWriter() as writer:
             for index, source in enumerate(separation.sources, start=1):
                 writer.write(data.audio_dir / run.key / f"source{index}.wav", source, data.rate)
             writer.commit()
     loss = [float(v) for v in separation.result.loss]
-    row = {"key": run.key, "input": data.input_name, "data_id": data.data_id, **run.setting,
-           "seed": str(run.settings.seed)}  # fmt: skip
     for j in range(len(data.references)):
         for metric in ("sdr", "sir", "sar"):
             row[f"{metric}_{j + 1}"] = str(float(getattr(scores, metric)[j]))
@@ -190,7 +214,13 @@ def execute_run(run: Run, data: StudyData) -> tuple[dict[str, str], list[float]]
     row["final_loss"] = str(loss[-1]) if loss else "nan"
     row["iterations"] = str(separation.result.n_iter)
     row["seconds"] = f"{time.perf_counter() - start:.3f}"
+    row.update(status=OK, error="")
     return row, loss
+
+
+def succeeded(rows: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of runs that finished with scores (status ``ok``)."""
+    return [row for row in rows if row["status"] == OK]
 
 
 class RunLog:
@@ -238,10 +268,15 @@ class RunLog:
         return result
 
     def append(self, row: dict[str, str], loss: list[float]) -> None:
-        """Log one finished run durably: its losses first, then its row."""
+        """Log one finished run durably: its losses first (if it succeeded), then its row.
+
+        A row whose key is logged already (a failed run retried) supersedes the old one.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        _read_whole_lines(self.losses_path)  # cut a line torn by a crash before appending
-        _append_durably(self.losses_path, json.dumps({"key": row["key"], "loss": loss}) + "\n")
+        if row["status"] == OK:
+            _read_whole_lines(self.losses_path)  # cut a line torn by a crash before appending
+            line = json.dumps({"key": row["key"], "loss": loss}) + "\n"
+            _append_durably(self.losses_path, line)
         new = not self.runs_path.exists() or self.runs_path.stat().st_size == 0
         lines = ([self.header] if new else []) + [[row[name] for name in self.header]]
         _append_durably(self.runs_path, _csv_lines(lines))
@@ -319,10 +354,10 @@ def group_by_setting(rows: Sequence[dict[str, str]]) -> list[list[dict[str, str]
 
 
 def box_data(rows: Sequence[dict[str, str]]) -> list[tuple[str, list[float]]]:
-    """One box per setting: its label and the mean SDRi of every run (restart) in it."""
+    """One box per setting: its label and the mean SDRi of every successful run in it."""
     names = varying(rows)
     return [
-        (label(group[0], names), [float(row["sdri"]) for row in group])
+        (label(group[0], names), [float(row["sdri"]) for row in succeeded(group)])
         for group in group_by_setting(rows)
     ]
 
@@ -330,20 +365,25 @@ def box_data(rows: Sequence[dict[str, str]]) -> list[tuple[str, list[float]]]:
 def loss_data(
     rows: Sequence[dict[str, str]], losses: dict[str, list[float]]
 ) -> list[tuple[str, list[list[float]]]]:
-    """Per setting: its label and the loss curve of every run in it (runs without one skipped)."""
+    """Per setting: its label and the loss curve of every successful run in it (runs
+    without one skipped)."""
     names = varying(rows)
     return [
-        (label(group[0], names), [losses[row["key"]] for row in group if row["key"] in losses])
+        (
+            label(group[0], names),
+            [losses[row["key"]] for row in succeeded(group) if row["key"] in losses],
+        )
         for group in group_by_setting(rows)
     ]
 
 
 @dataclass(frozen=True)
 class SettingSummary:
-    """Mean SDRi statistics over the runs (seeds) of one setting."""
+    """Mean SDRi statistics over the successful runs (seeds) of one setting; NaN if none."""
 
     setting: dict[str, str]
-    n_runs: int
+    n_runs: int  # successful runs, those the statistics are over
+    n_failed: int
     sdri: dict[str, float]  # keys: STATISTICS
 
 
@@ -351,36 +391,46 @@ def summarize(rows: Sequence[dict[str, str]]) -> list[SettingSummary]:
     """Mean, median, min and max of the mean SDRi per setting, in order of first appearance."""
     summaries = []
     for group in group_by_setting(rows):
-        values = [float(row["sdri"]) for row in group]
-        stats = {
-            "mean": statistics.fmean(values),
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-        }
+        values = [float(row["sdri"]) for row in succeeded(group)]
+        stats = dict.fromkeys(STATISTICS, float("nan"))
+        if values:
+            stats = {
+                "mean": statistics.fmean(values),
+                "median": statistics.median(values),
+                "min": min(values),
+                "max": max(values),
+            }
         setting = {name: group[0][name] for name in SETTING_COLUMNS}
-        summaries.append(SettingSummary(setting, len(group), stats))
+        summaries.append(SettingSummary(setting, len(values), len(group) - len(values), stats))
     return summaries
 
 
 def summary_csv(summaries: Sequence[SettingSummary]) -> str:
-    """``summary.csv``: every setting column, the run count and the SDRi statistics in dB."""
-    header = [*SETTING_COLUMNS, "n_runs", *(f"sdri_{s}" for s in STATISTICS)]
+    """``summary.csv``: every setting column, the successful and failed run counts and the
+    SDRi statistics in dB (``nan`` for a setting whose runs all failed)."""
+    header = [*SETTING_COLUMNS, "n_runs", "n_failed", *(f"sdri_{s}" for s in STATISTICS)]
     lines = [header] + [
-        [*s.setting.values(), str(s.n_runs), *(str(s.sdri[k]) for k in STATISTICS)]
+        [*s.setting.values(), str(s.n_runs), str(s.n_failed), *(str(s.sdri[k]) for k in STATISTICS)]
         for s in summaries
     ]
     return _csv_lines(lines)
 
 
 def summary_table(summaries: Sequence[SettingSummary], names: Sequence[str]) -> str:
-    """Aligned text: the ``names`` columns (or one ``setting`` column), runs, SDRi stats (dB)."""
-    header = [*(names or ["setting"]), "runs", *(f"SDRi {s}" for s in STATISTICS)]
+    """Aligned text: the ``names`` columns (or one ``setting`` column), runs, SDRi stats (dB).
+
+    A ``failed`` column follows ``runs`` when any run failed; statistics of a setting
+    without a successful run show as ``-``.
+    """
+    failures = any(s.n_failed for s in summaries)
+    header = [*(names or ["setting"]), "runs", *(["failed"] if failures else []),
+              *(f"SDRi {s}" for s in STATISTICS)]  # fmt: skip
     rows = [
         [
             *([s.setting[n] for n in names] or ["all runs"]),
             str(s.n_runs),
-            *(f"{s.sdri[k]:.2f}" for k in STATISTICS),
+            *([str(s.n_failed)] if failures else []),
+            *(f"{s.sdri[k]:.2f}" if s.n_runs else "-" for k in STATISTICS),
         ]  # fmt: skip
         for s in summaries
     ]

@@ -162,10 +162,12 @@ def test_lengths_are_trimmed_with_a_warning(files, tmp_path):
     result = invoke(paths["est_a"], str(short), *refs(paths), "--json")
     assert result.exit_code == 0, result.output
     assert result.stderr == (
-        f"Warning: lengths differ: {short} has 40000 samples, {paths['ref1']} has {N_SAMPLES}; "
+        f"WARNING: lengths differ: {short} has 40000 samples, {paths['ref1']} has {N_SAMPLES}; "
         "every signal is trimmed to 40000 samples\n"
     )
     assert json.loads(result.stdout)["n_samples"] == 40000
+    quiet = invoke(paths["est_a"], str(short), *refs(paths), "--json", "-q")
+    assert (quiet.exit_code, quiet.stderr, quiet.stdout) == (0, "", result.stdout)
 
 
 @pytest.fixture
@@ -266,3 +268,12 @@ def test_usage_errors_exit_2(files, args, message):
 )
 def test_expand_variadic(args, expanded):
     assert expand_variadic(args, {"--refs"}) == expanded
+
+
+def test_the_same_reference_twice_gives_the_same_permutation_in_both_backends(files):
+    paths, _ = files
+    args = [paths["est_a"], paths["est_b"], "--refs", paths["ref1"], paths["ref1"], "--json"]
+    fast, reference = invoke(*args), invoke(*args, "--backend", "mir_eval")
+    assert fast.exit_code == reference.exit_code == 0, fast.output + reference.output
+    assert json.loads(fast.stdout)["permutation"] == [0, 1]
+    assert json.loads(reference.stdout)["permutation"] == [0, 1]

@@ -452,6 +452,22 @@ def test_refs_problems(tmp_path, short_mix):
     assert missing.stderr == f"Error: {tmp_path / 'nope.wav'}: no such file\n"
 
 
+def test_refs_of_other_lengths_warn_unless_quiet(tmp_path, short_mix):
+    refs = []
+    for index, seconds in ((1, 3.0), (2, 2.5)):
+        data, rate = sf.read(SAMPLE / f"src{index}.wav")
+        refs.append(_write(tmp_path / f"ref{index}.wav", data[: int(seconds * rate)]))
+    args = ["separate", short_mix, "--refs", *refs, *FAST, "--iva-iter", "0", "--no-progress"]
+    loud = invoke(*args, "-o", tmp_path / "loud")
+    assert loud.exit_code == 0, loud.output
+    assert loud.stderr.startswith(
+        f"WARNING: lengths differ: {refs[1]} has 40000 samples, {refs[0]} has 48000; "
+        "every signal is trimmed to 40000 samples\n"
+    )
+    quiet = invoke(*args, "-o", tmp_path / "quiet", "-q")
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+
+
 def test_memory_need_is_checked_before_any_work(tmp_path, short_mix):
     result = invoke("separate", short_mix, "-o", tmp_path / "o", "--max-memory", "50M")
     assert result.exit_code == 1

@@ -139,7 +139,8 @@ def test_assignment_finds_the_exhaustive_optimum(n_sources):
     rng = np.random.default_rng(n_sources)
     for _ in range(20):
         sir = rng.normal(0, 10, size=(n_sources, n_sources))
-        permutation = evaluate._best_permutation(sir)
+        distinct = np.eye(n_sources)  # no identical signals: no ties to break
+        permutation = evaluate._best_permutation(sir, distinct, distinct)
         best = max(
             np.mean(sir[list(perm), np.arange(n_sources)])
             for perm in itertools.permutations(range(n_sources))
@@ -212,3 +213,48 @@ def test_mir_eval_warnings_do_not_reach_users(recwarn):
     refs, estimates = leaky_sources(2, 2000, seed=6)
     score(refs, estimates, refs.sum(axis=0), backend="mir_eval")
     assert len(recwarn) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_identical_references_tie_to_the_first_permutation_in_both_backends(seed):
+    """The same reference twice: every pairing is equally good (SIR infinite in exact
+    arithmetic), so mir_eval's rule (first best in itertools order) gives the identity;
+    rounding noise of some 280 dB must not decide."""
+    signal = np.random.default_rng(100).standard_normal(16000)
+    noise = np.random.default_rng(seed).standard_normal((2, 16000))
+    estimates = signal + np.array([[0.3], [0.5]]) * noise
+    references = np.stack([signal, signal])
+    fast, reference = score(references, estimates), score(references, estimates, backend="mir_eval")
+    assert fast.permutation.tolist() == reference.permutation.tolist() == [0, 1]
+    np.testing.assert_allclose(fast.sdr, reference.sdr, atol=FAST_TOLERANCE_DB)
+
+
+def test_identical_estimates_and_partly_identical_references_break_ties_alike():
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal(4000), np.convolve(rng.standard_normal(4000), np.ones(5) / 5, "same")
+    twice = a + 0.5 * b
+    assert score(np.stack([a, b]), np.stack([twice, twice])).permutation.tolist() == [0, 1]
+    references = np.stack([a, b, a])
+    estimates = np.stack(
+        [a + 0.6 * rng.standard_normal(4000), b, a + 0.4 * rng.standard_normal(4000)]
+    )
+    for order in itertools.permutations(range(3)):
+        fast = score(references, estimates[list(order)]).permutation.tolist()
+        # reference 1 gets the estimate of b; references 0 and 2 the others in index order
+        b_at = order.index(1)
+        assert fast[1] == b_at and fast[0] < fast[2], (order, fast)
+        assert (
+            fast
+            == score(references, estimates[list(order)], backend="mir_eval").permutation.tolist()
+        )
+
+
+def test_above_five_sources_identical_references_get_their_estimates_in_order():
+    refs, estimates = leaky_sources(6, 3000, seed=6)
+    refs[4] = refs[1]
+    order = np.random.default_rng(6).permutation(6)  # rounding alone put these in reverse
+    permutation = score(refs, estimates[order]).permutation
+    tied = sorted([int(np.flatnonzero(order == 1)[0]), int(np.flatnonzero(order == 4)[0])])
+    assert [permutation[1], permutation[4]] == tied
+    others = [0, 2, 3, 5]
+    np.testing.assert_array_equal(order[permutation[others]], others)

@@ -187,7 +187,7 @@ def test_resume_refuses_a_log_of_other_data_or_columns(done, data, tmp_path):
     swapped = invoke("sweep", data["mix"], "--refs", data["src2"], data["src1"], "-o", out, *FAST)
     assert swapped.exit_code == 1 and "other input or reference files" in swapped.stderr
     text = (out / "runs.csv").read_text()
-    (out / "runs.csv").write_text(text.replace(",seconds\n", ",time\n", 1))
+    (out / "runs.csv").write_text(text.replace(",error\n", ",message\n", 1))
     renamed = invoke(*sweep_args(data, out))
     assert renamed.exit_code == 1 and "other columns" in renamed.stderr
 
@@ -247,3 +247,103 @@ def test_a_torn_losses_line_is_cut_and_the_sweep_goes_on(done, data, tmp_path):
     assert len(read_csv(out / "runs.csv")) == 12
     lines = (out / "losses.jsonl").read_text().splitlines()
     assert all(json.loads(line)["key"] != "x" for line in lines) and len(lines) == 12
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """Runs in this process (so a patched ``separate`` applies); ``failing[...]`` says
+    whether the run of n_basis 4, seed 1 raises a numerical failure."""
+    from ilrma_cli.commands import sweep as sweep_command
+
+    state = {"failing": True}
+    separate = study.separate
+
+    def fragile(mixture, settings):
+        if state["failing"] and (settings.ilrma.n_basis, settings.seed) == (4, 1):
+            raise np.linalg.LinAlgError("Singular matrix")
+        return separate(mixture, settings)
+
+    def serial(func, items, jobs):
+        return ((index, func(item)) for index, item in enumerate(items))
+
+    monkeypatch.setattr(study, "separate", fragile)
+    monkeypatch.setattr(sweep_command, "imap_processes", serial)
+    return state
+
+
+def test_a_failed_run_is_logged_the_sweep_finishes_and_exits_1(done, data, tmp_path, in_process):
+    out = tmp_path / "failing"
+    result = invoke(*sweep_args(data, out, *GRID))
+    assert result.exit_code == 1, result.output
+    rows = read_csv(out / "runs.csv")
+    assert list(rows[0]) == study.columns(2)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["n_basis"], r["update"], r["seed"]) for r in failed] == [("4", "ip", "1"),
+                                                                       ("4", "iss", "1")]  # fmt: skip
+    assert {r["error"] for r in failed} == {"Singular matrix"}
+    assert all(r[c] == "" for r in failed for c in study.result_columns(2))
+    serial = {r["key"]: r for r in read_csv(done[0] / "runs.csv")}
+    for row in rows:
+        if row["status"] == "ok":
+            assert row["error"] == "" and row["sdri"] == serial[row["key"]]["sdri"]
+    assert len((out / "losses.jsonl").read_text().splitlines()) == 6
+
+    summary = read_csv(out / "summary.csv")
+    assert [(s["n_basis"], s["update"], s["n_runs"], s["n_failed"]) for s in summary] == [
+        ("2", "ip", "2", "0"), ("2", "iss", "2", "0"), ("4", "ip", "1", "1"), ("4", "iss", "1", "1")
+    ]  # fmt: skip
+    (survivor,) = [r for r in rows if (r["n_basis"], r["update"], r["status"]) == ("4", "ip", "ok")]
+    assert float(summary[2]["sdri_mean"]) == float(survivor["sdri"])
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[:4] == ["n_basis", "update", "runs", "failed"]
+    assert lines[4].split()[:4] == ["4", "ip", "1", "1"]
+    assert result.stderr.count("WARNING: run ") == 2 and "failed: Singular matrix" in result.stderr
+    assert (
+        result.stderr.splitlines()[-1].startswith("Error: 2 of 8 runs failed (first: run ")
+        and "rerun to retry them" in result.stderr
+    )
+    assert (out / "sdr_boxplot.png").exists() and (out / "loss_curves.png").exists()
+
+    in_process["failing"] = False  # the cause is gone: a rerun retries the failed runs only
+    again = invoke(*sweep_args(data, out, *GRID, "--json"))
+    assert again.exit_code == 0, again.output
+    assert "6 already in" in again.stderr and "2 to run (2 failed before: retried)" in again.stderr
+    retried = read_csv(out / "runs.csv")
+    assert [r["key"] for r in retried] == [r["key"] for r in rows]  # replaced in place, once
+    assert all(r["status"] == "ok" for r in retried)
+    assert [r for r in retried if r["key"] not in {f["key"] for f in failed}] == [
+        r for r in rows if r["status"] == "ok"
+    ]
+    document = json.loads(again.stdout)
+    assert document["ran"] == 2 and document["failed"] == []
+    assert {s["n_failed"] for s in document["summary"]} == {0}
+
+
+def test_failed_runs_are_listed_in_the_json_and_a_setting_without_success_has_no_statistics(
+    data, tmp_path, in_process
+):
+    out = tmp_path / "failing"
+    result = invoke(*sweep_args(data, out, "--n-basis", "2,4", "--seeds", "1", "--json", "-q"))
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    (failure,) = document["failed"]
+    assert (failure["n_basis"], failure["seed"], failure["error"]) == (4, 1, "Singular matrix")
+    assert [(s["n_basis"], s["n_runs"], s["n_failed"]) for s in document["summary"]] == [
+        (2, 1, 0), (4, 0, 1)
+    ]  # fmt: skip
+    assert document["summary"][1]["sdri"] == dict.fromkeys(study.STATISTICS)
+    assert read_csv(out / "summary.csv")[1]["sdri_mean"] == "nan"
+    assert result.stderr.startswith("Error: 1 of 2 runs failed")  # -q: only the error
+
+
+def test_references_of_other_lengths_warn_unless_quiet(data, tmp_path):
+    short = tmp_path / "short.wav"
+    signal, rate = sf.read(data["src2"])
+    sf.write(short, signal[:rate], rate, subtype="FLOAT")
+    args = ["sweep", data["mix"], "--refs", data["src1"], short, "-o", tmp_path / "out"]
+    loud, quiet = invoke(*args), invoke(*args, "-q")
+    refused = f"Error: {data['src1']}: has {rate} samples, the mixture {2 * rate}: references must match it\n"
+    warning = (f"WARNING: lengths differ: {short} has {rate} samples, {data['src1']} has "
+               f"{2 * rate}; every signal is trimmed to {rate} samples\n")  # fmt: skip
+    assert (loud.exit_code, loud.stderr) == (1, warning + refused)
+    assert (quiet.exit_code, quiet.stderr) == (1, refused)

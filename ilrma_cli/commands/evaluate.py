@@ -5,58 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
-import numpy as np
 import soundfile as sf
 
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.errors import InputError
 from ilrma_cli.evaluate import BACKENDS, Scores, score
-from ilrma_cli.io import AtomicWriter, read_audio
+from ilrma_cli.io import AtomicWriter
+from ilrma_cli.logs import setup_logging
+from ilrma_cli.signals import load_signals
 
 AUDIO_SUFFIXES = {f".{name.lower()}" for name in sf.available_formats()} | {".aif"}
-
-
-def load_signals(paths: Sequence[Path], ref_mic: int = 0) -> tuple[np.ndarray, int]:
-    """One signal per file, ``(n_files, n_samples)`` float64, and their common sample rate.
-
-    Mono files are taken whole, multichannel files (source images, mixtures) at channel
-    ``ref_mic``. Lengths that differ are trimmed to the shortest, with a warning on stderr.
-    Raises :class:`InputError` naming the file: unreadable (see ``read_audio``), missing
-    channel, sample rate differing from the first file's, silent (all zeros) after trimming.
-    """
-    signals = []
-    first = None
-    for path in paths:
-        audio = read_audio(path)
-        if audio.n_channels > 1 and ref_mic >= audio.n_channels:
-            raise InputError(
-                path, f"has {audio.n_channels} channels: --ref-mic {ref_mic} does not exist"
-            )
-        if first is None:
-            first = audio
-        elif audio.rate != first.rate:
-            raise InputError(
-                path, f"sample rate {audio.rate} Hz differs from {first.path} ({first.rate} Hz)"
-            )
-        signals.append(audio.data[ref_mic if audio.n_channels > 1 else 0])
-    lengths = [len(signal) for signal in signals]
-    shortest, longest = int(np.argmin(lengths)), int(np.argmax(lengths))
-    if lengths[shortest] != lengths[longest]:
-        click.echo(
-            f"Warning: lengths differ: {paths[shortest]} has {lengths[shortest]} samples, "
-            f"{paths[longest]} has {lengths[longest]}; every signal is trimmed to "
-            f"{lengths[shortest]} samples",
-            err=True,
-        )
-    stacked = np.stack([signal[: lengths[shortest]] for signal in signals])
-    for path, signal in zip(paths, stacked, strict=True):
-        if not np.any(signal):
-            raise InputError(path, "is silent (all samples zero): BSS Eval is undefined for it")
-    return stacked, first.rate
 
 
 def audio_files(folder: Path) -> list[Path]:
@@ -119,6 +80,7 @@ def audio_files(folder: Path) -> list[Path]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the scores to this CSV file.",
 )
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 def evaluate(
     estimates: tuple[Path, ...],
     references: tuple[Path, ...],
@@ -128,6 +90,7 @@ def evaluate(
     backend: str,
     as_json: bool,
     csv_path: Path | None,
+    quiet: bool,
 ) -> None:
     """Score ESTIMATE files against the --refs files: SDR, SIR, SAR (BSS Eval v3, as
     mir_eval's bss_eval_sources), SI-SDR, and which estimate matched which reference.
@@ -139,6 +102,7 @@ def evaluate(
 
     Estimates may come in any order: the permutation with the highest mean SIR is used.
     """
+    setup_logging(quiet, False)
     if estimates and est_dir is not None:
         raise click.UsageError("give ESTIMATE files or --est-dir, not both")
     estimate_paths = list(estimates) if est_dir is None else audio_files(est_dir)

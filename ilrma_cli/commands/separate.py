@@ -23,9 +23,24 @@ from ilrma_cli.batch import (
     run_job,
     run_job_safely,
 )
-from ilrma_cli.commands.evaluate import load_signals
-from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
-from ilrma_cli.engine import UPDATES, ILRMAConfig
+from ilrma_cli.commands.options import (
+    HOP,
+    IVA_ITER,
+    N_BASIS,
+    N_FFT,
+    N_ITER,
+    UPDATE,
+    WINDOW,
+    VariadicCommand,
+    VariadicOption,
+    check_executor,
+    execution_options,
+    no_normalize_option,
+    pad_option,
+    ref_mic_option,
+    report_options,
+)
+from ilrma_cli.engine import ILRMAConfig
 from ilrma_cli.engine.models import MODELS
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.execute import imap_runs, interruptible
@@ -34,7 +49,8 @@ from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
 from ilrma_cli.memory import parse_size
 from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, DEFAULT_ILRMA, SeparationSettings
-from ilrma_cli.stft import WINDOWS, StftConfig
+from ilrma_cli.signals import load_signals
+from ilrma_cli.stft import StftConfig
 from ilrma_cli.versions import versions
 
 log = logging.getLogger("ilrma")
@@ -64,36 +80,12 @@ log = logging.getLogger("ilrma")
     show_default=True,
     help="Output path inside --out-dir; placeholders {track} {index} {ext}.",
 )
-@click.option(
-    "--n-fft",
-    type=click.IntRange(min=2),
-    default=None,
-    help="STFT frame length in samples (any size)  [default: auto: about 200 ms rounded to a power of two, 4096 at 16 kHz]",
-)
-@click.option(
-    "--hop",
-    type=click.IntRange(min=1),
-    default=None,
-    help="STFT hop in samples (at most --n-fft)  [default: n_fft / 4]",
-)
-@click.option("--window", type=click.Choice(WINDOWS), default="hann", show_default=True)
-@click.option(
-    "--n-basis",
-    type=click.IntRange(min=1),
-    default=DEFAULT_ILRMA.n_basis,
-    show_default=True,
-    help="NMF bases per source.",
-)
-@click.option(
-    "--n-iter", type=click.IntRange(min=0), default=DEFAULT_ILRMA.n_iter, show_default=True
-)
-@click.option(
-    "--update",
-    type=click.Choice(sorted(UPDATES)),
-    default=DEFAULT_ILRMA.update,
-    show_default=True,
-    help="Demixing update rule.",
-)
+@N_FFT.option(None, default_text="auto: about 200 ms rounded to a power of two, 4096 at 16 kHz")
+@HOP.option(None, default_text="n_fft / 4")
+@WINDOW.option("hann")
+@N_BASIS.option(DEFAULT_ILRMA.n_basis)
+@N_ITER.option(DEFAULT_ILRMA.n_iter)
+@UPDATE.option(DEFAULT_ILRMA.update)
 @click.option(
     "--precision",
     type=click.Choice(["double", "single"]),
@@ -101,21 +93,9 @@ log = logging.getLogger("ilrma")
     show_default=True,
     help="Arithmetic of the per-bin arrays; single uses about a third less memory.",
 )
-@click.option(
-    "--iva-iter",
-    type=click.IntRange(min=0),
-    default=DEFAULT_ILRMA.iva_iter,
-    show_default=True,
-    help="IVA iterations before ILRMA (a permutation-free start for the NMF model).",
-)
-@click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
-@click.option(
-    "--ref-mic",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Microphone (0-based) the sources are scaled to.",
-)
+@IVA_ITER.option(DEFAULT_ILRMA.iva_iter)
+@no_normalize_option
+@ref_mic_option
 @click.option("--images", is_flag=True, help="Write each source as heard at every microphone.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
@@ -172,21 +152,8 @@ log = logging.getLogger("ilrma")
     metavar="[PATH]",
     help="PNG of the mixture and source spectrograms (default: beside the outputs).",
 )
-@click.option("--pad", is_flag=True, help="Zero-pad mono microphone files to the longest.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes (one BLAS thread each): mixtures in parallel, or the restarts of a single mixture.",
-)
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS|local:N",
-    help="Run the mixtures on a Dask cluster (tcp://host:8786), or on local:N workers.",
-)
+@pad_option
+@execution_options
 @click.option(
     "--max-memory",
     default=None,
@@ -203,10 +170,7 @@ log = logging.getLogger("ilrma")
     "write report.json beside the outputs and a table on stderr.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
-@click.option("-v", "--verbose", is_flag=True, help="Details on stderr.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout, nothing else.")
+@report_options
 def separate(
     inputs: tuple[Path, ...],
     from_list: TextIO | None,

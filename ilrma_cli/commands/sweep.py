@@ -3,52 +3,53 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import click
-import numpy as np
 from click.core import ParameterSource
 from tqdm import tqdm
 
 from ilrma_cli import figures, study
 from ilrma_cli.batch import check_out_dir
-from ilrma_cli.commands.evaluate import load_signals
-from ilrma_cli.commands.options import VariadicCommand, VariadicOption, check_executor
-from ilrma_cli.engine import UPDATES
+from ilrma_cli.commands.options import (
+    HOP,
+    IVA_ITER,
+    N_BASIS,
+    N_FFT,
+    N_ITER,
+    UPDATE,
+    WINDOW,
+    VariadicCommand,
+    VariadicOption,
+    check_executor,
+    execution_options,
+    no_normalize_option,
+    pad_option,
+    ref_mic_option,
+    report_options,
+)
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
 from ilrma_cli.execute import imap_processes, imap_runs, interruptible
 from ilrma_cli.io import plan_mixtures, read_mixture
+from ilrma_cli.logs import setup_logging
 from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, check_signal
-from ilrma_cli.stft import WINDOWS
+from ilrma_cli.signals import load_signals
 
 FIGURES = ("sdr_boxplot.png", "loss_curves.png")
 
-
-def _int_grid(minimum: int) -> Callable[[click.Context, click.Parameter, str], list[int]]:
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-        try:
-            return study.parse_int_grid(value, minimum)
-        except ValueError as err:
-            raise click.BadParameter(str(err), ctx, param) from None
-
-    return parse
-
-
-def _name_grid(choices: tuple[str, ...]) -> Callable[[click.Context, click.Parameter, str], list[str]]:  # fmt: skip
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-        try:
-            return study.parse_name_grid(value, choices)
-        except ValueError as err:
-            raise click.BadParameter(str(err), ctx, param) from None
-
-    return parse
+logger = logging.getLogger("ilrma")
 
 
 def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    return None if value is None else _int_grid(0)(ctx, param, value)
+    if value is None:
+        return None
+    try:
+        return study.parse_int_grid(value, 0)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
 
 
 @click.command("sweep", cls=VariadicCommand)
@@ -72,70 +73,15 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Folder for runs.csv, losses.jsonl, summary.csv and the figures; "
     "rerunning with the same folder resumes.",
 )
-@click.option(
-    "--n-fft",
-    metavar="LIST",
-    default="4096",
-    show_default=True,
-    callback=_int_grid(2),
-    help="STFT frame lengths, e.g. 1024,2048,4096.",
-)
-@click.option(
-    "--hop",
-    metavar="LIST",
-    default="1024",
-    show_default=True,
-    callback=_int_grid(1),
-    help="STFT hops, each at most the smallest --n-fft.",
-)
-@click.option(
-    "--window",
-    metavar="LIST",
-    default="hann",
-    show_default=True,
-    callback=_name_grid(WINDOWS),
-    help=f"STFT windows, a list of {', '.join(WINDOWS)}.",
-)
-@click.option(
-    "--n-basis",
-    metavar="LIST",
-    default=str(DEFAULT_ILRMA.n_basis),
-    show_default=True,
-    callback=_int_grid(1),
-    help="NMF bases per source: 2-9, 2,4,8 or 2-9:2.",
-)
-@click.option(
-    "--n-iter",
-    metavar="LIST",
-    default="100",
-    show_default=True,
-    callback=_int_grid(1),
-    help="Iterations, e.g. 50,100,200.",
-)
-@click.option(
-    "--iva-iter",
-    metavar="LIST",
-    default=str(DEFAULT_ILRMA.iva_iter),
-    show_default=True,
-    callback=_int_grid(0),
-    help="IVA iterations before ILRMA, e.g. 0,20 (0: start from the identity).",
-)
-@click.option(
-    "--update",
-    metavar="LIST",
-    default="ip",
-    show_default=True,
-    callback=_name_grid(tuple(sorted(UPDATES))),
-    help=f"Demixing update rules, a list of {', '.join(sorted(UPDATES))}.",
-)
-@click.option("--no-normalize", is_flag=True, help="Skip the per-iteration power normalisation.")
-@click.option(
-    "--ref-mic",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Microphone (0-based) the sources are scaled to and scored at.",
-)
+@N_FFT.grid_option("4096")
+@HOP.grid_option("1024")
+@WINDOW.grid_option("hann")
+@N_BASIS.grid_option(str(DEFAULT_ILRMA.n_basis))
+@N_ITER.grid_option("100", minimum=1)
+@IVA_ITER.grid_option(str(DEFAULT_ILRMA.iva_iter))
+@UPDATE.grid_option("ip")
+@no_normalize_option
+@ref_mic_option
 @click.option(
     "--restarts",
     type=click.IntRange(min=1),
@@ -150,34 +96,22 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     metavar="LIST",
     help="Explicit seeds instead of --restarts, e.g. 0-9 or 3,7.",
 )
-@click.option("--pad", is_flag=True, help="Zero-pad mono microphone files to the longest.")
+@pad_option
 @click.option(
     "--save-audio",
     is_flag=True,
     help="Also write the sources of each run to DIR/audio/<key>/ (key as in runs.csv).",
 )
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (no matplotlib needed).")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Runs in parallel (processes, one BLAS thread each).",
-)
-@click.option("--scheduler", default=None, metavar="ADDRESS|local:N",
-              help="Run on a Dask cluster (tcp://host:8786), or on local:N workers.")  # fmt: skip
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON document instead of the table."
-)
+@execution_options
+@report_options
 def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
           n_fft: list[int], hop: list[int], window: list[str], n_basis: list[int],
           n_iter: list[int], iva_iter: list[int], update: list[str], no_normalize: bool,
           ref_mic: int,
           restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
-          no_figures: bool, jobs: int, scheduler: str | None, no_progress: bool,
-          as_json: bool) -> None:  # fmt: skip
+          no_figures: bool, jobs: int, scheduler: str | None, quiet: bool, verbose: bool,
+          no_progress: bool, as_json: bool) -> None:  # fmt: skip
     """Separate the mixture INPUT over a grid of settings and seeds and score every run.
 
     INPUT is one multichannel file, or the mono microphone files of one mixture.
@@ -192,9 +126,12 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
 
     Writes DIR/runs.csv (one row per run), losses.jsonl (loss per iteration of each
     run), summary.csv (mean, median, min, max SDRi per setting, also printed),
-    sdr_boxplot.png and loss_curves.png. Rerunning with the same DIR skips the runs
-    already in runs.csv; summary and figures cover the runs of the grid asked for.
+    sdr_boxplot.png and loss_curves.png. A run that fails (a numerical failure) is
+    logged with status "failed" and its error; the others go on, and the exit code is 1.
+    Rerunning with the same DIR skips the successful runs already in runs.csv and
+    retries the failed ones; summary and figures cover the runs of the grid asked for.
     """
+    setup_logging(quiet, verbose)
     restarts_given = click.get_current_context().get_parameter_source("restarts")
     if seeds is not None and restarts_given is not ParameterSource.DEFAULT:
         raise click.UsageError("give --restarts or --seeds, not both")
@@ -218,20 +155,24 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     for settings in {run.settings.stft: run.settings for run in runs}.values():
         _check(data, settings)
     log = study.RunLog(out_dir, study.columns(len(data.references)), data.data_id)
-    done = _load_log(log)
-    todo = [run for run in runs if run.key not in done]
+    logged = _load_log(log)
+    todo = [run for run in runs if logged.get(run.key, {}).get("status") != study.OK]
+    retried = sum(run.key in logged for run in todo)
     n_settings = len(runs) // len(seeds)
-    click.echo(f"sweep: {len(runs)} runs ({n_settings} settings x {len(seeds)} seeds); "
-               f"{len(runs) - len(todo)} already in {log.runs_path}, {len(todo)} to run",
-               err=True)  # fmt: skip
+    if not quiet:
+        click.echo(f"sweep: {len(runs)} runs ({n_settings} settings x {len(seeds)} seeds); "
+                   f"{len(runs) - len(todo)} already in {log.runs_path}, {len(todo)} to run"
+                   + (f" ({retried} failed before: retried)" if retried else ""),
+                   err=True)  # fmt: skip
 
-    _execute(todo, data, log, jobs, scheduler, not no_progress)
+    _execute(todo, data, log, jobs, scheduler, not (no_progress or quiet))
     log.sort([run.key for run in runs])
     logged = log.load()
     rows = [logged[run.key] for run in runs]
+    failed = [row for row in rows if row["status"] != study.OK]
     summaries = study.summarize(rows)
     study.write_text_durably(out_dir / "summary.csv", study.summary_csv(summaries))
-    written = [log.runs_path, log.losses_path, out_dir / "summary.csv"]
+    written = [p for p in (log.runs_path, log.losses_path, out_dir / "summary.csv") if p.exists()]
     if not no_figures:
         written += _draw(rows, log.losses(), data.input_name, out_dir)
 
@@ -241,13 +182,23 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
             "input": data.input_name,
             "runs": len(runs),
             "ran": len(todo),
+            "failed": [
+                {"key": row["key"], **study.typed(_setting_and_seed(row)), "error": row["error"]}
+                for row in failed
+            ],
             "fixed": study.typed(
                 {name: rows[0][name] for name in study.SETTING_COLUMNS if name not in names}
             ),
             "varying": names,
             "seeds": seeds,
             "summary": [
-                {**study.typed(s.setting), "n_runs": s.n_runs, "sdri": s.sdri} for s in summaries
+                {
+                    **study.typed(s.setting),
+                    "n_runs": s.n_runs,
+                    "n_failed": s.n_failed,
+                    "sdri": {k: v if s.n_runs else None for k, v in s.sdri.items()},
+                }
+                for s in summaries
             ],
             "files": [str(path) for path in written],
         }
@@ -256,6 +207,22 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
         click.echo(f"{data.input_name}: SDRi (dB) over {len(seeds)} seeds; "
                    f"{study.fixed_settings(rows)}")  # fmt: skip
         click.echo(study.summary_table(summaries, names))
+    if failed:
+        raise ProcessingError(
+            f"{len(failed)} of {len(runs)} runs failed (first: run {_run_name(failed[0])}: "
+            f"{failed[0]['error']}); their "
+            f"rows in {log.runs_path} have status failed and the error; rerun to retry them"
+        )
+
+
+def _setting_and_seed(row: dict[str, str]) -> dict[str, str]:
+    return {name: row[name] for name in (*study.SETTING_COLUMNS, "seed")}
+
+
+def _run_name(row: dict[str, str]) -> str:
+    """A run for messages: ``<key> (n_fft=..., ..., seed=...)``."""
+    settings = ", ".join(f"{name}={value}" for name, value in _setting_and_seed(row).items())
+    return f"{row['key']} ({settings})"
 
 
 def _load(inputs: tuple[Path, ...], references: tuple[Path, ...], ref_mic: int, pad: bool,
@@ -315,22 +282,20 @@ def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jo
     results = (
         imap_runs(run, todo, scheduler=scheduler) if scheduler else imap_processes(run, todo, jobs)
     )
-    finished = 0
     resume = f"{log.runs_path}; rerun the same command to resume"
     with (
         tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr,
              disable=None if show_progress else True, dynamic_ncols=True) as bar,
         interruptible(f"the finished runs are in {resume}"),
     ):  # fmt: skip
-        try:
-            for _, (row, loss) in results:
-                log.append(row, loss)
-                finished += 1
-                bar.update(1)
+        for _, (row, loss) in results:
+            log.append(row, loss)
+            bar.update(1)
+            if row["status"] == study.OK:
                 bar.set_postfix(sdri=f"{float(row['sdri']):.2f}", refresh=False)
-        except (ValueError, np.linalg.LinAlgError) as err:
-            raise ProcessingError(f"a run failed ({err}); {finished} finished runs are in "
-                                  f"{log.runs_path}") from None  # fmt: skip
+                logger.info("run %s: SDRi %.2f dB", _run_name(row), float(row["sdri"]))
+            else:
+                logger.warning("run %s failed: %s", _run_name(row), row["error"])
 
 
 def _draw(rows: list[dict[str, str]], losses: dict[str, list[float]], input_name: str,
@@ -340,9 +305,11 @@ def _draw(rows: list[dict[str, str]], losses: dict[str, list[float]], input_name
     axis = " / ".join(names) if names else "setting"
     fixed = study.fixed_settings(rows)
     n_seeds = len({row["seed"] for row in rows})
+    n_failed = len(rows) - len(study.succeeded(rows))
+    failures = f" ({n_failed} failed runs not shown)" if n_failed else ""
     boxplot = figures.sdr_boxplot_png(
         study.box_data(rows), axis,
-        f"ILRMA on {input_name}: SDRi per {axis}, {n_seeds} seeds each\n{fixed}",
+        f"ILRMA on {input_name}: SDRi per {axis}, {n_seeds} seeds each{failures}\n{fixed}",
     )  # fmt: skip
     curves = figures.loss_curves_png(
         study.loss_data(rows, losses), axis,
