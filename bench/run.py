@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import inputs  # noqa: E402
-from methods import METHODS, PEERS, separate  # noqa: E402
+from methods import METHODS, PEERS, TIMED, separate  # noqa: E402
 
 from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
 
@@ -63,6 +63,13 @@ def blas_description() -> str:
     return text
 
 
+def numba_version() -> str:
+    """The numba that compiles ilrma's sweeps."""
+    import numba
+
+    return numba.__version__
+
+
 def run_time(name: str, obs: np.ndarray, n_iter: int) -> float:
     """CPU seconds of this process for one run (NaN if it fails): other jobs do not count."""
     start = time.process_time()
@@ -84,13 +91,13 @@ def time_per_iteration(cases: list[tuple[str, np.ndarray, int]]) -> dict:
     for label, mix, n_iter in cases:
         obs = stft(mix, STFT)
         print(f"timing {label}: {obs.shape}, {n_iter} iterations", flush=True)
-        full = {name: [] for name in METHODS}
-        setup = {name: [] for name in METHODS}
+        full = {name: [] for name in TIMED}
+        setup = {name: [] for name in TIMED}
         for _ in range(REPEATS):
-            for name in METHODS:
+            for name in TIMED:
                 setup[name].append(run_time(name, obs, 0))
                 full[name].append(run_time(name, obs, n_iter))
-        row = {name: (np.median(full[name]) - np.median(setup[name])) / n_iter for name in METHODS}
+        row = {name: (np.median(full[name]) - np.median(setup[name])) / n_iter for name in TIMED}
         for name, seconds in row.items():
             print(f"  {name}: {seconds * 1e3:.2f} ms/it", flush=True)
         table[label] = {"shape": obs.shape, "n_iter": n_iter, "times": row}
@@ -113,7 +120,7 @@ def quality(cases: list[tuple[str, np.ndarray, np.ndarray]], n_iter: int, seeds:
     for label, mix, refs in cases:
         obs = stft(mix, STFT)
         row = {}
-        for name in METHODS:
+        for name in TIMED:
             scores = []
             for seed in seeds:
                 try:
@@ -161,7 +168,9 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         "(shared with other jobs: ratios within one run are the figures to trust).",
         f"- BLAS: {blas_description()}; every process pinned to one BLAS thread.",
-        f"- Python {platform.python_version()}, numpy {np.__version__}.",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, numba {numba_version()} "
+        "(ilrma's iterations are compiled sweeps, cached after the first run; single precision "
+        "only changes how ilrma stores spectrograms, so it appears in the memory table only).",
         f"- Same scipy STFT for all ({STFT.n_fft}/{STFT.hop}, Hann), 2 NMF bases, "
         "normalisation on, no loss recording.",
         f"- Time per iteration: (median of {REPEATS} runs with n iterations - median of "
@@ -178,12 +187,12 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
         f"{label} ({timing[label]['shape'][1]}x{timing[label]['shape'][2]})" for label in labels
     )
     lines += [header + " |", "|---" * (len(labels) + 1) + "|"]
-    for name in METHODS:
+    for name in TIMED:
         cells = [f"{timing[label]['times'][name] * 1e3:.2f}" for label in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Time per iteration per second of audio (us/s): flat when time is linear.", ""]
     lines += [header + " |", "|---" * (len(labels) + 1) + "|"]
-    for name in METHODS:
+    for name in TIMED:
         cells = []
         for label in labels:
             seconds = float(label.split()[1])
@@ -191,7 +200,7 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Speed-up: fastest peer's time / ilrma's time", ""]
     lines += [header + " |", "|---" * (len(labels) + 1) + "|"]
-    for name in METHODS:
+    for name in TIMED:
         if name in PEERS:
             continue
         cells = []
@@ -202,7 +211,7 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Per-peer speed-up of each ilrma rule (peer time / ilrma time):", ""]
     lines += ["| method | case | " + " | ".join(PEERS) + " |", "|---" * (len(PEERS) + 2) + "|"]
-    for name in METHODS:
+    for name in TIMED:
         if name in PEERS:
             continue
         for label in labels:
@@ -216,7 +225,7 @@ def markdown(timing: dict, sdr: dict, memory: list[dict], seeds: range) -> str:
     ]
     cases = list(sdr)
     lines += ["| method | " + " | ".join(cases) + " |", "|---" * (len(cases) + 1) + "|"]
-    for name in METHODS:
+    for name in TIMED:
         lines.append(f"| {name} | " + " | ".join(f"{sdr[c][name]:.2f}" for c in cases) + " |")
     lines += [
         "",
