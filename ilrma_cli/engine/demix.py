@@ -20,9 +20,15 @@ import numpy as np
 from ilrma_cli.engine import small
 from ilrma_cli.engine.features import to_hermitian, weighted_feature_means
 
-# Relative diagonal loading of the weighted covariances: keeps them invertible
-# for silent or identical channels without changing well-posed problems.
-LOADING = 1e-9
+# Relative diagonal loading of the weighted covariances (times trace / n_ch): keeps
+# them positive definite for silent or identical channels. It must stay near the
+# rounding level: where the model deems a source silent (variance at the floor),
+# U_n weighs those frames up to 1e12 times more, so condition numbers of 1e12 and
+# beyond are normal, and the smallest eigenvalues carry what the rules null. A
+# loading of 1e-9 cost IP 2.6 dB SDRi on a 3-talker room and made every rule
+# raise the loss on sparse sources; from 1e-13 down to 0 the results no longer
+# change, and 1e-14 keeps U_n's Cholesky factor computable (condition < ~1e15).
+LOADING = 1e-14
 # Floor of powers and quadratic forms; the engine works on unit-mean-power data.
 FLOOR = 1e-12
 
