@@ -2,10 +2,10 @@
 
 Closed forms (cofactors) of determinants and inverse columns for m = 2 and 3,
 where batched LAPACK calls spend more time in per-matrix overhead than in
-arithmetic; ``np.linalg`` for larger m. Cofactors lose every digit on
-ill-conditioned matrices (condition ~1e8 for a Hermitian one), so Hermitian
-positive definite systems go through :func:`cholesky` and :func:`solve_lower`,
-which loop over the m entries and are backward stable. A singular matrix gives
+arithmetic; ``np.linalg`` for larger m. Cofactors are not backward stable (a
+Hermitian positive definite 3x3 of condition 3e9 got a negative determinant),
+so Hermitian positive definite systems go through :func:`cholesky` and
+:func:`solve_lower`, which loop over the m entries and are backward stable. A singular matrix gives
 non-finite entries instead of an exception; callers keep their previous value there.
 """
 
@@ -115,13 +115,13 @@ def solve_lower(low: np.ndarray, b: np.ndarray, adjoint: bool = False) -> np.nda
     x = np.empty(np.broadcast_shapes(low.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=complex)
     if adjoint:
         for r in range(m - 1, -1, -1):
-            acc = b[..., r, :].copy()
+            acc = b[..., r, :].astype(complex)
             for c in range(r + 1, m):
                 acc -= low[..., c, r, None].conj() * x[..., c, :]
             x[..., r, :] = acc / low[..., r, r, None].conj()
     else:
         for r in range(m):
-            acc = b[..., r, :].copy()
+            acc = b[..., r, :].astype(complex)
             for c in range(r):
                 acc -= low[..., r, c, None] * x[..., c, :]
             x[..., r, :] = acc / low[..., r, r, None]
