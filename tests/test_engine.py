@@ -56,6 +56,20 @@ def test_loss_never_increases_without_normalisation(rule):
     assert np.all(steps <= 1e-9 * np.abs(result.loss[:-1])), steps.max()
 
 
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("n_sources", [2, 3, 4])
+def test_loss_never_increases_on_sparse_sources(rule, n_sources):
+    """Sparse sources give the weighted covariances condition numbers of 1e12 and more."""
+    n_freq, n_frames = 64, 300
+    sources = low_rank_sources(n_sources, n_freq, n_frames, seed=20 + n_sources)
+    rng = np.random.default_rng(30 + n_sources)
+    mixing = rng.standard_normal((n_sources,) * 2) + 1j * rng.standard_normal((n_sources,) * 2)
+    obs = np.einsum("mn,nft->mft", mixing, sources)
+    result = run(obs, ILRMAConfig(n_iter=50, update=rule, normalize=False), seed=1)
+    steps = np.diff(result.loss)
+    assert np.all(steps <= 1e-9 * np.abs(result.loss[:-1])), steps.max()
+
+
 def test_normalisation_does_not_change_the_loss_value():
     obs = np.random.default_rng(4).standard_normal((2, 65, 80)) + 0j
     a = run(obs, ILRMAConfig(n_iter=1, normalize=True), seed=0)

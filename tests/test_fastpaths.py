@@ -19,10 +19,9 @@ def complex_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
 
 
 @pytest.mark.parametrize("m", [2, 3, 4])
-def test_small_inverse_and_determinant_match_lapack(m):
+def test_small_inverse_columns_and_determinant_match_lapack(m):
     a = complex_normal(np.random.default_rng(m), (50, m, m))
     np.testing.assert_allclose(small.det(a), np.linalg.det(a), rtol=1e-12)
-    np.testing.assert_allclose(small.inv(a), np.linalg.inv(a), rtol=1e-10, atol=1e-12)
     for j in range(m):
         np.testing.assert_allclose(
             small.inv_column(a, j), np.linalg.inv(a)[..., j], rtol=1e-10, atol=1e-12
@@ -39,8 +38,30 @@ def test_small_matmul_matches_numpy(m, k, p):
 @pytest.mark.parametrize("m", [2, 3])
 def test_singular_matrices_give_non_finite_values_not_errors(m):
     a = np.ones((4, m, m), dtype=complex)
-    assert not np.isfinite(small.inv(a)).any()
     assert not np.isfinite(small.inv_column(a, 0)).any()
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_small_cholesky_and_triangular_solves_match_lapack(m):
+    rng = np.random.default_rng(40 + m)
+    g = complex_normal(rng, (50, m, m))
+    a = g @ g.conj().swapaxes(-1, -2)
+    b = complex_normal(rng, (50, m, 2))
+    low = small.cholesky(a)
+    np.testing.assert_allclose(low, np.linalg.cholesky(a), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(small.solve_lower(low, b), np.linalg.solve(low, b), rtol=1e-10)
+    np.testing.assert_allclose(
+        small.solve_lower(low, b, adjoint=True),
+        np.linalg.solve(low.conj().swapaxes(-1, -2), b),
+        rtol=1e-10,
+    )
+
+
+def test_cholesky_of_an_indefinite_matrix_is_nan_not_an_error():
+    a = np.array([[[1.0, 2.0], [2.0, 1.0]], [[2.0, 1.0], [1.0, 2.0]]], dtype=complex)
+    low = small.cholesky(a)
+    assert np.isnan(low[0, 1, 1])
+    np.testing.assert_allclose(low[1], np.linalg.cholesky(a[1]))
 
 
 @pytest.mark.parametrize("m", [2, 3])

@@ -1,9 +1,12 @@
-"""Batched determinants and inverses of small complex matrices ``(..., m, m)``.
+"""Batched linear algebra of small complex matrices ``(..., m, m)``.
 
-Closed forms (cofactors) for m = 2 and 3, where batched LAPACK calls spend more
-time in per-matrix overhead than in arithmetic; ``np.linalg`` for larger m.
-A singular matrix gives non-finite entries instead of an exception; callers
-keep their previous value there.
+Closed forms (cofactors) of determinants and inverse columns for m = 2 and 3,
+where batched LAPACK calls spend more time in per-matrix overhead than in
+arithmetic; ``np.linalg`` for larger m. Cofactors are not backward stable (a
+Hermitian positive definite 3x3 of condition 3e9 got a negative determinant),
+so Hermitian positive definite systems go through :func:`cholesky` and
+:func:`solve_lower`, which loop over the m entries and are backward stable. A singular matrix gives
+non-finite entries instead of an exception; callers keep their previous value there.
 """
 
 from __future__ import annotations
@@ -31,26 +34,6 @@ def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _cofactor_row0(a: np.ndarray) -> np.ndarray:
     """Cofactors of the first row of 3x3 matrices, ``(..., 3)`` (= row 1 x row 2)."""
     return _cross(a[..., 1, :], a[..., 2, :])
-
-
-def inv(a: np.ndarray) -> np.ndarray:
-    """``a^{-1}`` ``(..., m, m)``: adjugate over determinant for m <= 3."""
-    m = a.shape[-1]
-    if m > 3:
-        return _lapack_inv(a)
-    adj = np.empty_like(a)
-    if m == 2:
-        adj[..., 0, 0] = a[..., 1, 1]
-        adj[..., 1, 1] = a[..., 0, 0]
-        adj[..., 0, 1] = -a[..., 0, 1]
-        adj[..., 1, 0] = -a[..., 1, 0]
-    else:
-        # Column j of adj(a) is the cross product of the two rows other than j.
-        adj[..., :, 0] = _cross(a[..., 1, :], a[..., 2, :])
-        adj[..., :, 1] = _cross(a[..., 2, :], a[..., 0, :])
-        adj[..., :, 2] = _cross(a[..., 0, :], a[..., 1, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return adj / det(a)[..., None, None]
 
 
 def inv_column(a: np.ndarray, j: int) -> np.ndarray:
@@ -97,3 +80,49 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for j in range(1, a.shape[-1]):
         out += a[..., :, j, None] * b[..., None, j, :]
     return out
+
+
+def cholesky(a: np.ndarray) -> np.ndarray:
+    """Lower-triangular ``l`` ``(..., m, m)`` with ``l l^H = a`` for Hermitian positive definite ``a``.
+
+    Entry by entry over the whole stack (m is small). Unlike an inverse by cofactors,
+    it is backward stable however ill-conditioned ``a`` is; NaN where ``a`` is not
+    numerically positive definite. Only the lower triangle of ``a`` is read.
+    """
+    m = a.shape[-1]
+    low = np.zeros_like(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j in range(m):
+            pivot = a[..., j, j].real.copy()
+            for k in range(j):
+                pivot -= low[..., j, k].real ** 2 + low[..., j, k].imag ** 2
+            diag = np.sqrt(np.where(pivot > 0, pivot, np.nan))
+            low[..., j, j] = diag
+            for i in range(j + 1, m):
+                entry = a[..., i, j].copy()
+                for k in range(j):
+                    entry -= low[..., i, k] * low[..., j, k].conj()
+                low[..., i, j] = entry / diag
+    return low
+
+
+def solve_lower(low: np.ndarray, b: np.ndarray, adjoint: bool = False) -> np.ndarray:
+    """``x`` ``(..., m, k)`` with ``low x = b`` (or ``low^H x = b``) for lower-triangular ``low``.
+
+    Forward (back) substitution, entry by entry over the whole stack.
+    """
+    m = low.shape[-1]
+    x = np.empty(np.broadcast_shapes(low.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=complex)
+    if adjoint:
+        for r in range(m - 1, -1, -1):
+            acc = b[..., r, :].astype(complex)
+            for c in range(r + 1, m):
+                acc -= low[..., c, r, None].conj() * x[..., c, :]
+            x[..., r, :] = acc / low[..., r, r, None].conj()
+    else:
+        for r in range(m):
+            acc = b[..., r, :].astype(complex)
+            for c in range(r):
+                acc -= low[..., r, c, None] * x[..., c, :]
+            x[..., r, :] = acc / low[..., r, r, None]
+    return x
