@@ -81,32 +81,44 @@ def _inverse_variance(basis, activation, n, f, eps, out):  # pragma: no cover - 
 
 
 @_jit
-def _covariance(feats, f, inv_var, loading, floor, out):  # pragma: no cover - compiled
-    """``out = mean_t x x^H inv_var[t]`` (m x m, complex), plus relative diagonal loading."""
-    n_ch = out.shape[0]
-    n_frames = feats.shape[2]
+def _covariances(feats, f, inv_var, loading, floor, means, out):  # pragma: no cover - compiled
+    """``out[n] = mean_t x x^H inv_var[n, t]`` (m x m, complex) for every source, plus loading.
+
+    The weighted feature means go through ``means`` ``(n_src, m*m)``; with two sources
+    both are summed in one pass over each feature row.
+    """
+    n_src, n_ch = out.shape[0], out.shape[1]
+    n_feats, n_frames = feats.shape[1], feats.shape[2]
     scale = 1.0 / n_frames
-    trace = 0.0
-    for i in range(n_ch):
-        acc = 0.0
-        for t in range(n_frames):
-            acc += inv_var[t] * feats[f, i, t]
-        out[i, i] = acc * scale
-        trace += acc * scale
-    q = n_ch
-    for i in range(n_ch):
-        for j in range(i + 1, n_ch):
-            re = 0.0
-            im = 0.0
+    for q in range(n_feats):
+        if n_src == 2:
+            acc_0 = 0.0
+            acc_1 = 0.0
             for t in range(n_frames):
-                re += inv_var[t] * feats[f, q, t]
-                im += inv_var[t] * feats[f, q + 1, t]
-            out[i, j] = complex(re * scale, im * scale)
-            out[j, i] = complex(re * scale, -im * scale)
-            q += 2
-    load = loading * max(trace / n_ch, floor)
-    for i in range(n_ch):
-        out[i, i] += load
+                x = feats[f, q, t]
+                acc_0 += inv_var[0, t] * x
+                acc_1 += inv_var[1, t] * x
+            means[0, q] = acc_0 * scale
+            means[1, q] = acc_1 * scale
+        else:
+            for n in range(n_src):
+                acc = 0.0
+                for t in range(n_frames):
+                    acc += inv_var[n, t] * feats[f, q, t]
+                means[n, q] = acc * scale
+    for n in range(n_src):
+        trace = 0.0
+        for i in range(n_ch):
+            trace += means[n, i]
+        load = loading * max(trace / n_ch, floor)
+        for i in range(n_ch):
+            out[n, i, i] = means[n, i] + load
+        q = n_ch
+        for i in range(n_ch):
+            for j in range(i + 1, n_ch):
+                out[n, i, j] = complex(means[n, q], means[n, q + 1])
+                out[n, j, i] = complex(means[n, q], -means[n, q + 1])
+                q += 2
 
 
 @_jit
@@ -596,14 +608,14 @@ def sweep(
     ratio = np.empty(n_frames)
     mats, vecs, pair = _workspace(n_src, n_ch)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
+    means = np.empty((n_src, n_ch * n_ch))
     want_sum = power_sum.shape[0] > 0
     loss = 0.0
     for f in range(n_freq):
         for n in range(n_src):
             _inverse_variance(basis, activation, n, f, eps, inv_var[n])
         if rule != NO_COV:
-            for n in range(n_src):
-                _covariance(feats, f, inv_var[n], loading, floor, cov_f[n])
+            _covariances(feats, f, inv_var, loading, floor, means, cov_f)
             if rule == COV_ONLY:
                 cov[f] = cov_f
             else:
@@ -653,11 +665,11 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
     power = np.empty(n_frames)
     mats, vecs, pair = _workspace(n_src, n_ch)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
+    means = np.empty((n_src, n_ch * n_ch))
     power_sum[:] = 0.0
     for f in range(n_freq):
         if rule != NO_COV:
-            for n in range(n_src):
-                _covariance(feats, f, inv_var[n], loading, floor, cov_f[n])
+            _covariances(feats, f, inv_var, loading, floor, means, cov_f)
             if rule == COV_ONLY:
                 cov[f] = cov_f
                 continue
