@@ -14,7 +14,7 @@ from ilrma_cli.engine.demix import FLOOR, UPDATES
 
 def compiled(rule: str):
     """The per-frequency rule of the compiled sweeps, applied to every frequency."""
-    code = kernels.kernel_rule(rule)
+    code = kernels.KERNEL_RULES[rule]
 
     def update(demix: np.ndarray, cov: np.ndarray) -> None:
         mats, vecs, pair = kernels._workspace(*demix.shape[1:])

@@ -153,18 +153,16 @@ def _iterate(
 ) -> tuple[list[float], int]:
     """Run ``config.n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
 
-    Each iteration is one :func:`ilrma_cli.engine.kernels.sweep` (two for rules
-    without a compiled form, whose update then runs in numpy between them); a
-    first sweep does the NMF update of iteration 1, so the order of the updates is
-    that of the paper (NMF, then demixing, then normalisation).
+    Each iteration is one :func:`ilrma_cli.engine.kernels.sweep`; a first sweep
+    does the NMF update of iteration 1, so the order of the updates is that of the
+    paper (NMF, then demixing, then normalisation). The numpy rules of
+    :mod:`ilrma_cli.engine.demix` are the reference the compiled ones are tested against.
     """
     from ilrma_cli.engine import kernels  # numba takes ~0.5 s to load: only runs pay it
 
     n_freq, _, n_frames = feats.shape
     n_src, n_ch = demix.shape[1:]
-    rule = kernels.kernel_rule(config.update)
-    cov_shape = (n_freq, n_src, n_ch, n_ch) if rule == kernels.COV_ONLY else (1, 1, 1, 1)
-    cov = np.empty(cov_shape, dtype=np.complex128)
+    rule = kernels.KERNEL_RULES[config.update]
     act_num = np.empty_like(model.activation)
     act_den = np.empty_like(model.activation)
 
@@ -175,9 +173,7 @@ def _iterate(
         act_den.fill(0.0)
         power_sum.fill(0.0)
         args = (power_sum, rule, update_basis, config.record_loss, EPS, LOADING, FLOOR)
-        part = kernels.sweep(
-            feats, demix, model.basis, model.activation, cov, act_num, act_den, *args
-        )
+        part = kernels.sweep(feats, demix, model.basis, model.activation, act_num, act_den, *args)
         if update_basis:
             model.update_activation(act_num, act_den, EPS)
         return part
@@ -196,12 +192,7 @@ def _iterate(
     n_done = 0
     for it in range(1, config.n_iter + 1):
         more = it < config.n_iter
-        if rule == kernels.COV_ONLY:
-            sweep(kernels.COV_ONLY, False)
-            UPDATES[config.update](demix, cov)
-            part = sweep(kernels.NO_COV, more)
-        else:
-            part = sweep(rule, more)
+        part = sweep(rule, more)
         gain = np.ones(n_src)
         if config.normalize:
             gain = power_sum / (n_freq * n_frames)  # mean output power of each source

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilrma_cli.engine import small
-from ilrma_cli.engine.demix import FLOOR, LOADING, UPDATES
+from ilrma_cli.engine.demix import FLOOR, LOADING
 from ilrma_cli.engine.features import unit_power_features
 
 
@@ -44,12 +44,10 @@ def iva_from_features(
     n_freq, n_feats, n_frames = feats.shape
     n_ch = int(round(np.sqrt(n_feats)))
     demix = np.tile(np.eye(n_ch, dtype=np.complex128), (n_freq, 1, 1))
-    rule = kernels.kernel_rule(update)
-    cov_shape = (n_freq, n_ch, n_ch, n_ch) if rule == kernels.COV_ONLY else (1, 1, 1, 1)
-    cov = np.empty(cov_shape, dtype=np.complex128)
+    rule = kernels.KERNEL_RULES[update]
     power_sum = np.empty((n_ch, n_frames))  # sum_f |y_nft|^2
     inv_var = np.ones((n_ch, n_frames))
-    kernels.iva_sweep(feats, demix, inv_var, cov, power_sum, kernels.NO_COV, LOADING, FLOOR)
+    kernels.iva_sweep(feats, demix, inv_var, power_sum, kernels.NO_COV, LOADING, FLOOR)
     losses = []
     for it in range(n_iter + 1):
         variance = np.maximum(power_sum / n_freq, eps)
@@ -61,9 +59,5 @@ def iva_from_features(
         if it == n_iter:
             break
         np.divide(1.0, variance, out=inv_var)
-        if rule == kernels.COV_ONLY:  # a rule without a compiled form runs in numpy
-            kernels.iva_sweep(feats, demix, inv_var, cov, power_sum, rule, LOADING, FLOOR)
-            UPDATES[update](demix, cov)
-        in_sweep = kernels.NO_COV if rule == kernels.COV_ONLY else rule
-        kernels.iva_sweep(feats, demix, inv_var, cov, power_sum, in_sweep, LOADING, FLOOR)
+        kernels.iva_sweep(feats, demix, inv_var, power_sum, rule, LOADING, FLOOR)
     return demix, np.asarray(losses)

@@ -32,14 +32,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-# Demixing rule applied inside the sweep; COV_ONLY stores the covariances for a
-# rule run afterwards in numpy (none at present), NO_COV skips steps 2-3.
-NO_COV, COV_ONLY, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3, 4
-
-
-def kernel_rule(update: str) -> int:
-    """The in-sweep code of demixing rule ``update``, or COV_ONLY if it has no compiled form."""
-    return {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}.get(update, COV_ONLY)
+# Demixing rule applied inside the sweep; NO_COV skips steps 2-3.
+NO_COV, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3
+# The per-frequency forms of the rules of ilrma_cli.engine.demix (tests check they agree).
+KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}
 
 
 # Reassociation lets the compiler vectorise the sums over frames; no
@@ -253,6 +249,29 @@ def _solve_lower_adjoint(low, b, out):  # pragma: no cover - compiled
 
 
 @_jit
+def _cholesky_2x2(u):  # pragma: no cover - compiled
+    """``(inv_d0, l10, inv_d1)`` of ``L = [[d0, 0], [l10, d1]]``, ``L L^H = u``; ``inv_d1`` is 0
+    unless ``u`` is positive definite."""
+    pivot = u[0, 0].real
+    if not pivot > 0.0:
+        return 0.0, 0j, 0.0
+    inv_d0 = 1.0 / np.sqrt(pivot)
+    l10 = u[1, 0] * inv_d0
+    pivot = u[1, 1].real - _abs2(l10)
+    if not pivot > 0.0:
+        return inv_d0, l10, 0.0
+    return inv_d0, l10, 1.0 / np.sqrt(pivot)
+
+
+@_jit
+def _all_finite(a, b):  # pragma: no cover - compiled
+    """Both complex numbers finite."""
+    return (
+        np.isfinite(a.real) and np.isfinite(a.imag) and np.isfinite(b.real) and np.isfinite(b.imag)
+    )
+
+
+@_jit
 def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
     """:func:`_update_ip` for two channels, in scalars (the same operations, unrolled)."""
     for n in range(2):
@@ -263,29 +282,63 @@ def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
             continue
         inv_det = _inverse(det)
         q0, q1 = (w11 * inv_det, -w10 * inv_det) if n == 0 else (-w01 * inv_det, w00 * inv_det)
-        pivot0 = cov[n, 0, 0].real
-        if not pivot0 > 0.0:
+        inv_d0, l10, inv_d1 = _cholesky_2x2(cov[n])
+        if inv_d1 == 0.0:
             continue
-        d0 = np.sqrt(pivot0)
-        inv_d0 = 1.0 / d0
-        l10 = cov[n, 1, 0] * inv_d0
-        pivot1 = cov[n, 1, 1].real - _abs2(l10)
-        if not pivot1 > 0.0:
-            continue
-        inv_d1 = 1.0 / np.sqrt(pivot1)
         z0 = q0 * inv_d0
         z1 = (q1 - l10 * z0) * inv_d1
         x1 = z1 * inv_d1
         x0 = (z0 - l10.conjugate() * x1) * inv_d0
         norm = 1.0 / np.sqrt(_abs2(z0) + _abs2(z1))
         x0, x1 = x0 * norm, x1 * norm
-        if (
-            np.isfinite(x0.real)
-            and np.isfinite(x0.imag)
-            and np.isfinite(x1.real)
-            and np.isfinite(x1.imag)
-        ):
+        if _all_finite(x0, x1):
             demix_f[n, 0], demix_f[n, 1] = x0.conjugate(), x1.conjugate()
+
+
+@_jit
+def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
+    """:func:`_update_ip2` for two channels (one pair), in scalars (the same operations, unrolled)."""
+    w00, w01, w10, w11 = demix_f[0, 0], demix_f[0, 1], demix_f[1, 0], demix_f[1, 1]
+    scale = max(max(_magnitude(w00), _magnitude(w01)), max(_magnitude(w10), _magnitude(w11)))
+    det = w00 * w11 - w01 * w10
+    if not _magnitude(det) > 1e-14 * scale * scale:
+        return
+    inv_det = _inverse(det)
+    q00, q10, q01, q11 = w11 * inv_det, -w10 * inv_det, -w01 * inv_det, w00 * inv_det
+    a_d0, a_l10, a_d1 = _cholesky_2x2(cov[0])
+    b_d0, b_l10, b_d1 = _cholesky_2x2(cov[1])
+    if a_d1 == 0.0 or b_d1 == 0.0:
+        return
+    # Z_n = L_n^{-1} Q, column by column.
+    a00 = q00 * a_d0
+    a01 = q01 * a_d0
+    a10 = (q10 - a_l10 * a00) * a_d1
+    a11 = (q11 - a_l10 * a01) * a_d1
+    b00 = q00 * b_d0
+    b01 = q01 * b_d0
+    b10 = (q10 - b_l10 * b00) * b_d1
+    b11 = (q11 - b_l10 * b01) * b_d1
+    ga00, ga11 = _abs2(a00) + _abs2(a10), _abs2(a01) + _abs2(a11)
+    ga01 = a00.conjugate() * a01 + a10.conjugate() * a11
+    gb00, gb11 = _abs2(b00) + _abs2(b10), _abs2(b01) + _abs2(b11)
+    gb01 = b00.conjugate() * b01 + b10.conjugate() * b11
+    e0, e1, f0, f1 = _gevp_pair(ga00, ga11, ga01, gb00, gb11, gb01, floor)
+    scale_a = 1.0 / np.sqrt(
+        ga00 * _abs2(e0) + ga11 * _abs2(e1) + 2.0 * (e0.conjugate() * ga01 * e1).real
+    )
+    scale_b = 1.0 / np.sqrt(
+        gb00 * _abs2(f0) + gb11 * _abs2(f1) + 2.0 * (f0.conjugate() * gb01 * f1).real
+    )
+    # w = L^{-H} Z c (back substitution with the 2 x 2 factor).
+    y0, y1 = (a00 * e0 + a01 * e1) * scale_a, (a10 * e0 + a11 * e1) * scale_a
+    x1 = y1 * a_d1
+    x0 = (y0 - a_l10.conjugate() * x1) * a_d0
+    y0, y1 = (b00 * f0 + b01 * f1) * scale_b, (b10 * f0 + b11 * f1) * scale_b
+    v1 = y1 * b_d1
+    v0 = (y0 - b_l10.conjugate() * v1) * b_d0
+    if _all_finite(x0, x1) and _all_finite(v0, v1):
+        demix_f[0, 0], demix_f[0, 1] = x0.conjugate(), x1.conjugate()
+        demix_f[1, 0], demix_f[1, 1] = v0.conjugate(), v1.conjugate()
 
 
 @_jit
@@ -329,8 +382,7 @@ def _update_ip_3x3(demix_f, cov):  # pragma: no cover - compiled
         x0 = (z0 - l10.conjugate() * x1 - l20.conjugate() * x2) * inv_d0
         norm = 1.0 / np.sqrt(_abs2(z0) + _abs2(z1) + _abs2(z2))
         x0, x1, x2 = x0 * norm, x1 * norm, x2 * norm
-        finite = np.isfinite(x0.real) and np.isfinite(x0.imag) and np.isfinite(x1.real)
-        if finite and np.isfinite(x1.imag) and np.isfinite(x2.real) and np.isfinite(x2.imag):
+        if _all_finite(x0, x1) and np.isfinite(x2.real) and np.isfinite(x2.imag):
             demix_f[n, 0], demix_f[n, 1], demix_f[n, 2] = (
                 x0.conjugate(),
                 x1.conjugate(),
@@ -456,6 +508,9 @@ def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - co
     ``(3, m)``, ``pair`` ``(2, m, 2)``.
     """
     n_src, n_ch = demix_f.shape
+    if n_ch == 2:
+        _update_ip2_2x2(demix_f, cov, floor)
+        return
     for n in range(n_src):
         if not _cholesky(cov[n], mats[n]):
             mats[n, 0, 0] = complex(np.nan, np.nan)  # makes this source's pairs non-finite
@@ -578,7 +633,6 @@ def sweep(
     demix,
     basis,
     activation,
-    cov,
     act_num,
     act_den,
     power_sum,
@@ -591,8 +645,7 @@ def sweep(
 ):  # pragma: no cover - compiled
     """One pass over the frequencies (module docstring); returns ``sum(|y|^2 / r + log r)``.
 
-    ``rule`` is one of NO_COV, COV_ONLY (covariances into ``cov`` ``(n_freq, n_src,
-    m, m)``), RULE_IP, RULE_ISS, RULE_IP2 (``demix`` updated in place). With ``update_basis``
+    ``rule`` is NO_COV or one of ``KERNEL_RULES`` (``demix`` updated in place). With ``update_basis``
     the basis is updated in place and the activation update's numerator and
     denominator are added into ``act_num``, ``act_den`` ``(n_src, n_basis,
     n_frames)``. Unless ``power_sum`` is empty, the output powers (after the
@@ -616,10 +669,7 @@ def sweep(
             _inverse_variance(basis, activation, n, f, eps, inv_var[n])
         if rule != NO_COV:
             _covariances(feats, f, inv_var, loading, floor, means, cov_f)
-            if rule == COV_ONLY:
-                cov[f] = cov_f
-            else:
-                _update_demix(rule, demix[f], cov_f, floor, mats, vecs, pair)
+            _update_demix(rule, demix[f], cov_f, floor, mats, vecs, pair)
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
@@ -652,7 +702,7 @@ def sweep(
 
 
 @_jit
-def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # pragma: no cover
+def iva_sweep(feats, demix, inv_var, power_sum, rule, loading, floor):  # pragma: no cover
     """One pass of IVA (:mod:`ilrma_cli.engine.iva`) over the frequencies.
 
     ``inv_var`` ``(n_src, n_frames)`` holds the inverse shared variances
@@ -670,9 +720,6 @@ def iva_sweep(feats, demix, inv_var, cov, power_sum, rule, loading, floor):  # p
     for f in range(n_freq):
         if rule != NO_COV:
             _covariances(feats, f, inv_var, loading, floor, means, cov_f)
-            if rule == COV_ONLY:
-                cov[f] = cov_f
-                continue
             _update_demix(rule, demix[f], cov_f, floor, mats, vecs, pair)
         for n in range(n_src):
             _output_power(feats, f, demix[f, n], power)
