@@ -161,18 +161,18 @@ def _iterate(
     from ilrma_cli.engine import kernels  # numba takes ~0.5 s to load: only runs pay it
 
     n_freq, _, n_frames = feats.shape
-    n_src, n_ch = demix.shape[1:]
+    n_src = demix.shape[1]
     rule = kernels.KERNEL_RULES[config.update]
     act_num = np.empty_like(model.activation)
     act_den = np.empty_like(model.activation)
 
     power_sum = np.zeros(n_src if config.normalize else 0)
 
-    def sweep(rule: int, update_basis: bool) -> float:
+    def sweep(code: int, update_basis: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
         power_sum.fill(0.0)
-        args = (power_sum, rule, update_basis, config.record_loss, EPS, LOADING, FLOOR)
+        args = (power_sum, code, update_basis, config.record_loss, EPS, LOADING, FLOOR)
         part = kernels.sweep(feats, demix, model.basis, model.activation, act_num, act_den, *args)
         if update_basis:
             model.update_activation(act_num, act_den, EPS)

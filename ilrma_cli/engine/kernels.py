@@ -7,7 +7,7 @@ frequencies; at each frequency ``f`` it
    inverses (``(n_frames,)`` vectors that stay in the L1 cache);
 2. accumulates the weighted covariances ``U_n = mean_t x x^H / r_n`` from the
    outer-product features and loads their diagonal (:mod:`ilrma_cli.engine.demix`);
-3. updates the demixing matrix of ``f`` with IP or ISS (the same rules as
+3. updates the demixing matrix of ``f`` with IP, ISS or IP2 (the same rules as
    :mod:`ilrma_cli.engine.demix`, written per frequency);
 4. forms the output powers ``|y_n|^2`` of the new demixing matrix and, with the
    same ``r_n``, updates ``basis[n, f]`` by the Itakura-Saito MM rule;
@@ -139,23 +139,14 @@ def _inverse(z):  # pragma: no cover - compiled
 def _solve_unit(a, col, out):  # pragma: no cover - compiled
     """``out = a^{-1} e_col`` (``a`` is overwritten); False when ``a`` is numerically singular.
 
-    Cofactors for 2 x 2 and 3 x 3, Gaussian elimination with partial pivoting above.
+    Cofactors for 3 x 3, Gaussian elimination with partial pivoting otherwise (two
+    channels have their own unrolled rules).
     """
     m = a.shape[0]
     scale = 0.0
     for i in range(m):
         for j in range(m):
             scale = max(scale, _magnitude(a[i, j]))
-    if m == 2:
-        det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
-        if not _magnitude(det) > 1e-14 * scale * scale:
-            return False
-        inv_det = _inverse(det)
-        if col == 0:
-            out[0], out[1] = a[1, 1] * inv_det, -a[1, 0] * inv_det
-        else:
-            out[0], out[1] = -a[0, 1] * inv_det, a[0, 0] * inv_det
-        return True
     if m == 3:
         # Column ``col`` of the adjugate: the cross product of the two other rows.
         r1, r2 = (col + 1) % 3, (col + 2) % 3
