@@ -39,12 +39,19 @@ KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}
 
 
 # Reassociation lets the compiler vectorise the sums over frames; no
-# assumptions about NaN or infinity, so the finiteness checks stay.
+# assumptions about NaN or infinity, so the finiteness checks stay. Every helper
+# is inlined into the two sweeps, so each sweep is optimised as one unit: with
+# separately compiled helpers, the code a process compiled and the code it later
+# loaded from the cache rounded differently, so the first run after installing
+# gave other last bits than the runs after it. The price is a longer first
+# compile (about 45 s, once; ``make install`` does it, see :func:`warm_up`).
 _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+_OPTIONS = {"cache": True, "fastmath": _FLAGS, "error_model": "numpy", "boundscheck": False}
+_jit = numba.njit(**_OPTIONS)
+_hot = numba.njit(inline="always", **_OPTIONS)
 
 
-@_jit
+@_hot
 def _reciprocal(x):  # pragma: no cover - compiled
     """``1 / x`` for ``x >= 1e-12`` (well inside the float32 range after clipping), to ~1e-14.
 
@@ -55,7 +62,7 @@ def _reciprocal(x):  # pragma: no cover - compiled
     return y * (2.0 - x * y)
 
 
-@_jit
+@_hot
 def _inverse_variance(basis, activation, n, f, eps, out):  # pragma: no cover - compiled
     """``out[t] = 1 / max(basis[n, f] @ activation[n, :, t], eps)``."""
     n_basis, n_frames = activation.shape[1], activation.shape[2]
@@ -76,7 +83,7 @@ def _inverse_variance(basis, activation, n, f, eps, out):  # pragma: no cover - 
         out[t] = _reciprocal(max(out[t] + w * activation[n, n_basis - 1, t], eps))
 
 
-@_jit
+@_hot
 def _covariances(feats, f, inv_var, loading, floor, means, out):  # pragma: no cover - compiled
     """``out[n] = mean_t x x^H inv_var[n, t]`` (m x m, complex) for every source, plus loading.
 
@@ -117,25 +124,25 @@ def _covariances(feats, f, inv_var, loading, floor, means, out):  # pragma: no c
                 q += 2
 
 
-@_jit
+@_hot
 def _magnitude(z):  # pragma: no cover - compiled
     """``|Re z| + |Im z|``: a cheap norm for pivoting (no square root)."""
     return abs(z.real) + abs(z.imag)
 
 
-@_jit
+@_hot
 def _abs2(z):  # pragma: no cover - compiled
     """``|z|^2`` without the square root of ``abs``."""
     return z.real * z.real + z.imag * z.imag
 
 
-@_jit
+@_hot
 def _inverse(z):  # pragma: no cover - compiled
     """``1 / z`` with one real division (numba's complex division is branchy and slow)."""
     return z.conjugate() * (1.0 / _abs2(z))
 
 
-@_jit
+@_hot
 def _solve_unit(a, col, out):  # pragma: no cover - compiled
     """``out = a^{-1} e_col`` (``a`` is overwritten); False when ``a`` is numerically singular.
 
@@ -189,7 +196,7 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
     return True
 
 
-@_jit
+@_hot
 def _cholesky(a, low):  # pragma: no cover - compiled
     """``low`` lower-triangular with ``low low^H = a`` (Hermitian); False unless ``a`` is positive definite.
 
@@ -217,7 +224,7 @@ def _cholesky(a, low):  # pragma: no cover - compiled
     return True
 
 
-@_jit
+@_hot
 def _solve_lower(low, b, out):  # pragma: no cover - compiled
     """``out = low^{-1} b`` (forward substitution; ``low`` from :func:`_cholesky`)."""
     m = low.shape[0]
@@ -228,7 +235,7 @@ def _solve_lower(low, b, out):  # pragma: no cover - compiled
         out[r] = acc * low[r, r].imag
 
 
-@_jit
+@_hot
 def _solve_lower_adjoint(low, b, out):  # pragma: no cover - compiled
     """``out = low^{-H} b`` (back substitution; ``low`` from :func:`_cholesky`)."""
     m = low.shape[0]
@@ -239,7 +246,7 @@ def _solve_lower_adjoint(low, b, out):  # pragma: no cover - compiled
         out[r] = acc * low[r, r].imag
 
 
-@_jit
+@_hot
 def _cholesky_2x2(u):  # pragma: no cover - compiled
     """``(inv_d0, l10, inv_d1)`` of ``L = [[d0, 0], [l10, d1]]``, ``L L^H = u``; ``inv_d1`` is 0
     unless ``u`` is positive definite."""
@@ -254,7 +261,7 @@ def _cholesky_2x2(u):  # pragma: no cover - compiled
     return inv_d0, l10, 1.0 / np.sqrt(pivot)
 
 
-@_jit
+@_hot
 def _all_finite(a, b):  # pragma: no cover - compiled
     """Both complex numbers finite."""
     return (
@@ -262,7 +269,7 @@ def _all_finite(a, b):  # pragma: no cover - compiled
     )
 
 
-@_jit
+@_hot
 def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
     """:func:`_update_ip` for two channels, in scalars (the same operations, unrolled)."""
     for n in range(2):
@@ -286,7 +293,7 @@ def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
             demix_f[n, 0], demix_f[n, 1] = x0.conjugate(), x1.conjugate()
 
 
-@_jit
+@_hot
 def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
     """:func:`_update_ip2` for two channels (one pair), in scalars (the same operations, unrolled)."""
     w00, w01, w10, w11 = demix_f[0, 0], demix_f[0, 1], demix_f[1, 0], demix_f[1, 1]
@@ -332,7 +339,7 @@ def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
         demix_f[1, 0], demix_f[1, 1] = v0.conjugate(), v1.conjugate()
 
 
-@_jit
+@_hot
 def _update_ip_3x3(demix_f, cov):  # pragma: no cover - compiled
     """:func:`_update_ip` for three channels, in scalars (the same operations, unrolled)."""
     for n in range(3):
@@ -381,7 +388,7 @@ def _update_ip_3x3(demix_f, cov):  # pragma: no cover - compiled
             )
 
 
-@_jit
+@_hot
 def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
     """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n = U_n^{-1} q_n``, ``w_n^H U_n w_n = 1``.
 
@@ -417,7 +424,7 @@ def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
                 demix_f[n, i] = x[i].conjugate() * scale
 
 
-@_jit
+@_hot
 def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compiled
     """ISS (Scheibler & Ono 2020) at one frequency; see :func:`ilrma_cli.engine.demix.update_iss`."""
     n_src, n_ch = demix_f.shape
@@ -444,7 +451,7 @@ def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compile
                 demix_f[n, i] -= v[n] * row[i]
 
 
-@_jit
+@_hot
 def _gevp_pair(a00, a11, a01, b00, b11, b01, floor):  # pragma: no cover - compiled
     """Generalised eigenvectors ``(e, f)`` of 2 x 2 Hermitian ``G_a e = lambda G_b e``.
 
@@ -476,7 +483,7 @@ def _gevp_pair(a00, a11, a01, b00, b11, b01, floor):  # pragma: no cover - compi
     return e0, e1, -b_e1.conjugate(), b_e0.conjugate()
 
 
-@_jit
+@_hot
 def _gram(z):  # pragma: no cover - compiled
     """Entries ``(g00, g11, g01)`` of ``z^H z`` for ``z`` ``(m, 2)``."""
     g00, g11, g01 = 0.0, 0.0, 0j
@@ -487,7 +494,7 @@ def _gram(z):  # pragma: no cover - compiled
     return g00, g11, g01
 
 
-@_jit
+@_hot
 def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - compiled
     """IP2 (Ono 2012) at one frequency; as :func:`ilrma_cli.engine.demix.update_ip2`.
 
@@ -540,7 +547,7 @@ def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - co
                     demix_f[src[side], i] = a[side, i].conjugate()
 
 
-@_jit
+@_hot
 def _update_demix(rule, demix_f, cov_f, floor, mats, vecs, pair):  # pragma: no cover - compiled
     """Apply the in-sweep rule to one frequency (scratch: see :func:`_workspace`)."""
     if rule == RULE_IP:
@@ -551,7 +558,7 @@ def _update_demix(rule, demix_f, cov_f, floor, mats, vecs, pair):  # pragma: no 
         _update_ip2(demix_f, cov_f, floor, mats, vecs, pair)
 
 
-@_jit
+@_hot
 def _workspace(n_src, n_ch):  # pragma: no cover - compiled
     """Scratch of the per-frequency rules: ``mats`` ``(n_src + 2, m, m)``, ``vecs`` ``(3, max(m, n_src))``, ``pair`` ``(2, m, 2)``."""
     mats = np.empty((n_src + 2, n_ch, n_ch), dtype=np.complex128)
@@ -560,7 +567,7 @@ def _workspace(n_src, n_ch):  # pragma: no cover - compiled
     return mats, vecs, pair
 
 
-@_jit
+@_hot
 def _sum_log(values):  # pragma: no cover - compiled
     """``sum(log(values))`` of positive values with one logarithm per 8 values.
 
@@ -582,7 +589,7 @@ def _sum_log(values):  # pragma: no cover - compiled
     return total
 
 
-@_jit
+@_hot
 def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
     """``out[t] = |demix_row @ x_ft|^2`` from the features; returns ``sum_t out[t]``.
 
@@ -716,3 +723,17 @@ def iva_sweep(feats, demix, inv_var, power_sum, rule, loading, floor):  # pragma
             _output_power(feats, f, demix[f, n], power)
             for t in range(n_frames):
                 power_sum[n, t] += power[t]
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) both sweeps for the argument types the engine uses."""
+    n_src, n_freq, n_frames, n_basis = 2, 3, 4, 2
+    feats = np.ones((n_freq, n_src * n_src, n_frames))
+    demix = np.tile(np.eye(n_src, dtype=np.complex128), (n_freq, 1, 1))
+    basis = np.ones((n_src, n_freq, n_basis))
+    activation = np.ones((n_src, n_basis, n_frames))
+    act_num, act_den = np.zeros_like(activation), np.zeros_like(activation)
+    args = (np.zeros(n_src), RULE_IP, True, True, 1e-12, 1e-14, 1e-12)
+    sweep(feats, demix, basis, activation, act_num, act_den, *args)
+    power = np.zeros((n_src, n_frames))
+    iva_sweep(feats, demix, np.ones((n_src, n_frames)), power, RULE_IP, 1e-14, 1e-12)
