@@ -144,7 +144,8 @@ def _inverse(z):  # pragma: no cover - compiled
 
 @_hot
 def _solve_unit(a, col, out):  # pragma: no cover - compiled
-    """``out = a^{-1} e_col`` (``a`` is overwritten); False when ``a`` is numerically singular.
+    """``out = a^{-1} e_col``; False when ``a`` is numerically singular (``a`` is only read for 3 x 3,
+    overwritten otherwise).
 
     Cofactors for 3 x 3, Gaussian elimination with partial pivoting otherwise (two
     channels have their own unrolled rules).
@@ -270,16 +271,25 @@ def _all_finite(a, b):  # pragma: no cover - compiled
 
 
 @_hot
+def _inverse_2x2(w):  # pragma: no cover - compiled
+    """``(ok, q00, q01, q10, q11)``: ``w^{-1}`` of a 2 x 2 matrix; ``ok`` False when it is singular."""
+    w00, w01, w10, w11 = w[0, 0], w[0, 1], w[1, 0], w[1, 1]
+    scale = max(max(_magnitude(w00), _magnitude(w01)), max(_magnitude(w10), _magnitude(w11)))
+    det = w00 * w11 - w01 * w10
+    if not _magnitude(det) > 1e-14 * scale * scale:
+        return False, 0j, 0j, 0j, 0j
+    inv_det = _inverse(det)
+    return True, w11 * inv_det, -w01 * inv_det, -w10 * inv_det, w00 * inv_det
+
+
+@_hot
 def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
     """:func:`_update_ip` for two channels, in scalars (the same operations, unrolled)."""
     for n in range(2):
-        w00, w01, w10, w11 = demix_f[0, 0], demix_f[0, 1], demix_f[1, 0], demix_f[1, 1]
-        scale = max(max(_magnitude(w00), _magnitude(w01)), max(_magnitude(w10), _magnitude(w11)))
-        det = w00 * w11 - w01 * w10
-        if not _magnitude(det) > 1e-14 * scale * scale:
+        ok, q00, q01, q10, q11 = _inverse_2x2(demix_f)
+        if not ok:
             continue
-        inv_det = _inverse(det)
-        q0, q1 = (w11 * inv_det, -w10 * inv_det) if n == 0 else (-w01 * inv_det, w00 * inv_det)
+        q0, q1 = (q00, q10) if n == 0 else (q01, q11)
         inv_d0, l10, inv_d1 = _cholesky_2x2(cov[n])
         if inv_d1 == 0.0:
             continue
@@ -296,13 +306,9 @@ def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
 @_hot
 def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
     """:func:`_update_ip2` for two channels (one pair), in scalars (the same operations, unrolled)."""
-    w00, w01, w10, w11 = demix_f[0, 0], demix_f[0, 1], demix_f[1, 0], demix_f[1, 1]
-    scale = max(max(_magnitude(w00), _magnitude(w01)), max(_magnitude(w10), _magnitude(w11)))
-    det = w00 * w11 - w01 * w10
-    if not _magnitude(det) > 1e-14 * scale * scale:
+    ok, q00, q01, q10, q11 = _inverse_2x2(demix_f)
+    if not ok:
         return
-    inv_det = _inverse(det)
-    q00, q10, q01, q11 = w11 * inv_det, -w10 * inv_det, -w01 * inv_det, w00 * inv_det
     a_d0, a_l10, a_d1 = _cholesky_2x2(cov[0])
     b_d0, b_l10, b_d1 = _cholesky_2x2(cov[1])
     if a_d1 == 0.0 or b_d1 == 0.0:
@@ -340,23 +346,15 @@ def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
 
 
 @_hot
-def _update_ip_3x3(demix_f, cov):  # pragma: no cover - compiled
-    """:func:`_update_ip` for three channels, in scalars (the same operations, unrolled)."""
+def _update_ip_3x3(demix_f, cov, q):  # pragma: no cover - compiled
+    """:func:`_update_ip` for three channels, in scalars (the same operations, unrolled).
+
+    ``q`` ``(3,)`` receives column n of ``W^{-1}`` (cofactors, :func:`_solve_unit`).
+    """
     for n in range(3):
-        scale = 0.0
-        for i in range(3):
-            for j in range(3):
-                scale = max(scale, _magnitude(demix_f[i, j]))
-        # Column n of W^{-1}: the cross product of the two other rows, over the determinant.
-        r1, r2 = (n + 1) % 3, (n + 2) % 3
-        c0 = demix_f[r1, 1] * demix_f[r2, 2] - demix_f[r1, 2] * demix_f[r2, 1]
-        c1 = demix_f[r1, 2] * demix_f[r2, 0] - demix_f[r1, 0] * demix_f[r2, 2]
-        c2 = demix_f[r1, 0] * demix_f[r2, 1] - demix_f[r1, 1] * demix_f[r2, 0]
-        det = demix_f[n, 0] * c0 + demix_f[n, 1] * c1 + demix_f[n, 2] * c2
-        if not _magnitude(det) > 1e-14 * scale * scale * scale:
+        if not _solve_unit(demix_f, n, q):
             continue
-        inv_det = _inverse(det)
-        q0, q1, q2 = c0 * inv_det, c1 * inv_det, c2 * inv_det
+        q0, q1, q2 = q[0], q[1], q[2]
         u = cov[n]
         pivot = u[0, 0].real
         if not pivot > 0.0:
@@ -402,7 +400,7 @@ def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
         _update_ip_2x2(demix_f, cov)
         return
     if n_ch == 3:
-        _update_ip_3x3(demix_f, cov)
+        _update_ip_3x3(demix_f, cov, vecs[0])
         return
     a, low = mats[0], mats[1]
     q, z, x = vecs[0], vecs[1], vecs[2]
