@@ -17,11 +17,7 @@ from functools import cached_property, partial
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ilrma_cli.engine import ILRMAConfig, Result, run
-from ilrma_cli.engine.ilrma import Callback
-from ilrma_cli.engine.reduce import expand_demix, principal_subspace
-from ilrma_cli.engine.scaling import mixing_matrices
-from ilrma_cli.engine.variants import Consistency
+from ilrma_cli.engine import Callback, Consistency, ILRMAConfig, Result, mixing_matrices, run
 from ilrma_cli.execute import imap_processes
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft, istft_span, spans, stft
 
@@ -48,7 +44,7 @@ class SeparationSettings:
     ``stft=None`` is "auto": :func:`auto_stft` of the input's sample rate, with ``window``.
     ``restarts`` runs seeds ``seed, seed + 1, ...`` and keeps the lowest final
     negative log-likelihood. ``n_sources`` below the channel count separates in
-    the principal subspace (:mod:`ilrma_cli.engine.reduce`).
+    the principal subspace (:mod:`ilrma_cli.engine.pca`).
     """
 
     stft: StftConfig | None = None
@@ -176,14 +172,12 @@ class Separation:
 class Analysis:
     """A mixture in the STFT domain, ready for ILRMA (:func:`analyse`).
 
-    ``obs`` ``(n_channels, n_freq, n_frames)`` (reduced to ``n_sources`` channels by
-    ``basis`` ``(n_freq, n_channels, k)`` when fewer sources are asked) is handed over to
-    :func:`separate_analysis`, which releases it: the caller can drop the waveform once
-    this exists, and the spectrogram once the engine is done with it.
+    ``obs`` ``(n_channels, n_freq, n_frames)`` is handed over to :func:`separate_analysis`,
+    which releases it: the caller can drop the waveform once this exists, and the
+    spectrogram once the engine is done with it.
     """
 
     obs: np.ndarray | None
-    basis: np.ndarray | None
     n_samples: int
     settings: SeparationSettings
     seconds: dict[str, float]
@@ -238,22 +232,19 @@ def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None 
     """Check ``mixture`` ``(n_channels, n_samples)`` and take its STFT (``ValueError`` if unusable).
 
     The spectrogram is complex64 in single precision (what the engine needs then: its
-    features are float64 whatever the input), complex128 in double.
+    features are float64 whatever the input), complex128 in double or when the engine
+    reduces it to fewer sources (the principal subspace is taken in double precision).
     """
     with threadpool_limits(limits=1, user_api="blas"):
         settings = settings.for_rate(rate)
         assert settings.stft is not None
         check_signal(mixture, settings)
         start = time.perf_counter()
-        dtype = np.result_type(settings.ilrma.real_dtype, np.complex64)
         reduce = settings.n_sources is not None and settings.n_sources < mixture.shape[0]
-        obs = stft(mixture, settings.stft, np.complex128 if reduce else dtype)
-        basis = None
-        if reduce:  # the subspace from the double-precision covariances, in any precision
-            obs, basis = principal_subspace(obs, settings.n_sources)
-            obs = obs.astype(dtype, copy=False)
+        dtype = np.complex128 if reduce else settings.ilrma.complex_dtype
+        obs = stft(mixture, settings.stft, dtype)
         seconds = {"stft": time.perf_counter() - start}
-        return Analysis(obs, basis, mixture.shape[1], settings, seconds)
+        return Analysis(obs, mixture.shape[1], settings, seconds)
 
 
 def separate_analysis(
@@ -277,8 +268,6 @@ def separate_analysis(
         )
         result, seed, losses = _best_of_restarts(obs, settings, callback, consistency, workers)
         del obs
-        if analysis.basis is not None:
-            result = replace(result, demix=expand_demix(result.demix, analysis.basis))
         seconds["ilrma"] = time.perf_counter() - start
         mixing = mixing_matrices(result.demix)
     ref_mic = None if settings.images else settings.ref_mic
@@ -303,9 +292,12 @@ def _best_of_restarts(
         config = replace(config, record_loss=True)
     seeds = [settings.seed + k for k in range(settings.restarts)]
     if workers > 1 and len(seeds) > 1:
-        results = _run_in_processes(obs, config, seeds, consistency, workers, callback)
+        results = _run_in_processes(obs, settings, config, seeds, consistency, workers, callback)
     else:
-        results = (run(obs, config, seed, callback, consistency=consistency) for seed in seeds)
+        results = (
+            run(obs, config, seed, callback, n_sources=settings.n_sources, consistency=consistency)
+            for seed in seeds
+        )
     best: Result | None = None
     best_seed, best_loss, losses = settings.seed, np.inf, []
     for seed, result in zip(seeds, results, strict=True):
@@ -319,6 +311,7 @@ def _best_of_restarts(
 
 def _run_in_processes(
     obs: np.ndarray,
+    settings: SeparationSettings,
     config: ILRMAConfig,
     seeds: list[int],
     consistency: Consistency | None,
@@ -326,7 +319,7 @@ def _run_in_processes(
     callback: Callback | None,
 ) -> Iterator[Result]:
     """:func:`run` for each seed in a process pool (one BLAS thread per process), in seed order."""
-    one_seed = partial(run, obs, config, consistency=consistency)
+    one_seed = partial(run, obs, config, n_sources=settings.n_sources, consistency=consistency)
     results = dict(imap_processes(one_seed, seeds, workers))
     for index in range(len(seeds)):
         result = results[index]

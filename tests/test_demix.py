@@ -8,8 +8,9 @@ rules are checked at condition 1e10, where inverses by cofactors fail.
 import numpy as np
 import pytest
 
-from ilrma_cli.engine import kernels
-from ilrma_cli.engine.demix import FLOOR, UPDATES
+from ilrma_cli.engine import compiled as kernels
+from ilrma_cli.engine.observation import FLOOR
+from ilrma_cli.engine.spatial import UPDATES
 
 
 def compiled(rule: str):

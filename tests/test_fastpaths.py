@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-from ilrma_cli.engine import ILRMAConfig, run, small
-from ilrma_cli.engine.demix import update_iss, weighted_covariances
-from ilrma_cli.engine.features import (
+from ilrma_cli.engine import ILRMAConfig, linalg, run
+from ilrma_cli.engine.observation import (
     demix_apply,
     outer_features,
     output_power,
     power_coefficients,
+    weighted_covariances,
 )
-from ilrma_cli.engine.ilrma import sum_log
+from ilrma_cli.engine.source_models import sum_log
+from ilrma_cli.engine.spatial import update_iss
 
 
 def complex_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -21,10 +22,10 @@ def complex_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
 @pytest.mark.parametrize("m", [2, 3, 4])
 def test_small_inverse_columns_and_determinant_match_lapack(m):
     a = complex_normal(np.random.default_rng(m), (50, m, m))
-    np.testing.assert_allclose(small.det(a), np.linalg.det(a), rtol=1e-12)
+    np.testing.assert_allclose(linalg.det(a), np.linalg.det(a), rtol=1e-12)
     for j in range(m):
         np.testing.assert_allclose(
-            small.inv_column(a, j), np.linalg.inv(a)[..., j], rtol=1e-10, atol=1e-12
+            linalg.inv_column(a, j), np.linalg.inv(a)[..., j], rtol=1e-10, atol=1e-12
         )
 
 
@@ -32,13 +33,13 @@ def test_small_inverse_columns_and_determinant_match_lapack(m):
 def test_small_matmul_matches_numpy(m, k, p):
     rng = np.random.default_rng(m * k * p)
     a, b = complex_normal(rng, (7, m, k)), complex_normal(rng, (7, k, p))
-    np.testing.assert_allclose(small.matmul(a, b), a @ b, rtol=1e-12)
+    np.testing.assert_allclose(linalg.matmul(a, b), a @ b, rtol=1e-12)
 
 
 @pytest.mark.parametrize("m", [2, 3])
 def test_singular_matrices_give_non_finite_values_not_errors(m):
     a = np.ones((4, m, m), dtype=complex)
-    assert not np.isfinite(small.inv_column(a, 0)).any()
+    assert not np.isfinite(linalg.inv_column(a, 0)).any()
 
 
 @pytest.mark.parametrize("m", [2, 3, 4])
@@ -47,11 +48,11 @@ def test_small_cholesky_and_triangular_solves_match_lapack(m):
     g = complex_normal(rng, (50, m, m))
     a = g @ g.conj().swapaxes(-1, -2)
     b = complex_normal(rng, (50, m, 2))
-    low = small.cholesky(a)
+    low = linalg.cholesky(a)
     np.testing.assert_allclose(low, np.linalg.cholesky(a), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(small.solve_lower(low, b), np.linalg.solve(low, b), rtol=1e-10)
+    np.testing.assert_allclose(linalg.solve_lower(low, b), np.linalg.solve(low, b), rtol=1e-10)
     np.testing.assert_allclose(
-        small.solve_lower(low, b, adjoint=True),
+        linalg.solve_lower(low, b, adjoint=True),
         np.linalg.solve(low.conj().swapaxes(-1, -2), b),
         rtol=1e-10,
     )
@@ -59,7 +60,7 @@ def test_small_cholesky_and_triangular_solves_match_lapack(m):
 
 def test_cholesky_of_an_indefinite_matrix_is_nan_not_an_error():
     a = np.array([[[1.0, 2.0], [2.0, 1.0]], [[2.0, 1.0], [1.0, 2.0]]], dtype=complex)
-    low = small.cholesky(a)
+    low = linalg.cholesky(a)
     assert np.isnan(low[0, 1, 1])
     np.testing.assert_allclose(low[1], np.linalg.cholesky(a[1]))
 

@@ -40,8 +40,7 @@ from ilrma_cli.commands.options import (
     ref_mic_option,
     report_options,
 )
-from ilrma_cli.engine import ILRMAConfig
-from ilrma_cli.engine.models import MODELS
+from ilrma_cli.engine import MODELS, ILRMAConfig
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib

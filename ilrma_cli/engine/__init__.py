@@ -1,7 +1,32 @@
-"""ILRMA on numpy arrays (arrays in, arrays out, progress through a callback); compiled sweeps."""
+"""The separation engine: arrays in, arrays out, progress through a callback.
 
-from ilrma_cli.engine.demix import UPDATES
-from ilrma_cli.engine.ilrma import ILRMAConfig, Result, negative_log_likelihood, run
-from ilrma_cli.engine.scaling import project_back
+:func:`run` is the front door (:mod:`ilrma_cli.engine.run`); settings, initial state and
+result types are in :mod:`ilrma_cli.engine.types`.
+"""
 
-__all__ = ["UPDATES", "ILRMAConfig", "Result", "negative_log_likelihood", "project_back", "run"]
+from ilrma_cli.engine.projection_back import mixing_matrices, project_back
+from ilrma_cli.engine.run import run
+from ilrma_cli.engine.spatial import UPDATES
+from ilrma_cli.engine.types import (
+    MODELS,
+    RULES,
+    Callback,
+    Consistency,
+    ILRMAConfig,
+    InitialState,
+    Result,
+)
+
+__all__ = [
+    "MODELS",
+    "RULES",
+    "UPDATES",
+    "Callback",
+    "Consistency",
+    "ILRMAConfig",
+    "InitialState",
+    "Result",
+    "mixing_matrices",
+    "project_back",
+    "run",
+]

@@ -1,14 +1,14 @@
-"""Compiled per-frequency sweeps of Gaussian ILRMA (numba).
+"""The compiled backend: per-frequency sweeps of Gaussian ILRMA and of IVA (numba).
 
-One iteration of :func:`ilrma_cli.engine.ilrma.run` is a single pass over the
-frequencies; at each frequency ``f`` it
+One iteration of the reference loop (:mod:`ilrma_cli.engine.reference`) with the
+Gaussian NMF source model is a single pass over the frequencies; at each frequency ``f`` it
 
 1. forms the model variances ``r_n = basis[n, f] @ activation[n]`` and their
    inverses (``(n_frames,)`` vectors that stay in the L1 cache);
 2. accumulates the weighted covariances ``U_n = mean_t x x^H / r_n`` from the
-   outer-product features and loads their diagonal (:mod:`ilrma_cli.engine.demix`);
+   outer-product features and loads their diagonal (:mod:`ilrma_cli.engine.observation`);
 3. updates the demixing matrix of ``f`` with IP, ISS or IP2 (the same rules as
-   :mod:`ilrma_cli.engine.demix`, written per frequency);
+   :mod:`ilrma_cli.engine.spatial`, written per frequency);
 4. forms the output powers ``|y_n|^2`` of the new demixing matrix and, with the
    same ``r_n``, updates ``basis[n, f]`` by the Itakura-Saito MM rule;
 5. adds this frequency's share to the sums of the activation update, which is
@@ -23,7 +23,7 @@ normalisation is applied after the sweep; every update is scale-equivariant, so
 deferring it changes nothing but rounding.
 
 Layouts: ``feats`` ``(n_freq, m*m, n_frames)`` float64 (see
-:mod:`ilrma_cli.engine.features`), ``demix`` ``(n_freq, n_src, m)`` complex128,
+:mod:`ilrma_cli.engine.observation`), ``demix`` ``(n_freq, n_src, m)`` complex128,
 ``basis`` ``(n_src, n_freq, n_basis)``, ``activation`` ``(n_src, n_basis, n_frames)``.
 """
 
@@ -32,9 +32,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ilrma_cli.engine.observation import FLOOR, LOADING
+from ilrma_cli.engine.reference import log_det_sum, normalise
+from ilrma_cli.engine.source_models import GaussNMF
+from ilrma_cli.engine.types import Callback
+
 # Demixing rule applied inside the sweep; NO_COV skips steps 2-3.
 NO_COV, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3
-# The per-frequency forms of the rules of ilrma_cli.engine.demix (tests check they agree).
+# The per-frequency forms of the rules of ilrma_cli.engine.spatial (tests check they agree).
 KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}
 
 
@@ -46,9 +51,10 @@ KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}
 # gave other last bits than the runs after it. The price is a longer first
 # compile (about 45 s, once; ``make install`` does it, see :func:`warm_up`).
 _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_OPTIONS = {"cache": True, "fastmath": _FLAGS, "error_model": "numpy", "boundscheck": False}
-_jit = numba.njit(**_OPTIONS)
-_hot = numba.njit(inline="always", **_OPTIONS)
+_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+_hot = numba.njit(
+    cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, inline="always"
+)
 
 
 @_hot
@@ -699,7 +705,7 @@ def sweep(
 
 @_jit
 def iva_sweep(feats, demix, inv_var, power_sum, rule, loading, floor):  # pragma: no cover
-    """One pass of IVA (:mod:`ilrma_cli.engine.iva`) over the frequencies.
+    """One pass of IVA (:class:`ilrma_cli.engine.source_models.SphericalIVA`) over the frequencies.
 
     ``inv_var`` ``(n_src, n_frames)`` holds the inverse shared variances
     ``1 / r_nt``; ``rule`` is as in :func:`sweep`. Afterwards, ``power_sum``
@@ -735,3 +741,78 @@ def warm_up() -> None:
     sweep(feats, demix, basis, activation, act_num, act_den, *args)
     power = np.zeros((n_src, n_frames))
     iva_sweep(feats, demix, np.ones((n_src, n_frames)), power, RULE_IP, 1e-14, 1e-12)
+
+
+def iterate(
+    feats: np.ndarray,
+    demix: np.ndarray,
+    model: GaussNMF,
+    rule: str,
+    n_iter: int,
+    *,
+    normalize: bool,
+    record_loss: bool,
+    eps: float,
+    callback: Callback | None = None,
+) -> tuple[list[float], int]:
+    """:func:`ilrma_cli.engine.reference.iterate` for the Gaussian NMF model, one sweep an iteration.
+
+    ``feats`` are the working-scale features ``(n_freq, m*m, n_frames)``. A first sweep
+    does the NMF update of iteration 1, so the updates run in the paper's order (NMF,
+    then demixing, then normalisation). The loss is the reference's, from the sweep's
+    sum ``sum(|y|^2 / R + log R)`` taken before normalising by the gains ``g``:
+    ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|``.
+    """
+    n_freq, _, n_frames = feats.shape
+    n_src = demix.shape[1]
+    code = KERNEL_RULES[rule]
+    act_num = np.empty_like(model.activation)
+    act_den = np.empty_like(model.activation)
+    power_sum = np.zeros(n_src if normalize else 0)
+
+    def one_sweep(rule_code: int, update_basis: bool) -> float:
+        act_num.fill(0.0)
+        act_den.fill(0.0)
+        power_sum.fill(0.0)
+        args = (power_sum, rule_code, update_basis, record_loss, eps, LOADING, FLOOR)
+        part = sweep(feats, demix, model.basis, model.activation, act_num, act_den, *args)
+        if update_basis:
+            model.update_activation(act_num, act_den, eps)
+        return part
+
+    def loss(part: float, gain: np.ndarray) -> float:
+        return (
+            part
+            - n_freq * n_frames * float(np.sum(np.log(gain)))
+            - 2.0 * n_frames * log_det_sum(demix)
+        )
+
+    part = one_sweep(NO_COV, n_iter > 0)
+    losses = [loss(part, np.ones(n_src))] if record_loss else []
+    n_done = 0
+    for it in range(1, n_iter + 1):
+        part = one_sweep(code, it < n_iter)
+        gain = np.ones(n_src)
+        if normalize:
+            gain = normalise(demix, model, power_sum / (n_freq * n_frames), eps)
+        n_done = it
+        value = float("nan")
+        if record_loss:
+            value = loss(part, gain)
+            losses.append(value)
+        if callback is not None and callback(it, value):
+            break
+    return losses, n_done
+
+
+def iterate_iva(feats: np.ndarray, demix: np.ndarray, rule: str, n_iter: int, eps: float) -> None:
+    """``n_iter`` IVA iterations in place on ``demix``: the reference loop with
+    :class:`ilrma_cli.engine.source_models.SphericalIVA`, without normalisation or loss."""
+    n_freq, _, n_frames = feats.shape
+    n_src = demix.shape[1]
+    power_sum = np.empty((n_src, n_frames))  # sum_f |y_nft|^2
+    inv_var = np.ones((n_src, n_frames))
+    iva_sweep(feats, demix, inv_var, power_sum, NO_COV, LOADING, FLOOR)
+    for _ in range(n_iter):
+        np.divide(1.0, np.maximum(power_sum / n_freq, eps), out=inv_var)
+        iva_sweep(feats, demix, inv_var, power_sum, KERNEL_RULES[rule], LOADING, FLOOR)

@@ -1,4 +1,4 @@
-"""Real features of the observation outer products ``x x^H``.
+"""The observation as the iterations see it: real features of the outer products ``x x^H``.
 
 ILRMA only ever needs the observation through quadratic forms: the weighted
 covariances ``U_n = mean_t x x^H / r_n`` and the output powers
@@ -19,8 +19,21 @@ on the dev cases. Products with single-precision arrays run block by block.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+# Relative diagonal loading of the weighted covariances (times trace / n_ch): keeps
+# them positive definite for silent or identical channels. It must stay near the
+# rounding level: where the model deems a source silent (variance at the floor),
+# U_n weighs those frames up to 1e12 times more, so condition numbers of 1e12 and
+# beyond are normal, and the smallest eigenvalues carry what the rules null. A
+# loading of 1e-9 cost IP 2.6 dB SDRi on a 3-talker room and made every rule
+# raise the loss on sparse sources; from 1e-13 down to 0 the results no longer
+# change, and 1e-14 keeps U_n's Cholesky factor computable (condition < ~1e15).
+LOADING = 1e-14
+# Floor of powers and quadratic forms; the engine works on unit-mean-power data.
+FLOOR = 1e-12
 # Time-frequency bins per block when building features or mixing precisions: the
 # temporaries then stay at a few MB however long the signal is.
 BLOCK_BINS = 2**18
@@ -119,11 +132,56 @@ def demix_apply(demix: np.ndarray, obs: np.ndarray, dtype: np.dtype) -> np.ndarr
     return out
 
 
-def unit_power_features(obs: np.ndarray) -> np.ndarray:
-    """:func:`outer_features` of ``obs`` scaled to unit mean power (the engine's working scale)."""
+def weighted_covariances(feats: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``U[f, n] = mean_t x_ft x_ft^H w_nft`` ``(n_freq, n_sources, n_ch, n_ch)``, loaded.
+
+    ``weights`` ``(n_sources, n_freq, n_frames)`` are the source model's ``1 / b``; one
+    real matmul over the features serves every source. The diagonal gets
+    ``LOADING * max(trace / n_ch, FLOOR)``.
+    """
+    n_ch = int(round(np.sqrt(feats.shape[1])))
+    cov = to_hermitian(weighted_feature_means(feats, weights), n_ch)
+    trace = np.einsum("fnii->fn", cov).real / n_ch
+    load = LOADING * np.maximum(trace, FLOOR)
+    cov[..., np.arange(n_ch), np.arange(n_ch)] += load[..., None]
+    return cov
+
+
+def unit_power_features(obs: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(feats, mean_power)``: :func:`outer_features` of ``obs`` scaled to unit mean power.
+
+    Unit mean power is the engine's working scale (the floors are absolute); a silent
+    ``obs`` keeps its scale (``mean_power`` 1).
+    """
     n_ch, n_freq, n_frames = obs.shape
     feats = outer_features(obs)
     mean_power = float(np.sum(feats[:, :n_ch])) / (n_ch * n_freq * n_frames)
     if mean_power > 0:
         feats /= mean_power
-    return feats
+    return feats, mean_power if mean_power > 0 else 1.0
+
+
+@dataclass
+class Observation:
+    """The mixture in the working scale, through its features ``(n_freq, m*m, n_frames)`` (float64).
+
+    What every spatial model needs of the observation: weighted covariances, the output
+    powers of demixing matrices, and the demixed signals themselves (:func:`demix_apply`).
+    """
+
+    feats: np.ndarray
+
+    @property
+    def n_channels(self) -> int:
+        return int(round(np.sqrt(self.feats.shape[1])))
+
+    def weighted_covariances(self, weights: np.ndarray) -> np.ndarray:
+        """:func:`weighted_covariances` ``(n_freq, n_sources, m, m)`` of ``weights`` ``(n_sources, n_freq, n_frames)``."""
+        return weighted_covariances(self.feats, weights)
+
+    def output_power(self, demix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``|w_n^H x|^2`` ``(n_sources, n_freq, n_frames)`` of ``demix`` ``(n_freq, n_sources, m)``."""
+        if out is None:
+            n_freq, n_frames = self.feats.shape[0], self.feats.shape[2]
+            out = np.empty((demix.shape[1], n_freq, n_frames))
+        return output_power(power_coefficients(demix), self.feats, out)

@@ -1,9 +1,9 @@
-"""Demixing-matrix updates of ILRMA (the spatial model).
+"""The rank-1 spatial model's demixing-matrix updates: IP, IP2 and ISS.
 
-Layouts: demixing matrices ``demix`` ``(n_freq, n_sources, n_channels)`` whose
-row n is ``w_n^H``; weighted covariances ``cov`` ``(n_freq, n_sources, n_ch, n_ch)``
-with ``cov[f, n] = U_n = mean_t x x^H / r_n`` (see :func:`weighted_covariances`);
-inverse model variances ``inv_var`` ``(n_sources, n_freq, n_frames)``.
+Layouts: demixing matrices ``demix`` ``(n_freq, n_sources, n_channels)`` whose row n
+is ``w_n^H``; weighted covariances ``cov`` ``(n_freq, n_sources, n_ch, n_ch)`` with
+``cov[f, n] = U_n = mean_t x x^H / b_n``
+(:func:`ilrma_cli.engine.observation.weighted_covariances`).
 
 Every rule minimises, with the variances fixed, the spatial part of the
 negative log-likelihood ``sum_n w_n^H U_n w_n - 2 log|det W|`` (per frequency),
@@ -17,34 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ilrma_cli.engine import small
-from ilrma_cli.engine.features import to_hermitian, weighted_feature_means
-
-# Relative diagonal loading of the weighted covariances (times trace / n_ch): keeps
-# them positive definite for silent or identical channels. It must stay near the
-# rounding level: where the model deems a source silent (variance at the floor),
-# U_n weighs those frames up to 1e12 times more, so condition numbers of 1e12 and
-# beyond are normal, and the smallest eigenvalues carry what the rules null. A
-# loading of 1e-9 cost IP 2.6 dB SDRi on a 3-talker room and made every rule
-# raise the loss on sparse sources; from 1e-13 down to 0 the results no longer
-# change, and 1e-14 keeps U_n's Cholesky factor computable (condition < ~1e15).
-LOADING = 1e-14
-# Floor of powers and quadratic forms; the engine works on unit-mean-power data.
-FLOOR = 1e-12
-
-
-def weighted_covariances(feats: np.ndarray, inv_var: np.ndarray) -> np.ndarray:
-    """``U[f, n] = mean_t x_ft x_ft^H / r_nft`` ``(n_freq, n_sources, n_ch, n_ch)``, loaded.
-
-    ``feats`` ``(n_freq, n_ch**2, n_frames)`` are the outer-product features of
-    :mod:`ilrma_cli.engine.features`; one real matmul serves every source.
-    """
-    n_ch = int(round(np.sqrt(feats.shape[1])))
-    cov = to_hermitian(weighted_feature_means(feats, inv_var), n_ch)
-    trace = np.einsum("fnii->fn", cov).real / n_ch
-    load = LOADING * np.maximum(trace, FLOOR)
-    cov[..., np.arange(n_ch), np.arange(n_ch)] += load[..., None]
-    return cov
+from ilrma_cli.engine import linalg
+from ilrma_cli.engine.observation import FLOOR
 
 
 def update_ip(demix: np.ndarray, cov: np.ndarray) -> None:
@@ -53,12 +27,13 @@ def update_ip(demix: np.ndarray, cov: np.ndarray) -> None:
     Computed as ``w_n = U_n^{-1} q_n`` with ``q_n`` column n of ``W^{-1}``, through the
     Cholesky factor ``U_n = L L^H``: ``z = L^{-1} q_n``, ``w_n = L^{-H} z / |z|``
     (``w_n^H U_n w_n = |z|^2 / |z|^2``). ``U_n`` is often ill-conditioned (see
-    :data:`LOADING`); the factor stays accurate where cofactors of ``W U_n`` do not.
+    :data:`ilrma_cli.engine.observation.LOADING`); the factor stays accurate where
+    cofactors of ``W U_n`` do not.
     """
-    low = small.cholesky(cov)  # (n_freq, n_src, n_ch, n_ch)
+    low = linalg.cholesky(cov)  # (n_freq, n_src, n_ch, n_ch)
     for n in range(demix.shape[1]):
-        z = small.solve_lower(low[:, n], small.inv_column(demix, n)[..., None])
-        w = small.solve_lower(low[:, n], z, adjoint=True)[..., 0]
+        z = linalg.solve_lower(low[:, n], linalg.inv_column(demix, n)[..., None])
+        w = linalg.solve_lower(low[:, n], z, adjoint=True)[..., 0]
         with np.errstate(invalid="ignore", divide="ignore"):
             w /= np.linalg.norm(z[..., 0], axis=-1)[:, None]
         ok = np.isfinite(w).all(axis=-1)
@@ -151,22 +126,22 @@ def update_ip2(demix: np.ndarray, cov: np.ndarray) -> None:
 
     ``U_n^{-1}`` is applied through the Cholesky factor ``U_n = L L^H``:
     ``G_n = Z^H Z`` with ``Z = L^{-1} Q``, and ``w_i = L^{-H} Z a``. ``U_n`` is often
-    ill-conditioned (see :data:`LOADING`); its inverse by cofactors was then wrong in
+    ill-conditioned (see :data:`ilrma_cli.engine.observation.LOADING`); its inverse by cofactors was then wrong in
     every digit and the update raised the loss, while the factor stays accurate and
     ``G_n`` positive definite.
     """
-    low = small.cholesky(cov)  # (n_freq, n_src, n_ch, n_ch)
+    low = linalg.cholesky(cov)  # (n_freq, n_src, n_ch, n_ch)
     n_sources = demix.shape[1]
     pairs = [(0, 1)] if n_sources == 2 else [(n, (n + 1) % n_sources) for n in range(n_sources)]
     for i, j in pairs:
-        basis = np.stack([small.inv_column(demix, i), small.inv_column(demix, j)], axis=-1)
-        z_i = small.solve_lower(low[:, i], basis)  # (n_freq, n_ch, 2)
-        z_j = small.solve_lower(low[:, j], basis)
+        basis = np.stack([linalg.inv_column(demix, i), linalg.inv_column(demix, j)], axis=-1)
+        z_i = linalg.solve_lower(low[:, i], basis)  # (n_freq, n_ch, 2)
+        z_j = linalg.solve_lower(low[:, j], basis)
         g_i, g_j = _gram(z_i), _gram(z_j)
         a, b = _gevp_pair(g_i, g_j)
         a, b = _unit_quadratic(a, g_i), _unit_quadratic(b, g_j)
-        w_i = small.solve_lower(low[:, i], small.matmul(z_i, a[..., None]), adjoint=True)[..., 0]
-        w_j = small.solve_lower(low[:, j], small.matmul(z_j, b[..., None]), adjoint=True)[..., 0]
+        w_i = linalg.solve_lower(low[:, i], linalg.matmul(z_i, a[..., None]), adjoint=True)[..., 0]
+        w_j = linalg.solve_lower(low[:, j], linalg.matmul(z_j, b[..., None]), adjoint=True)[..., 0]
         ok = np.isfinite(w_i).all(axis=-1) & np.isfinite(w_j).all(axis=-1)
         demix[ok, i, :] = w_i[ok].conj()
         demix[ok, j, :] = w_j[ok].conj()
@@ -174,4 +149,4 @@ def update_ip2(demix: np.ndarray, cov: np.ndarray) -> None:
 
 DemixUpdate = Callable[[np.ndarray, np.ndarray], None]
 
-UPDATES: dict[str, DemixUpdate] = {"ip": update_ip, "iss": update_iss, "ip2": update_ip2}
+UPDATES: dict[str, DemixUpdate] = {"ip": update_ip, "ip2": update_ip2, "iss": update_iss}

@@ -1,0 +1,130 @@
+"""The reference loop: every model's iterations in the order of the papers, in plain numpy.
+
+One iteration (Kitamura et al., IEEE/ACM TASLP 24(9), 2016, Algorithm 1, with the
+source model and the spatial rule injected):
+
+1. source-model update to the current output powers (``model.update``);
+2. weights ``1 / b`` of the spatial majoriser (``model.weights``);
+3. weighted covariances ``U_n = mean_t x x^H / b_n`` (``observation``);
+4. the spatial rule: IP, IP2 or ISS on the demixing matrices (:mod:`ilrma_cli.engine.spatial`);
+5. output powers ``|w_n^H x|^2`` of the new demixing matrices;
+6. power normalisation (:func:`normalise`), then the loss (:func:`negative_log_likelihood`).
+
+It runs every source model (:mod:`ilrma_cli.engine.source_models`) and consistent ILRMA,
+and is what the compiled sweeps (:mod:`ilrma_cli.engine.compiled`) are tested against
+from the same initial state. Per-bin arrays are float64 whatever the precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ilrma_cli.engine import linalg
+from ilrma_cli.engine.observation import Observation
+from ilrma_cli.engine.projection_back import mixing_matrices
+from ilrma_cli.engine.source_models import SourceModel
+from ilrma_cli.engine.spatial import UPDATES
+from ilrma_cli.engine.types import Callback, Consistency
+
+# Output powers (n_sources, n_freq, n_frames) of demixing matrices, when the source
+# model is to see something else than |w^H x|^2 (consistent ILRMA).
+PowerOf = Callable[[np.ndarray], np.ndarray]
+
+
+def log_det_sum(demix: np.ndarray) -> float:
+    """``sum_f log|det W_f|`` of ``demix`` ``(n_freq, n_sources, n_channels)`` (``-inf`` if singular)."""
+    with np.errstate(divide="ignore"):
+        return float(np.sum(np.log(np.abs(linalg.det(demix)))))
+
+
+def negative_log_likelihood(
+    model: SourceModel, power: np.ndarray, variance: np.ndarray, demix: np.ndarray
+) -> float:
+    """``nll(|y|^2; R) - 2 n_frames sum_f log|det W_f|`` (TASLP 2016, eq. 25, up to constants).
+
+    ``power`` and ``variance`` are ``(n_sources, n_freq, n_frames)``; the source part is the
+    model's own (Gaussian: ``sum |y|^2 / R + log R``).
+    """
+    return model.nll(power, variance) - 2.0 * power.shape[-1] * log_det_sum(demix)
+
+
+def normalise(
+    demix: np.ndarray, model: SourceModel, mean_power: np.ndarray, eps: float
+) -> np.ndarray:
+    """Power normalisation: every output to unit mean power, the model rescaled alike.
+
+    ``W_n /= sqrt(g_n)`` and ``R_n /= g_n`` with ``g_n`` = ``mean_power`` ``(n_sources,)``
+    (TASLP 2016, Sec. IV-A: the likelihood is unchanged up to the ``log g`` constants, and
+    the scales stay away from the floors). A silent output (``g_n <= eps``) keeps its
+    scale. Returns the gains applied.
+    """
+    gain = np.where(mean_power > eps, mean_power, 1.0)
+    demix /= np.sqrt(gain)[None, :, None]
+    model.rescale(1.0 / gain)
+    return gain
+
+
+def iterate(
+    observation: Observation,
+    demix: np.ndarray,
+    model: SourceModel,
+    rule: str,
+    n_iter: int,
+    *,
+    normalize: bool,
+    record_loss: bool,
+    eps: float,
+    callback: Callback | None = None,
+    power_of: PowerOf | None = None,
+) -> tuple[list[float], int]:
+    """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
+
+    ``demix`` ``(n_freq, n_sources, n_channels)``; ``power_of`` replaces the output powers
+    the source model sees (default ``observation.output_power``).
+    """
+    update_demix = UPDATES[rule]
+    power = observation.output_power(demix)
+    variance = model.variance(eps)
+    losses = [negative_log_likelihood(model, power, variance, demix)] if record_loss else []
+    n_done = 0
+    for it in range(1, n_iter + 1):
+        variance = model.update(power, eps)
+        covariances = observation.weighted_covariances(model.weights(power, variance))
+        update_demix(demix, covariances)
+        power = observation.output_power(demix, out=power)
+        if normalize:
+            gain = normalise(demix, model, power.mean(axis=(1, 2)), eps)
+            power /= gain[:, None, None]
+        if power_of is not None:
+            power = power_of(demix)
+        n_done = it
+        loss = float("nan")
+        if record_loss:
+            loss = negative_log_likelihood(model, power, model.variance(eps), demix)
+            losses.append(loss)
+        if callback is not None and callback(it, loss):
+            break
+    return losses, n_done
+
+
+def consistent_power_of(x: np.ndarray, consistency: Consistency) -> PowerOf:
+    """Consistent ILRMA's powers (Kitamura & Yatabe, EURASIP JASP 2020).
+
+    ``x`` ``(n_freq, n_channels, n_frames)`` is the mixture in the working scale. The source
+    model sees ``|P(y)|^2`` ``(n_sources, n_freq, n_frames)`` with ``P(y) = STFT(iSTFT(d y)) / d``:
+    the STFT-consistent spectrogram of each output projected back to microphone 0
+    (``d = (W^{-1})[0, n]`` per frequency), so that the arbitrary per-frequency scale of
+    ``W`` does not distort the projection.
+    """
+
+    def power_of(demix: np.ndarray) -> np.ndarray:
+        out = demix @ x  # (n_freq, n_sources, n_frames)
+        gains = mixing_matrices(demix)[:, 0, :]  # (n_freq, n_sources)
+        safe = np.where(np.abs(gains) > 1e-12, gains, 1.0)
+        projected = consistency((out * safe[:, :, None]).transpose(1, 0, 2))
+        projected /= safe.T[:, :, None]
+        return projected.real**2 + projected.imag**2
+
+    return power_of

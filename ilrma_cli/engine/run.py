@@ -1,0 +1,192 @@
+"""The engine's front door: :func:`run` takes a mixture spectrogram and returns a :class:`Result`.
+
+validate -> principal subspace (fewer sources than channels) -> unit-power scaling ->
+initial state (given | identity | IVA warm start) -> backend (compiled when it supports
+the settings, else the reference loop) -> separated spectrogram, model back to the
+caller's scale -> :class:`Result` (which records the backend).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ilrma_cli.engine import init, reference
+from ilrma_cli.engine.observation import Observation, demix_apply, freq_blocks, unit_power_features
+from ilrma_cli.engine.pca import expand_demix, principal_subspace
+from ilrma_cli.engine.source_models import GaussNMF, PartitionedNMF, make_source_model
+from ilrma_cli.engine.types import (
+    BACKENDS,
+    Callback,
+    Consistency,
+    ILRMAConfig,
+    InitialState,
+    Result,
+)
+
+DEFAULT_CONFIG = ILRMAConfig()
+# Floor of the model variances and NMF factors in the working (unit mean power) scale.
+EPS = 1e-12
+
+
+def validate_observation(obs: np.ndarray) -> np.ndarray:
+    """Check the mixture spectrogram's shape and values; returns it complex (no copy if it was)."""
+    obs = np.asarray(obs)
+    if obs.ndim != 3:
+        raise ValueError(f"obs must have shape (n_channels, n_freq, n_frames), got {obs.shape}")
+    if obs.shape[0] < 2:
+        raise ValueError(f"ILRMA needs at least 2 channels, got {obs.shape[0]}")
+    if obs.shape[1] < 1 or obs.shape[2] < 1:
+        raise ValueError(f"obs has no time-frequency bins: shape {obs.shape}")
+    if not np.iscomplexobj(obs):
+        obs = obs.astype(np.complex128)
+    if not all(np.isfinite(obs[:, freqs]).all() for freqs in freq_blocks(*obs.shape[1:])):
+        raise ValueError("obs contains NaN or infinite values")
+    return obs
+
+
+def choose_backend(config: ILRMAConfig, consistent: bool, backend: str = "auto") -> str:
+    """``compiled`` for the Gaussian NMF model without consistency, else ``reference``.
+
+    ``backend`` forces one; ``compiled`` is refused for settings it does not support.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    supported = config.model == "gauss" and not consistent
+    if backend == "compiled" and not supported:
+        raise ValueError(
+            f"the compiled backend runs the gauss model without consistency, not {config.model!r}"
+        )
+    if backend == "auto":
+        return "compiled" if supported else "reference"
+    return backend
+
+
+def run(
+    obs: np.ndarray,
+    config: ILRMAConfig = DEFAULT_CONFIG,
+    seed: int | np.random.Generator = 0,
+    callback: Callback | None = None,
+    *,
+    init: InitialState | None = None,
+    n_sources: int | None = None,
+    consistency: Consistency | None = None,
+    backend: str = "auto",
+) -> Result:
+    """Separate ``obs`` ``(n_channels, n_freq, n_frames)`` into ``n_sources`` (default: channels).
+
+    With fewer sources than channels the engine runs on the principal subspace
+    (:mod:`ilrma_cli.engine.pca`) and ``Result.demix`` is ``(n_freq, n_sources, n_channels)``.
+    Randomness (the NMF start) comes only from ``seed``; ``init`` gives any part of the
+    start instead. ``consistency`` makes the source model see STFT-consistent powers
+    (:func:`ilrma_cli.engine.reference.consistent_power_of`). The separated spectrogram has
+    ``config.complex_dtype``; the iterations run in float64 on the outer-product features,
+    so ``obs`` is read, never copied (a complex128 copy of the reduced one exists with PCA).
+    """
+    obs = validate_observation(obs)
+    n_ch = obs.shape[0]
+    n_src = n_ch if n_sources is None else n_sources
+    if not 2 <= n_src <= n_ch:
+        raise ValueError(
+            f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, got {n_src}"
+        )
+    backend = choose_backend(config, consistency is not None, backend)
+    subspace = None
+    if n_src < n_ch:
+        obs, subspace = principal_subspace(obs.astype(np.complex128, copy=False), n_src)
+        obs = obs.astype(config.complex_dtype, copy=False)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    _, n_freq, n_frames = obs.shape
+    feats, mean_power = unit_power_features(obs)
+    observation = Observation(feats)
+
+    demix = _initial_demix(observation, config, init, subspace, backend)
+    model = make_source_model(
+        config, n_src, n_freq, n_frames, rng, EPS, _working_scale(init, mean_power)
+    )
+    if backend == "compiled":
+        from ilrma_cli.engine import compiled  # numba takes ~0.5 s to load: only runs pay it
+
+        assert isinstance(model, GaussNMF)
+        losses, n_done = compiled.iterate(
+            feats,
+            demix,
+            model,
+            config.update,
+            config.n_iter,
+            normalize=config.normalize,
+            record_loss=config.record_loss,
+            eps=EPS,
+            callback=callback,
+        )
+    else:
+        power_of = None
+        if consistency is not None:
+            x = np.ascontiguousarray((obs / np.sqrt(mean_power)).transpose(1, 0, 2))
+            power_of = reference.consistent_power_of(x, consistency)
+        losses, n_done = reference.iterate(
+            observation,
+            demix,
+            model,
+            config.update,
+            config.n_iter,
+            normalize=config.normalize,
+            record_loss=config.record_loss,
+            eps=EPS,
+            callback=callback,
+            power_of=power_of,
+        )
+    del feats, observation
+    separated = demix_apply(demix, obs, config.complex_dtype)
+    model.rescale(
+        np.full(n_src, mean_power)
+    )  # the caller's scale: basis @ activation ~ |separated|^2
+    return Result(
+        separated=separated,
+        demix=demix if subspace is None else expand_demix(demix, subspace),
+        basis=model.basis,
+        activation=model.activation,
+        loss=np.asarray(losses),
+        n_iter=n_done,
+        backend=backend,
+        partition=model.partition if isinstance(model, PartitionedNMF) else None,
+    )
+
+
+def _initial_demix(
+    observation: Observation,
+    config: ILRMAConfig,
+    given: InitialState | None,
+    subspace: np.ndarray | None,
+    backend: str,
+) -> np.ndarray:
+    """The given demixing matrices (into the subspace), else the identity then ``config.iva_iter`` IVA iterations."""
+    n_freq, _, _ = observation.feats.shape
+    n_ch = observation.n_channels
+    if given is not None and given.demix is not None:
+        demix = np.array(given.demix, dtype=np.complex128)
+        expected = (n_freq, n_ch, n_ch if subspace is None else subspace.shape[1])
+        if demix.shape != expected:
+            raise ValueError(f"initial demix must have shape {expected}, got {demix.shape}")
+        return demix if subspace is None else demix @ subspace
+    demix = init.identity(n_freq, n_ch, n_ch)
+    if config.iva_iter:
+        if backend == "compiled":
+            from ilrma_cli.engine import compiled
+
+            compiled.iterate_iva(observation.feats, demix, config.update, config.iva_iter, EPS)
+        else:
+            init.iva_reference(
+                observation, demix, config.update, config.iva_iter, EPS, record_loss=False
+            )
+    return demix
+
+
+def _working_scale(given: InitialState | None, mean_power: float) -> InitialState | None:
+    """The NMF part of ``given`` in the working scale (variances divided by ``mean_power``)."""
+    if given is None or given.basis is None:
+        return None
+    if given.partition is not None:
+        return InitialState(
+            basis=given.basis / mean_power, activation=given.activation, partition=given.partition
+        )
+    return InitialState(basis=given.basis / mean_power, activation=given.activation)

@@ -1,0 +1,110 @@
+"""The engine's settings, initial state and result; imports nothing else from the engine.
+
+Shapes used throughout the engine: mixture spectrogram ``obs`` ``(n_channels, n_freq,
+n_frames)``; demixing matrices ``demix`` ``(n_freq, n_sources, n_channels)`` whose row
+n is ``w_n^H``; NMF ``basis`` ``(n_sources, n_freq, n_basis)`` and ``activation``
+``(n_sources, n_basis, n_frames)`` (the partitioned model shares one basis, see
+:mod:`ilrma_cli.engine.source_models`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Called after each iteration with (iteration, loss); loss is NaN when it is not
+# recorded. Returning True stops the run after that iteration (the demixing
+# matrices are those of that iteration; the NMF factors may have had one more update).
+Callback = Callable[[int, float], bool | None]
+
+# Maps a spectrogram (n_sources, n_freq, n_frames) to the STFT of its inverse STFT.
+Consistency = Callable[[np.ndarray], np.ndarray]
+
+# Demixing rules (ilrma_cli.engine.spatial) and source models (ilrma_cli.engine.source_models).
+RULES = ("ip", "ip2", "iss")
+MODELS = ("gauss", "t", "partition")
+# Real type of the output spectrogram (complex64 or complex128); iterations run in float64.
+PRECISIONS: dict[str, type[np.floating]] = {"single": np.float32, "double": np.float64}
+BACKENDS = ("auto", "compiled", "reference")
+
+
+@dataclass(frozen=True)
+class ILRMAConfig:
+    """Settings of one engine run (validated on construction).
+
+    The source model is chosen by ``model`` (``gauss``, ``t`` with ``dof``, or
+    ``partition``) with ``n_basis`` bases per source; the spatial model is rank 1
+    (one demixing row per source and frequency) updated by ``update``.
+    """
+
+    n_basis: int = 2
+    n_iter: int = 100
+    update: str = "ip"
+    normalize: bool = True
+    record_loss: bool = True
+    precision: str = "double"  # single: complex64 spectrograms; the iterations run in float64
+    model: str = "gauss"
+    dof: float = 1.0  # degrees of freedom of the t model
+    iva_iter: int = 0  # IVA iterations before the ILRMA ones (ilrma_cli.engine.init)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
+            raise ValueError(f"n_basis must be an integer >= 1, got {self.n_basis!r}")
+        if not isinstance(self.n_iter, int | np.integer) or self.n_iter < 0:
+            raise ValueError(f"n_iter must be an integer >= 0, got {self.n_iter!r}")
+        if self.update not in RULES:
+            raise ValueError(f"unknown update {self.update!r}; choose one of {', '.join(RULES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if not self.dof > 0:
+            raise ValueError(f"dof must be positive, got {self.dof!r}")
+        if not isinstance(self.iva_iter, int | np.integer) or self.iva_iter < 0:
+            raise ValueError(f"iva_iter must be an integer >= 0, got {self.iva_iter!r}")
+
+    @property
+    def complex_dtype(self) -> np.dtype:
+        """Type of the separated spectrogram: complex64 in single precision, else complex128."""
+        return np.result_type(PRECISIONS[self.precision], np.complex64)
+
+
+@dataclass(frozen=True)
+class InitialState:
+    """A given starting point; any part left ``None`` is made as usual.
+
+    In the caller's scale: ``demix @ obs`` are the outputs and ``basis @ activation``
+    models their power (as in a :class:`Result`, so a result can seed another run).
+    ``demix`` ``(n_freq, n_sources, n_channels)`` replaces the identity or IVA start;
+    ``basis``, ``activation`` (and ``partition`` for the partitioned model) replace
+    the random NMF start and must all be given together.
+    """
+
+    demix: np.ndarray | None = None
+    basis: np.ndarray | None = None
+    activation: np.ndarray | None = None
+    partition: np.ndarray | None = None  # (n_sources, n_bases), partitioned model only
+
+
+@dataclass
+class Result:
+    """Outcome of :func:`ilrma_cli.engine.run`, in the caller's scale.
+
+    ``separated`` ``(n_sources, n_freq, n_frames)`` equals ``demix @ obs`` per
+    frequency and ``basis @ activation`` models its power; ``loss`` has one entry
+    for the initial point and one per iteration done (empty when not recorded);
+    ``backend`` names the loop that ran (``compiled`` or ``reference``).
+    """
+
+    separated: np.ndarray
+    demix: np.ndarray  # (n_freq, n_sources, n_channels)
+    basis: np.ndarray
+    activation: np.ndarray
+    loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_iter: int = 0
+    backend: str = "compiled"
+    partition: np.ndarray | None = None
