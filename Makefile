@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,dask]'
-	$(BIN)/python -c 'from ilrma_cli.engine.kernels import warm_up; warm_up()'  # compile once
+	$(BIN)/python -c 'from ilrma_cli.engine.compiled import warm_up; warm_up()'  # compile once
 	touch $(STAMP)
 
 lint: install

@@ -398,7 +398,7 @@ def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
 
     ``q_n`` is column n of ``W^{-1}``; ``U_n^{-1}`` is applied through its Cholesky
     factor ``L``: ``z = L^{-1} q_n``, ``w_n = L^{-H} z / |z|`` (as
-    :func:`ilrma_cli.engine.demix.update_ip`). A row whose systems are singular or
+    :func:`ilrma_cli.engine.spatial.update_ip`). A row whose systems are singular or
     whose result is not finite keeps its value. Scratch: ``mats`` ``(2, m, m)``, ``vecs`` ``(3, m)``.
     """
     n_src, n_ch = demix_f.shape
@@ -430,7 +430,7 @@ def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
 
 @_hot
 def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compiled
-    """ISS (Scheibler & Ono 2020) at one frequency; see :func:`ilrma_cli.engine.demix.update_iss`."""
+    """ISS (Scheibler & Ono 2020) at one frequency; see :func:`ilrma_cli.engine.spatial.update_iss`."""
     n_src, n_ch = demix_f.shape
     for k in range(n_src):
         for i in range(n_ch):
@@ -500,7 +500,7 @@ def _gram(z):  # pragma: no cover - compiled
 
 @_hot
 def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - compiled
-    """IP2 (Ono 2012) at one frequency; as :func:`ilrma_cli.engine.demix.update_ip2`.
+    """IP2 (Ono 2012) at one frequency; as :func:`ilrma_cli.engine.spatial.update_ip2`.
 
     For each pair (i, j) (one pair for two sources, else (n, n + 1) cycling),
     ``w_i = U_i^{-1} Q a`` and ``w_j = U_j^{-1} Q b`` with ``Q`` columns i, j of

@@ -7,7 +7,7 @@ matrix ``x_ft x_ft^H``, which has ``m * m`` real degrees of freedom: the ``m``
 powers ``|x_i|^2`` then, for every pair ``i < j``, ``Re`` and ``Im`` of
 ``x_i conj(x_j)``. Stored once as ``feats`` ``(n_freq, m * m, n_frames)``, they
 turn both quadratic forms into real dot products over frames (in the compiled
-sweeps of :mod:`ilrma_cli.engine.kernels`, or one batched matmul here), and the
+sweeps of :mod:`ilrma_cli.engine.compiled`, or one batched matmul here), and the
 complex separated signal is only formed at the end.
 
 The features are always float64, whatever the precision of the other arrays:
