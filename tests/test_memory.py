@@ -2,8 +2,10 @@ import pytest
 
 from ilrma_cli.memory import (
     BASELINE,
+    CONSISTENT_ARRAYS,
     ENGINE_SCRATCH,
     MARGIN,
+    REFERENCE_ARRAYS,
     engine_bytes,
     estimate_peak_bytes,
     phase_bytes,
@@ -64,3 +66,15 @@ def test_estimate_grows_linearly_and_single_precision_needs_less():
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="unknown precision 'half'; choose one of single, double"):
         estimate_peak_bytes(2, 1000, 256, 128, 2, "half")
+
+
+def test_the_reference_loop_counts_its_per_bin_arrays():
+    bins = 2049 * 4689
+    compiled = engine_bytes(2, 2049, 4689, 2, "double")
+    reference = engine_bytes(2, 2049, 4689, 2, "double", backend="reference")
+    consistent = engine_bytes(2, 2049, 4689, 2, "double", backend="reference", consistent=True)
+    assert reference - compiled == REFERENCE_ARRAYS * 2 * bins * 8
+    assert consistent - reference == CONSISTENT_ARRAYS * 2 * bins * 8
+    assert estimate_peak_bytes(2, TEN_MINUTES, 4096, 2048, 2, "double", "reference") == int(
+        BASELINE + MARGIN * reference
+    )
