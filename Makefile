@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/crosscheck_ssspy.py
 
 quality: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
