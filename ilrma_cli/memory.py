@@ -46,11 +46,8 @@ ITEMSIZE = {"single": (4, 8), "double": (8, 16)}  # (real, complex)
 ENGINE_SCRATCH = 112 * 2**20
 # Float64 arrays of m B values that the reference loop (ilrma_cli.engine.reference) holds at
 # its peak beyond the features: powers, variances, weights and the source model's update
-# temporaries (t model, the largest), measured with tracemalloc for 2 and 3 channels; and
-# those that consistent ILRMA adds (the working-scale mixture, the outputs and their
-# consistent projection, complex).
+# temporaries (t model, the largest), measured with tracemalloc for 2 and 3 channels.
 REFERENCE_ARRAYS = 8
-CONSISTENT_ARRAYS = 3
 
 
 def engine_bytes(
@@ -60,7 +57,6 @@ def engine_bytes(
     n_basis: int,
     precision: str,
     backend: str = "compiled",
-    consistent: bool = False,
 ) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
@@ -68,8 +64,7 @@ def engine_bytes(
     (float64 in either precision) and the NMF factors with their update sums
     ``2 m n_basis (n_freq + n_frames) 8``; the compiled sweeps keep nothing else
     per bin, the reference loop (``backend="reference"``: models without a compiled
-    form, consistent ILRMA) ``REFERENCE_ARRAYS`` (+ ``CONSISTENT_ARRAYS``) float64
-    arrays of ``m B`` values. Finishing: the spectrogram and the separated spectrogram
+    form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values. Finishing: the spectrogram and the separated spectrogram
     made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
     """
     cplx = ITEMSIZE[precision][1]
@@ -77,7 +72,7 @@ def engine_bytes(
     spectrogram = m * bins * cplx
     iterating = spectrogram + m * m * bins * 8 + 2 * m * n_basis * (n_freq + n_frames) * 8
     if backend == "reference":
-        iterating += (REFERENCE_ARRAYS + CONSISTENT_ARRAYS * consistent) * m * bins * 8
+        iterating += REFERENCE_ARRAYS * m * bins * 8
     return ENGINE_SCRATCH + max(iterating, 2 * spectrogram)
 
 
@@ -89,13 +84,12 @@ def estimate_peak_bytes(
     n_basis: int,
     precision: str,
     backend: str = "compiled",
-    consistent: bool = False,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
     ``backend`` is the engine's (:func:`ilrma_cli.engine.run.choose_backend`).
     """
-    phases = phase_bytes(n_channels, n_samples, n_fft, hop, n_basis, precision, backend, consistent)
+    phases = phase_bytes(n_channels, n_samples, n_fft, hop, n_basis, precision, backend)
     return int(BASELINE + MARGIN * max(phases.values()))
 
 
@@ -107,7 +101,6 @@ def phase_bytes(
     n_basis: int,
     precision: str,
     backend: str = "compiled",
-    consistent: bool = False,
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
@@ -124,7 +117,7 @@ def phase_bytes(
     return {
         "read": waveform,
         "stft": waveform + spectrogram + stft_block,
-        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend, consistent),
+        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend),
         "output": spectrogram + output_block,
     }
 

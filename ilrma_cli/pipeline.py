@@ -17,9 +17,9 @@ from functools import cached_property, partial
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ilrma_cli.engine import Callback, Consistency, ILRMAConfig, Result, mixing_matrices, run
+from ilrma_cli.engine import Callback, ILRMAConfig, Result, mixing_matrices, run
 from ilrma_cli.execute import imap_processes
-from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft, istft_span, spans, stft
+from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
 
 # "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
 AUTO_FRAME_SECONDS = 0.2
@@ -54,7 +54,6 @@ class SeparationSettings:
     images: bool = False
     seed: int = 0
     restarts: int = 1
-    consistent: bool = False
     n_sources: int | None = None
 
     def __post_init__(self) -> None:
@@ -84,7 +83,6 @@ class SeparationSettings:
             "images": self.images,
             "seed": self.seed,
             "restarts": self.restarts,
-            "consistent": self.consistent,
             "n_sources": self.n_sources,
         }
 
@@ -263,10 +261,7 @@ def separate_analysis(
     assert settings.stft is not None
     with threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
-        consistency = (
-            _StftConsistency(analysis.n_samples, settings.stft) if settings.consistent else None
-        )
-        result, seed, losses = _best_of_restarts(obs, settings, callback, consistency, workers)
+        result, seed, losses = _best_of_restarts(obs, settings, callback, workers)
         del obs
         seconds["ilrma"] = time.perf_counter() - start
         mixing = mixing_matrices(result.demix)
@@ -279,7 +274,6 @@ def _best_of_restarts(
     obs: np.ndarray,
     settings: SeparationSettings,
     callback: Callback | None,
-    consistency: Consistency | None,
     workers: int,
 ) -> tuple[Result, int, list[float]]:
     """Run seeds ``seed .. seed + restarts - 1``; keep the lowest final loss (a blind criterion).
@@ -292,12 +286,9 @@ def _best_of_restarts(
         config = replace(config, record_loss=True)
     seeds = [settings.seed + k for k in range(settings.restarts)]
     if workers > 1 and len(seeds) > 1:
-        results = _run_in_processes(obs, settings, config, seeds, consistency, workers, callback)
+        results = _run_in_processes(obs, settings, config, seeds, workers, callback)
     else:
-        results = (
-            run(obs, config, seed, callback, n_sources=settings.n_sources, consistency=consistency)
-            for seed in seeds
-        )
+        results = (run(obs, config, seed, callback, n_sources=settings.n_sources) for seed in seeds)
     best: Result | None = None
     best_seed, best_loss, losses = settings.seed, np.inf, []
     for seed, result in zip(seeds, results, strict=True):
@@ -314,12 +305,11 @@ def _run_in_processes(
     settings: SeparationSettings,
     config: ILRMAConfig,
     seeds: list[int],
-    consistency: Consistency | None,
     workers: int,
     callback: Callback | None,
 ) -> Iterator[Result]:
     """:func:`run` for each seed in a process pool (one BLAS thread per process), in seed order."""
-    one_seed = partial(run, obs, config, n_sources=settings.n_sources, consistency=consistency)
+    one_seed = partial(run, obs, config, n_sources=settings.n_sources)
     results = dict(imap_processes(one_seed, seeds, workers))
     for index in range(len(seeds)):
         result = results[index]
@@ -327,14 +317,3 @@ def _run_in_processes(
             for it, loss in enumerate(result.loss[1:], start=1):
                 callback(it, float(loss))
         yield result
-
-
-@dataclass(frozen=True)
-class _StftConsistency:
-    """``y -> STFT(iSTFT(y))`` for spectrograms ``(n_sources, n_freq, n_frames)`` (picklable)."""
-
-    n_samples: int
-    config: StftConfig
-
-    def __call__(self, spec: np.ndarray) -> np.ndarray:
-        return stft(istft(spec, self.n_samples, self.config), self.config)

@@ -120,9 +120,6 @@ log = logging.getLogger("ilrma")
     help="Degrees of freedom of --model t.",
 )
 @click.option(
-    "--consistent", is_flag=True, help="Consistent ILRMA: enforce STFT consistency each iteration."
-)
-@click.option(
     "--n-sources",
     type=click.IntRange(min=2),
     default=None,
@@ -191,7 +188,6 @@ def separate(
     restarts: int,
     model: str,
     dof: float,
-    consistent: bool,
     n_sources: int | None,
     subtype: str,
     clip_mode: str,
@@ -252,7 +248,6 @@ def separate(
             images=images,
             seed=seed,
             restarts=restarts,
-            consistent=consistent,
             n_sources=n_sources,
         )
     except ValueError as err:

@@ -122,7 +122,7 @@ def weighted_feature_means(feats: np.ndarray, inv_var: np.ndarray) -> np.ndarray
     return means / feats.shape[-1]
 
 
-def demix_apply(demix: np.ndarray, obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def demix_apply(demix: np.ndarray, obs: np.ndarray, dtype: type[np.complexfloating]) -> np.ndarray:
     """``y[n, f] = demix[f, n] @ obs[:, f]`` ``(n_src, n_freq, n_frames)``, block by block."""
     n_ch, n_freq, n_frames = obs.shape
     out = np.empty((demix.shape[1], n_freq, n_frames), dtype=dtype)

@@ -10,27 +10,19 @@ source model and the spatial rule injected):
 5. output powers ``|w_n^H x|^2`` of the new demixing matrices;
 6. power normalisation (:func:`normalise`), then the loss (:func:`negative_log_likelihood`).
 
-It runs every source model (:mod:`ilrma_cli.engine.source_models`) and consistent ILRMA,
-and is what the compiled sweeps (:mod:`ilrma_cli.engine.compiled`) are tested against
+It runs every source model (:mod:`ilrma_cli.engine.source_models`) and is what the compiled sweeps (:mod:`ilrma_cli.engine.compiled`) are tested against
 from the same initial state. Per-bin arrays are float64 whatever the precision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from ilrma_cli.engine import linalg
 from ilrma_cli.engine.observation import Observation
-from ilrma_cli.engine.projection_back import mixing_matrices
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.spatial import UPDATES
-from ilrma_cli.engine.types import Callback, Consistency
-
-# Output powers (n_sources, n_freq, n_frames) of demixing matrices, when the source
-# model is to see something else than |w^H x|^2 (consistent ILRMA).
-PowerOf = Callable[[np.ndarray], np.ndarray]
+from ilrma_cli.engine.types import Callback
 
 
 def log_det_sum(demix: np.ndarray) -> float:
@@ -77,13 +69,9 @@ def iterate(
     record_loss: bool,
     eps: float,
     callback: Callback | None = None,
-    power_of: PowerOf | None = None,
 ) -> tuple[list[float], int]:
-    """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
-
-    ``demix`` ``(n_freq, n_sources, n_channels)``; ``power_of`` replaces the output powers
-    the source model sees (default ``observation.output_power``).
-    """
+    """``n_iter`` iterations in place on ``demix`` ``(n_freq, n_sources, n_channels)`` and
+    ``model``; ``(losses, n_done)``."""
     update_demix = UPDATES[rule]
     power = observation.output_power(demix)
     variance = model.variance(eps)
@@ -97,8 +85,6 @@ def iterate(
         if normalize:
             gain = normalise(demix, model, power.mean(axis=(1, 2)), eps)
             power /= gain[:, None, None]
-        if power_of is not None:
-            power = power_of(demix)
         n_done = it
         loss = float("nan")
         if record_loss:
@@ -107,24 +93,3 @@ def iterate(
         if callback is not None and callback(it, loss):
             break
     return losses, n_done
-
-
-def consistent_power_of(x: np.ndarray, consistency: Consistency) -> PowerOf:
-    """Consistent ILRMA's powers (Kitamura & Yatabe, EURASIP JASP 2020).
-
-    ``x`` ``(n_freq, n_channels, n_frames)`` is the mixture in the working scale. The source
-    model sees ``|P(y)|^2`` ``(n_sources, n_freq, n_frames)`` with ``P(y) = STFT(iSTFT(d y)) / d``:
-    the STFT-consistent spectrogram of each output projected back to microphone 0
-    (``d = (W^{-1})[0, n]`` per frequency), so that the arbitrary per-frequency scale of
-    ``W`` does not distort the projection.
-    """
-
-    def power_of(demix: np.ndarray) -> np.ndarray:
-        out = demix @ x  # (n_freq, n_sources, n_frames)
-        gains = mixing_matrices(demix)[:, 0, :]  # (n_freq, n_sources)
-        safe = np.where(np.abs(gains) > 1e-12, gains, 1.0)
-        projected = consistency((out * safe[:, :, None]).transpose(1, 0, 2))
-        projected /= safe.T[:, :, None]
-        return projected.real**2 + projected.imag**2
-
-    return power_of

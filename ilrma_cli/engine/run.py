@@ -17,7 +17,6 @@ from ilrma_cli.engine.source_models import GaussNMF, PartitionedNMF, make_source
 from ilrma_cli.engine.types import (
     BACKENDS,
     Callback,
-    Consistency,
     ILRMAConfig,
     InitialState,
     Result,
@@ -44,18 +43,16 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
     return obs
 
 
-def choose_backend(config: ILRMAConfig, consistent: bool, backend: str = "auto") -> str:
-    """``compiled`` for the Gaussian NMF model without consistency, else ``reference``.
+def choose_backend(config: ILRMAConfig, backend: str = "auto") -> str:
+    """``compiled`` for the Gaussian NMF model, else ``reference``.
 
     ``backend`` forces one; ``compiled`` is refused for settings it does not support.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    supported = config.model == "gauss" and not consistent
+    supported = config.model == "gauss"
     if backend == "compiled" and not supported:
-        raise ValueError(
-            f"the compiled backend runs the gauss model without consistency, not {config.model!r}"
-        )
+        raise ValueError(f"the compiled backend runs the gauss model, not {config.model!r}")
     if backend == "auto":
         return "compiled" if supported else "reference"
     return backend
@@ -69,7 +66,6 @@ def run(
     *,
     init: InitialState | None = None,
     n_sources: int | None = None,
-    consistency: Consistency | None = None,
     backend: str = "auto",
 ) -> Result:
     """Separate ``obs`` ``(n_channels, n_freq, n_frames)`` into ``n_sources`` (default: channels).
@@ -77,8 +73,7 @@ def run(
     With fewer sources than channels the engine runs on the principal subspace
     (:mod:`ilrma_cli.engine.pca`) and ``Result.demix`` is ``(n_freq, n_sources, n_channels)``.
     Randomness (the NMF start) comes only from ``seed``; ``init`` gives any part of the
-    start instead. ``consistency`` makes the source model see STFT-consistent powers
-    (:func:`ilrma_cli.engine.reference.consistent_power_of`). The separated spectrogram has
+    start instead. The separated spectrogram has
     ``config.complex_dtype``; the iterations run in float64 on the outer-product features,
     so ``obs`` is read, never copied (a complex128 copy of the reduced one exists with PCA).
     """
@@ -89,7 +84,7 @@ def run(
         raise ValueError(
             f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, got {n_src}"
         )
-    backend = choose_backend(config, consistency is not None, backend)
+    backend = choose_backend(config, backend)
     subspace = None
     if n_src < n_ch:
         obs, subspace = principal_subspace(obs.astype(np.complex128, copy=False), n_src)
@@ -119,10 +114,6 @@ def run(
             callback=callback,
         )
     else:
-        power_of = None
-        if consistency is not None:
-            x = np.ascontiguousarray((obs / np.sqrt(mean_power)).transpose(1, 0, 2))
-            power_of = reference.consistent_power_of(x, consistency)
         losses, n_done = reference.iterate(
             observation,
             demix,
@@ -133,7 +124,6 @@ def run(
             record_loss=config.record_loss,
             eps=EPS,
             callback=callback,
-            power_of=power_of,
         )
     del feats, observation
     separated = demix_apply(demix, obs, config.complex_dtype)

@@ -19,14 +19,11 @@ import numpy as np
 # matrices are those of that iteration; the NMF factors may have had one more update).
 Callback = Callable[[int, float], bool | None]
 
-# Maps a spectrogram (n_sources, n_freq, n_frames) to the STFT of its inverse STFT.
-Consistency = Callable[[np.ndarray], np.ndarray]
-
 # Demixing rules (ilrma_cli.engine.spatial) and source models (ilrma_cli.engine.source_models).
 RULES = ("ip", "ip2", "iss")
 MODELS = ("gauss", "t", "partition")
-# Real type of the output spectrogram (complex64 or complex128); iterations run in float64.
-PRECISIONS: dict[str, type[np.floating]] = {"single": np.float32, "double": np.float64}
+# Type of the spectrograms (the mixture's and the separated one); iterations run in float64.
+PRECISIONS: dict[str, type[np.complexfloating]] = {"single": np.complex64, "double": np.complex128}
 BACKENDS = ("auto", "compiled", "reference")
 
 
@@ -68,9 +65,9 @@ class ILRMAConfig:
             raise ValueError(f"iva_iter must be an integer >= 0, got {self.iva_iter!r}")
 
     @property
-    def complex_dtype(self) -> np.dtype:
+    def complex_dtype(self) -> type[np.complexfloating]:
         """Type of the separated spectrogram: complex64 in single precision, else complex128."""
-        return np.result_type(PRECISIONS[self.precision], np.complex64)
+        return PRECISIONS[self.precision]
 
 
 @dataclass(frozen=True)
