@@ -13,7 +13,8 @@ from ilrma_cli.engine import ILRMAConfig, run
 from ilrma_cli.engine.ilrma import EPS
 from ilrma_cli.engine.iva import iva_start
 from ilrma_cli.engine.variants import run_variant
-from ilrma_cli.pipeline import SeparationSettings, auto_stft, separate
+from ilrma_cli.pipeline import separate
+from ilrma_cli.settings import SeparationSettings, auto_stft
 from ilrma_cli.stft import StftConfig
 
 

@@ -160,7 +160,7 @@ def _score(
         n_sources = len(references)
         permutation = _best_permutation(sir[:n_sources], references, estimates)
         matched = (permutation, np.arange(n_sources))
-        main = sdr[matched], sir[matched], sar[matched]
+        main = [sdr[matched], sir[matched], sar[matched]]
         mix = (sdr[n_sources], sir[n_sources], sar[n_sources]) if mixture is not None else None
     elif backend == "mir_eval":
         *main, permutation = _mir_eval_scores(references, estimates)
@@ -177,7 +177,8 @@ def _score(
             sdri=main[0] - mix[0],
             siri=main[1] - mix[1],
         )
-    return Scores(*main, si_sdr, np.asarray(permutation, dtype=int), backend, **extra)
+    sdr, sir, sar = main
+    return Scores(sdr, sir, sar, si_sdr, np.asarray(permutation, dtype=int), backend, **extra)
 
 
 def _validated(
