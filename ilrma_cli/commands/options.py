@@ -1,8 +1,10 @@
-"""Options shared by the commands, declared once, and options that take several values.
+"""What the commands share: option declarations, error handling, options taking several values.
 
-:class:`Setting` declares a separation setting once: ``separate`` takes one value of it,
-``sweep`` a list (a grid axis), with the same meaning and limits; the decorators below
-(:func:`ref_mic_option`, :func:`execution_options`, ...) are the options both commands have.
+The options of every separation setting are made from the schema
+(:data:`ilrma_cli.settings.SETTINGS`) by :func:`settings_options`: ``separate`` takes one
+value of each, ``sweep`` a list (a grid axis) of each grid setting, with the same
+meaning and limits. :class:`VariadicCommand` turns an :class:`~ilrma_cli.errors.IlrmaError`
+into ``Error: <message>`` and its exit code.
 
 click options take a fixed number of values. A :class:`VariadicOption` is declared like a
 ``multiple=True`` option; a :class:`VariadicCommand` rewrites ``--refs a b c`` into

@@ -178,8 +178,8 @@ def separate(
 
     failed: list[JobRecord] = []
     try:
-        planned, failed = _plan(inputs, refs, settings, options, force, keep_going,
-                                memory_limit, scheduler is None)  # fmt: skip
+        planned = _plan(inputs, refs, settings, options, force, keep_going, memory_limit,
+                        scheduler is None, failed)  # fmt: skip
     except IlrmaError as err:
         if as_json:
             _print_document(failed, settings, options, str(err))
@@ -209,10 +209,11 @@ def read_input_list(handle: TextIO | None) -> tuple[Path, ...]:
 
 def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: SeparationSettings,
           options: OutputOptions, force: bool, keep_going: bool, memory_limit: int | None,
-          check_memory: bool) -> tuple[list[Job], list[JobRecord]]:  # fmt: skip
-    """The jobs to run, and (``keep_going``) the inputs that failed already, as records.
+          check_memory: bool, failed: list[JobRecord]) -> list[Job]:  # fmt: skip
+    """The jobs to run; the inputs that failed already go to ``failed``, as records.
 
-    Without ``keep_going`` the first failure is raised: nothing has been done yet.
+    Without ``keep_going`` the first failure is recorded and raised: nothing has been
+    done yet.
     """
     mixtures, failures = group_mixtures(inputs)
     if check_memory:  # Dask workers have memory limits of their own
@@ -221,6 +222,12 @@ def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: Separation
             if problem is not None:
                 failures.append(InputFailure(mixture.paths, problem))
                 mixtures.remove(mixture)
+    failed += [
+        JobRecord(
+            Path(f.paths[0]).stem, [str(p) for p in f.paths], status="error", error=str(f.error)
+        )  # fmt: skip
+        for f in failures[: None if keep_going else 1]
+    ]
     if failures and not keep_going:
         raise failures[0].error
     references = None
@@ -229,14 +236,7 @@ def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: Separation
             raise click.UsageError("--refs scores one mixture: give a single mixture with it")
         signals, rate = load_signals(refs, settings.ref_mic)
         references = References(signals, rate, refs)
-    planned = plan_outputs(mixtures, options, force, references, settings.n_sources)
-    records = [
-        JobRecord(
-            Path(f.paths[0]).stem, [str(p) for p in f.paths], status="error", error=str(f.error)
-        )  # fmt: skip
-        for f in failures
-    ]
-    return planned, records
+    return plan_outputs(mixtures, options, force, references, settings.n_sources)
 
 
 def _in_input_order(records: list[JobRecord], inputs: tuple[Path, ...]) -> list[JobRecord]:
