@@ -18,7 +18,6 @@ import numpy as np
 from ilrma_cli.audio import (
     PCM_PEAK,
     AudioWriter,
-    LevelFit,
     holds_only_zeros,
     mixture_warnings,
     read_mixture,
@@ -192,6 +191,45 @@ def write_sources(
         raise ProcessingError(f"{path}: {reason}; nothing written")
     at_ref = None if kept is None else AtReference(kept, fit(kept))
     return fit.message, at_ref
+
+
+class LevelFit:
+    """Makes separated signals storable as ``subtype`` without silent clipping, block by block.
+
+    Float keeps everything. For PCM beyond full scale, ``rescale`` applies ONE gain to
+    every source of the mixture (relative levels stay), which is why the overall
+    ``peak`` must be known before the first block, and ``clamp`` clips. :attr:`message`
+    says what was done.
+    """
+
+    def __init__(self, subtype: str, clip_mode: str, peak: float, n_over: int) -> None:
+        """``peak``: the largest magnitude in all the signals; ``n_over``: their samples above ``PCM_PEAK``."""
+        self.subtype, self.peak, self.n_over = subtype, peak, n_over
+        over = subtype != "float" and peak > PCM_PEAK
+        self.gain = PCM_PEAK / peak if over and clip_mode == "rescale" else None
+        self.clamp = over and clip_mode == "clamp"
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (any shape) as it will be stored (a new array when it changes)."""
+        if self.gain is not None:
+            return block * self.gain
+        if self.clamp:
+            return np.clip(block, -PCM_PEAK, PCM_PEAK)
+        return block
+
+    @property
+    def message(self) -> str | None:
+        if self.gain is not None:
+            return (
+                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: every source "
+                f"scaled by {self.gain:.4f} ({20 * np.log10(self.gain):.2f} dB), the same gain for all"
+            )
+        if self.clamp:
+            return (
+                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: "
+                f"{self.n_over} samples clamped"
+            )
+        return None
 
 
 def _check_finite(block: np.ndarray, path: Path) -> None:
