@@ -1,4 +1,4 @@
-"""Time BSS Eval backends: mir_eval, fast_bss_eval (if installed) and ``ilrma_cli.evaluate``.
+"""Time BSS Eval backends: mir_eval, fast_bss_eval (if installed) and ``ilrma_cli.metrics``.
 
 Prints a markdown table: median CPU seconds over ``--runs`` runs (after one warm-up), the
 speed-up over mir_eval, and the largest |difference| in dB from mir_eval over SDR, SIR, SAR.
@@ -26,7 +26,7 @@ import mir_eval.separation  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from ilrma_cli.evaluate import score  # noqa: E402
+from ilrma_cli.metrics import score  # noqa: E402
 
 SOURCES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sources"
 RATE = 16000

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from ilrma_cli.engine import ILRMAConfig, InitialState, project_back, run
 from ilrma_cli.engine.source_models import GaussNMF
-from ilrma_cli.evaluate import score
+from ilrma_cli.metrics import score
 from ilrma_cli.stft import StftConfig, istft, stft
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"

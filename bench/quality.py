@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases as case_lib  # noqa: E402
 
 from ilrma_cli.engine import ILRMAConfig  # noqa: E402
-from ilrma_cli.pipeline import SeparationSettings, separate  # noqa: E402
+from ilrma_cli.pipeline import separate  # noqa: E402
+from ilrma_cli.settings import SeparationSettings  # noqa: E402
 from ilrma_cli.stft import StftConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,12 +1,15 @@
-"""Errors the command line turns into one-line messages and exit codes."""
+"""Errors the user can act on: plain exceptions with a one-line message and an exit code.
+
+The command line (:mod:`ilrma_cli.commands`) prints them as ``Error: <message>`` and exits
+with :attr:`IlrmaError.exit_code`; the library raises them without knowing about click.
+Each is picklable, so it can leave a worker process or a Dask worker intact.
+"""
 
 from __future__ import annotations
 
-import click
 
-
-class IlrmaError(click.ClickException):
-    """A failure the user can act on: printed as ``Error: <message>``, exit code 1."""
+class IlrmaError(Exception):
+    """A failure the user can act on: ``str(error)`` is the message, exit code 1."""
 
     exit_code = 1
 

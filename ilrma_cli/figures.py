@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def _wrapped(title: str, width: float) -> str:
     return "\n".join(textwrap.fill(line, columns) for line in title.splitlines())
 
 
-def _png(fig: object, plt: object) -> bytes:
+def _png(fig: Any, plt: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)

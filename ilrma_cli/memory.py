@@ -5,7 +5,7 @@ arrays alive (sizes in bytes; ``m`` channels = sources, ``N`` samples, ``B = n_f
 n_frames`` time-frequency bins, ``c`` the complex item size: 8 single, 16 double):
 
 - read: the waveform ``m N 8`` (an upper bound: a file whose samples float32 holds
-  exactly is read as float32, see :func:`ilrma_cli.io.sample_dtype`);
+  exactly is read as float32, see :func:`ilrma_cli.audio.sample_dtype`);
 - STFT: the waveform and the mixture spectrogram ``m B c``, filled block by block;
 - engine (:func:`engine_bytes`, the only term that depends on the engine): the
   mixture spectrogram and the engine's own arrays; the waveform is gone by then;

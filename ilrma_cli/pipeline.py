@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 
 import numpy as np
@@ -19,72 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from ilrma_cli.engine import Callback, ILRMAConfig, Result, mixing_matrices, run
 from ilrma_cli.execute import imap_processes
+from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
-
-# "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
-AUTO_FRAME_SECONDS = 0.2
-AUTO_HOP_DIVISOR = 4
-# Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
-DEFAULT_ILRMA = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20)
-
-
-def auto_stft(rate: int, window: str = "hann") -> StftConfig:
-    """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
-
-    The frame is about 200 ms rounded to a power of two, the hop a quarter of it.
-    """
-    n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS * rate))), 4)
-    return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, window)
-
-
-@dataclass(frozen=True)
-class SeparationSettings:
-    """Everything that decides a separation's output (besides the input).
-
-    ``stft=None`` is "auto": :func:`auto_stft` of the input's sample rate, with ``window``.
-    ``restarts`` runs seeds ``seed, seed + 1, ...`` and keeps the lowest final
-    negative log-likelihood. ``n_sources`` below the channel count separates in
-    the principal subspace (:mod:`ilrma_cli.engine.pca`).
-    """
-
-    stft: StftConfig | None = None
-    window: str = "hann"
-    ilrma: ILRMAConfig = DEFAULT_ILRMA
-    ref_mic: int = 0
-    images: bool = False
-    seed: int = 0
-    restarts: int = 1
-    n_sources: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
-        if self.n_sources is not None and self.n_sources < 2:
-            raise ValueError(f"n_sources must be >= 2, got {self.n_sources}")
-
-    def for_rate(self, rate: int | None) -> SeparationSettings:
-        """These settings with the "auto" STFT resolved for ``rate`` Hz."""
-        if self.stft is not None:
-            return self
-        if rate is None:
-            raise ValueError("the automatic STFT size needs the sample rate")
-        return replace(self, stft=auto_stft(rate, self.window))
-
-    def to_dict(self) -> dict[str, object]:
-        stft_part: dict[str, object] = (
-            asdict(self.stft)
-            if self.stft
-            else {"n_fft": "auto", "hop": "auto", "window": self.window}
-        )
-        return {
-            **stft_part,
-            **asdict(self.ilrma),
-            "ref_mic": self.ref_mic,
-            "images": self.images,
-            "seed": self.seed,
-            "restarts": self.restarts,
-            "n_sources": self.n_sources,
-        }
 
 
 @dataclass
@@ -200,7 +136,7 @@ def check_signal(mixture: np.ndarray, settings: SeparationSettings) -> None:
         )
     if not np.any(mixture):
         raise ValueError("the input is digital silence: there is nothing to separate")
-    silent = [c + 1 for c in range(n_channels) if not np.any(mixture[c])]
+    silent = [c for c in range(n_channels) if not np.any(mixture[c])]
     n_live = n_channels - len(silent)
     if silent and (settings.n_sources or n_channels) > n_live:
         hint = f"; use --n-sources {n_live}" if n_live >= 2 else ""

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ilrma_cli.audio import read_audio
 from ilrma_cli.errors import InputError
-from ilrma_cli.io import read_audio
 
 log = logging.getLogger("ilrma")
 
@@ -53,4 +53,5 @@ def load_signals(paths: Sequence[Path], ref_mic: int = 0) -> tuple[np.ndarray, i
     for path, signal in zip(paths, stacked, strict=True):
         if not np.any(signal):
             raise InputError(path, "is silent (all samples zero): BSS Eval is undefined for it")
+    assert first is not None  # paths is not empty
     return stacked, first.rate

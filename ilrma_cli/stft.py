@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import DTypeLike
 from scipy.signal import ShortTimeFFT, get_window
 
 WINDOWS = ("hann", "hamming", "blackman", "sqrt-hann")
@@ -79,7 +80,7 @@ def n_frames(n_samples: int, config: StftConfig) -> int:
 
 
 def stft(
-    x: np.ndarray, config: StftConfig = StftConfig(), dtype: type = np.complex128
+    x: np.ndarray, config: StftConfig = StftConfig(), dtype: DTypeLike = np.complex128
 ) -> np.ndarray:
     """Spectrogram ``(n_channels, n_freq, n_frames)`` of ``x`` ``(n_channels, n_samples)``, in ``dtype``.
 

@@ -41,6 +41,6 @@ def sdr_improvement(refs: np.ndarray, estimates: np.ndarray, mix_ref: np.ndarray
     Uses the package's fast backend, which tests/test_evaluate.py holds to mir_eval's
     ``bss_eval_sources`` within 1e-6 dB.
     """
-    from ilrma_cli.evaluate import score
+    from ilrma_cli.metrics import score
 
     return float(np.mean(score(refs, estimates, mix_ref).sdri))

@@ -381,7 +381,7 @@ def test_a_silent_channel_is_refused_unless_fewer_sources_are_asked_for(tmp_path
     result = invoke("separate", path, "-o", tmp_path / "o", *FAST)
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {path}: channel(s) [2] are digital silence: the 1 live channel(s) can "
+        f"Error: {path}: channel(s) [1] are digital silence: the 1 live channel(s) can "
         "separate at most 1 source(s)\n"
     )
     assert not (tmp_path / "o").exists()
@@ -403,7 +403,7 @@ def test_identical_channels_warn_and_stay_finite(tmp_path, short_mix):
     data[:, 1] = data[:, 0]
     path = _write(tmp_path / "in" / "same.wav", data, subtype="FLOAT")
     result = invoke("separate", path, "-o", tmp_path / "o", *FAST)
-    assert "channels 1 and 2 are identical" in result.stderr
+    assert "channels 0 and 1 are identical" in result.stderr
     assert result.exit_code == 0
     for i in (1, 2):
         out, _ = sf.read(tmp_path / "o" / "same" / f"source{i}.wav")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import DEV_CASES
 
-from ilrma_cli import evaluate
+from ilrma_cli import metrics
 from ilrma_cli.engine import ILRMAConfig, project_back, run
-from ilrma_cli.evaluate import Scores, score
+from ilrma_cli.metrics import Scores, score
 from ilrma_cli.stft import StftConfig, istft, stft
 
 MIR_EVAL_TOLERANCE_DB = 1e-6
@@ -80,7 +80,7 @@ def test_mir_eval_backend_equals_a_direct_call(separated):
     assert_scores_equal(scores, direct, direct_mixture, MIR_EVAL_TOLERANCE_DB)
 
 
-@pytest.mark.parametrize("backend", evaluate.BACKENDS)
+@pytest.mark.parametrize("backend", metrics.BACKENDS)
 def test_swapped_estimates_give_the_same_scores_and_the_permutation(separated, backend):
     refs, estimates, _ = separated["arctic_2src_rt250"]
     if backend == "mir_eval":
@@ -120,7 +120,7 @@ def test_mir_eval_backend_pairwise_path_matches_its_own_search(monkeypatch):
     refs, estimates = leaky_sources(2, 4000, seed=3)
     exhaustive = score(refs, estimates[::-1], backend="mir_eval")
     assert exhaustive.permutation.tolist() == [1, 0]
-    monkeypatch.setattr(evaluate, "EXHAUSTIVE_MAX_SOURCES", 1)
+    monkeypatch.setattr(metrics, "EXHAUSTIVE_MAX_SOURCES", 1)
     assigned = score(refs, estimates[::-1], backend="mir_eval")
     np.testing.assert_array_equal(assigned.permutation, exhaustive.permutation)
     for name in ("sdr", "sir", "sar", "si_sdr"):
@@ -140,7 +140,7 @@ def test_assignment_finds_the_exhaustive_optimum(n_sources):
     for _ in range(20):
         sir = rng.normal(0, 10, size=(n_sources, n_sources))
         distinct = np.eye(n_sources)  # no identical signals: no ties to break
-        permutation = evaluate._best_permutation(sir, distinct, distinct)
+        permutation = metrics._best_permutation(sir, distinct, distinct)
         best = max(
             np.mean(sir[list(perm), np.arange(n_sources)])
             for perm in itertools.permutations(range(n_sources))
@@ -167,7 +167,7 @@ def test_scores_dict_table_and_means(separated):
     assert [entry["reference"] for entry in document["sources"]] == [0, 1]
     assert document["sources"][1]["sdri"] == pytest.approx(scores.sdri[1])
     assert document["mean"]["sir"] == pytest.approx(np.mean(scores.sir))
-    assert set(document["mean"]) == {*evaluate.METRICS, *evaluate.MIXTURE_METRICS}
+    assert set(document["mean"]) == {*metrics.METRICS, *metrics.MIXTURE_METRICS}
     lines = scores.format_table(["a.wav", "b.wav"], ["x.wav", "y.wav"]).splitlines()
     assert lines[0].split() == [
         "reference", "estimate", "SDR", "SIR", "SAR", "SI-SDR",

@@ -111,4 +111,4 @@ def test_our_errors_come_back_from_workers_intact(jobs, scheduler):
 
     with pytest.raises(InputError) as err:
         list(imap_runs(fail_with_input_error, [1, 2], jobs, scheduler))
-    assert err.value.format_message() in ("file1.wav: broken", "file2.wav: broken")
+    assert str(err.value) in ("file1.wav: broken", "file2.wav: broken")

@@ -181,7 +181,7 @@ def test_same_file_twice_as_two_mics_warns_and_stays_finite(tmp_path):
     result = CliRunner().invoke(
         cli, ["separate", str(mono), str(mono), "-o", str(tmp_path / "o"), *FAST]
     )
-    assert "channels 1 and 2 are identical" in result.stderr
+    assert "channels 0 and 1 are identical" in result.stderr
     assert result.exit_code == 0
     for output in (tmp_path / "o" / "m").glob("*.wav"):
         data, _ = sf.read(output)

@@ -12,16 +12,17 @@ import soundfile as sf
 from click.testing import CliRunner
 from conftest import SAMPLE
 
-from ilrma_cli import batch, pipeline
-from ilrma_cli.cli import cli
-from ilrma_cli.engine import ILRMAConfig, project_back, run
-from ilrma_cli.io import (
-    AtomicWriter,
+from ilrma_cli import pipeline
+from ilrma_cli.audio import (
+    AudioWriter,
     _clear_peak_timestamp,
     plan_mixtures,
     read_audio,
     read_mixture,
 )
+from ilrma_cli.batch import job as batch
+from ilrma_cli.cli import cli
+from ilrma_cli.engine import ILRMAConfig, project_back, run
 from ilrma_cli.pipeline import SourceSignals
 from ilrma_cli.stft import StftConfig, _transform, istft, istft_span, spans, stft
 
@@ -90,7 +91,7 @@ def test_source_signals_equal_projection_back_then_inverse(ref_mic, precision):
 def test_writing_block_by_block_gives_the_bytes_of_one_write(tmp_path, name, subtype):
     data = np.random.default_rng(3).uniform(-0.9, 0.9, (2, 50001))
     short = {"FLOAT": "float", "PCM_16": "pcm16", "PCM_24": "pcm24"}[subtype]
-    with AtomicWriter() as writer:
+    with AudioWriter() as writer:
         writer.write(tmp_path / "one" / name, data, 16000, short)
         with writer.stream(tmp_path / "blocks" / name, 16000, 2, short) as sink:
             for start in range(0, data.shape[1], 7000):

@@ -13,8 +13,12 @@ import soundfile as sf
 from click.testing import CliRunner
 from conftest import SAMPLE
 
-from ilrma_cli import figures, study
+from ilrma_cli import figures
 from ilrma_cli.cli import cli
+from ilrma_cli.study import grid
+from ilrma_cli.study import run as study_run
+from ilrma_cli.study import summary as study_summary
+from ilrma_cli.study.log import RunLog, columns, result_columns
 
 FAST = ["--n-iter", "3", "--n-fft", "1024", "--hop", "512"]
 GRID = ["--n-basis", "2,4", "--update", "ip,iss", "--restarts", "2"]
@@ -60,7 +64,7 @@ def done(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tup
      ("1,4-6,4", [1, 4, 5, 6]), (" 2 , 3 ", [2, 3])],
 )  # fmt: skip
 def test_integer_grids(text, values):
-    assert study.parse_int_grid(text, 1) == values
+    assert grid.parse_int_grid(text, 1) == values
 
 
 @pytest.mark.parametrize(
@@ -70,7 +74,7 @@ def test_integer_grids(text, values):
 )  # fmt: skip
 def test_integer_grid_errors(text, message):
     with pytest.raises(ValueError, match=message):
-        study.parse_int_grid(text, 1)
+        grid.parse_int_grid(text, 1)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +102,7 @@ def test_several_mixtures_or_a_wrong_number_of_refs_are_usage_errors(tmp_path, d
 def test_runs_csv_has_one_row_per_run_with_every_column(done):
     out, result = done
     rows = read_csv(out / "runs.csv")
-    assert list(rows[0]) == study.columns(2)
+    assert list(rows[0]) == columns(2)
     assert [(r["n_basis"], r["update"], r["seed"]) for r in rows] == [
         (b, u, s) for b in ("2", "4") for u in ("ip", "iss") for s in ("0", "1")
     ]
@@ -108,7 +112,7 @@ def test_runs_csv_has_one_row_per_run_with_every_column(done):
     assert len({r["key"] for r in rows}) == 8
     for row in rows:
         assert np.isfinite([float(row[c]) for c in ("sdr_1", "sir_2", "sar_1", "sdri")]).all()
-    losses = study.RunLog(out, study.columns(2), rows[0]["data_id"]).losses()
+    losses = RunLog(out, columns(2), rows[0]["data_id"]).losses()
     assert all(len(losses[r["key"]]) == 4 and losses[r["key"]][-1] == float(r["final_loss"])
                for r in rows)  # fmt: skip
     assert "8 runs (4 settings x 2 seeds); 0 already" in result.stderr
@@ -155,7 +159,7 @@ def test_boxplot_shows_the_csv_values(done, data, monkeypatch, tmp_path):
     assert invoke(*sweep_args(data, out, *GRID)).exit_code == 0
     rows = read_csv(out / "runs.csv")
     boxes, xlabel, title = drawn[0]
-    assert boxes == study.box_data(rows)
+    assert boxes == study_summary.box_data(rows)
     assert [name for name, _ in boxes] == ["n_basis=2, update=ip", "n_basis=2, update=iss",
                                            "n_basis=4, update=ip", "n_basis=4, update=iss"]  # fmt: skip
     assert [v for _, values in boxes for v in values] == [float(r["sdri"]) for r in rows]
@@ -205,8 +209,10 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
         ["n_basis", "update"],
         [0, 1],
     )
+    # every engine setting is a column since the settings schema (issue 13)
     assert document["fixed"] == {"n_fft": 1024, "hop": 512, "window": "hann", "n_iter": 3,
-                                 "iva_iter": 20, "normalize": True, "ref_mic": 0}  # fmt: skip
+                                 "iva_iter": 20, "normalize": True, "ref_mic": 0,
+                                 "model": "gauss", "dof": 1.0, "precision": "double"}  # fmt: skip
     assert [(s["n_basis"], s["update"], s["n_runs"]) for s in document["summary"]] == [
         (2, "ip", 2), (2, "iss", 2), (4, "ip", 2), (4, "iss", 2)
     ]  # fmt: skip
@@ -256,7 +262,7 @@ def in_process(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     from ilrma_cli.commands import sweep as sweep_command
 
     state = {"failing": True}
-    separate = study.separate
+    separate = study_run.separate
 
     def fragile(mixture, settings):
         if state["failing"] and (settings.ilrma.n_basis, settings.seed) == (4, 1):
@@ -266,7 +272,7 @@ def in_process(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     def serial(func, items, jobs):
         return ((index, func(item)) for index, item in enumerate(items))
 
-    monkeypatch.setattr(study, "separate", fragile)
+    monkeypatch.setattr(study_run, "separate", fragile)
     monkeypatch.setattr(sweep_command, "imap_processes", serial)
     return state
 
@@ -276,12 +282,12 @@ def test_a_failed_run_is_logged_the_sweep_finishes_and_exits_1(done, data, tmp_p
     result = invoke(*sweep_args(data, out, *GRID))
     assert result.exit_code == 1, result.output
     rows = read_csv(out / "runs.csv")
-    assert list(rows[0]) == study.columns(2)
+    assert list(rows[0]) == columns(2)
     failed = [r for r in rows if r["status"] == "failed"]
     assert [(r["n_basis"], r["update"], r["seed"]) for r in failed] == [("4", "ip", "1"),
                                                                        ("4", "iss", "1")]  # fmt: skip
     assert {r["error"] for r in failed} == {"Singular matrix"}
-    assert all(r[c] == "" for r in failed for c in study.result_columns(2))
+    assert all(r[c] == "" for r in failed for c in result_columns(2))
     serial = {r["key"]: r for r in read_csv(done[0] / "runs.csv")}
     for row in rows:
         if row["status"] == "ok":
@@ -331,7 +337,7 @@ def test_failed_runs_are_listed_in_the_json_and_a_setting_without_success_has_no
     assert [(s["n_basis"], s["n_runs"], s["n_failed"]) for s in document["summary"]] == [
         (2, 1, 0), (4, 0, 1)
     ]  # fmt: skip
-    assert document["summary"][1]["sdri"] == dict.fromkeys(study.STATISTICS)
+    assert document["summary"][1]["sdri"] == dict.fromkeys(study_summary.STATISTICS)
     assert read_csv(out / "summary.csv")[1]["sdri_mean"] == "nan"
     assert result.stderr.startswith("Error: 1 of 2 runs failed")  # -q: only the error
 

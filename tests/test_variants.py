@@ -11,7 +11,8 @@ from scipy.signal import fftconvolve
 
 from ilrma_cli.engine import ILRMAConfig, run
 from ilrma_cli.engine.init import iva_start
-from ilrma_cli.pipeline import SeparationSettings, auto_stft, separate
+from ilrma_cli.pipeline import separate
+from ilrma_cli.settings import SeparationSettings, auto_stft
 from ilrma_cli.stft import StftConfig
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 import soundfile as sf
 
+from ilrma_cli.atomic import write_atomically
 from ilrma_cli.commands.options import VariadicCommand, VariadicOption
 from ilrma_cli.errors import InputError
-from ilrma_cli.evaluate import BACKENDS, Scores, score
-from ilrma_cli.io import AtomicWriter
 from ilrma_cli.logs import setup_logging
+from ilrma_cli.metrics import BACKENDS, Scores, score
 from ilrma_cli.signals import load_signals
 
 AUDIO_SUFFIXES = {f".{name.lower()}" for name in sf.available_formats()} | {".aif"}
@@ -127,12 +127,18 @@ def evaluate(
     ref_names = [str(path) for path in references]
     est_names = [str(path) for path in estimate_paths]
     if csv_path is not None:
-        _write_text_atomic(csv_path, _csv_text(scores, ref_names, est_names))
+        write_atomically(csv_path, _csv_text(scores, ref_names, est_names))
     if as_json:
         document = _json_document(scores, ref_names, est_names, mixture, rate, signals.shape[1])
         click.echo(json.dumps(document, indent=2))
     else:
-        click.echo(scores.format_table(ref_names, est_names))
+        click.echo(scores.format_table(short_names(references), short_names(estimate_paths)))
+
+
+def short_names(paths: list[Path] | tuple[Path, ...]) -> list[str]:
+    """File names for a table, or the paths as given when two files share a name."""
+    names = [path.name for path in paths]
+    return names if len(set(names)) == len(names) else [str(path) for path in paths]
 
 
 def _check_counts(estimates: list[Path], references: list[Path], est_dir: Path | None) -> None:
@@ -183,10 +189,3 @@ def _csv_text(scores: Scores, ref_names: list[str], est_names: list[str]) -> str
         writer.writerow([ref_names[ref], est_names[est], *values])
     writer.writerow(["mean", "", *scores.means().values()])
     return buffer.getvalue()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    with AtomicWriter() as writer:
-        writer.write_bytes(path, text.encode("utf-8"))
-        writer.commit()

@@ -4,52 +4,42 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 from tqdm import tqdm
 
-from ilrma_cli.batch import (
+from ilrma_cli.audio import SUBTYPES, InputFailure, group_mixtures
+from ilrma_cli.batch.job import JobRecord, run_job, run_job_safely
+from ilrma_cli.batch.plan import (
     Job,
-    JobRecord,
     OutputOptions,
     References,
-    check_memory,
     check_template,
+    memory_problem,
     plan_outputs,
-    run_job,
-    run_job_safely,
 )
 from ilrma_cli.commands.options import (
-    HOP,
-    IVA_ITER,
-    N_BASIS,
-    N_FFT,
-    N_ITER,
-    UPDATE,
-    WINDOW,
     VariadicCommand,
     VariadicOption,
     check_executor,
+    check_stft_options,
     execution_options,
-    no_normalize_option,
     pad_option,
-    ref_mic_option,
     report_options,
+    settings_options,
 )
-from ilrma_cli.engine import MODELS, ILRMAConfig
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib
-from ilrma_cli.io import SUBTYPES, plan_mixtures
 from ilrma_cli.logs import setup_logging
 from ilrma_cli.memory import parse_size
-from ilrma_cli.pipeline import AUTO_HOP_DIVISOR, DEFAULT_ILRMA, SeparationSettings
+from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.signals import load_signals
-from ilrma_cli.stft import StftConfig
 from ilrma_cli.versions import versions
 
 log = logging.getLogger("ilrma")
@@ -79,53 +69,15 @@ log = logging.getLogger("ilrma")
     show_default=True,
     help="Output path inside --out-dir; placeholders {track} {index} {ext}.",
 )
-@N_FFT.option(None, default_text="auto: about 200 ms rounded to a power of two, 4096 at 16 kHz")
-@HOP.option(None, default_text="n_fft / 4")
-@WINDOW.option("hann")
-@N_BASIS.option(DEFAULT_ILRMA.n_basis)
-@N_ITER.option(DEFAULT_ILRMA.n_iter)
-@UPDATE.option(DEFAULT_ILRMA.update)
+@settings_options("separate")
 @click.option(
-    "--precision",
-    type=click.Choice(["double", "single"]),
-    default=DEFAULT_ILRMA.precision,
+    "--subtype",
+    type=click.Choice(sorted(SUBTYPES)),
+    default="float",
     show_default=True,
-    help="Spectrograms in complex64 instead of complex128: about a fifth less memory "
-    "(the default Gaussian model always iterates in double).",
+    help="Sample format of the output files: 32-bit float (no clipping), or 16/24-bit PCM "
+    "(see --clip-mode).",
 )
-@IVA_ITER.option(DEFAULT_ILRMA.iva_iter)
-@no_normalize_option
-@ref_mic_option
-@click.option("--images", is_flag=True, help="Write each source as heard at every microphone.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option(
-    "--restarts",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Runs with seeds seed, seed+1, ...; keeps the lowest final negative log-likelihood.",
-)
-@click.option(
-    "--model",
-    type=click.Choice(MODELS),
-    default="gauss",
-    show_default=True,
-    help="Source model: Gaussian NMF, Student's t NMF (t-ILRMA), or bases shared by all sources (partition).",
-)
-@click.option(
-    "--dof",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Degrees of freedom of --model t.",
-)
-@click.option(
-    "--n-sources",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Sources to separate when fewer than the channels (PCA reduction)  [default: one per channel]",
-)
-@click.option("--subtype", type=click.Choice(sorted(SUBTYPES)), default="float", show_default=True)
 @click.option(
     "--clip-mode",
     type=click.Choice(["rescale", "clamp"]),
@@ -150,14 +102,19 @@ log = logging.getLogger("ilrma")
     help="PNG of the mixture and source spectrograms (default: beside the outputs).",
 )
 @pad_option
-@execution_options
+@execution_options("mixtures in parallel (or the restarts of a single mixture)")
 @click.option(
     "--max-memory",
     default=None,
     metavar="SIZE",
     help="Memory a mixture may use (e.g. 8G); default: what the system has available now.",
 )
-@click.option("--keep-going", is_flag=True, help="Go on with the other mixtures after a failure.")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Go on with the other mixtures after a failure, a missing or unusable input "
+    "included; each failure is reported and the exit code is 1.",
+)
 @click.option(
     "--refs",
     cls=VariadicOption,
@@ -173,22 +130,6 @@ def separate(
     from_list: TextIO | None,
     out_dir: Path,
     filename: str,
-    n_fft: int | None,
-    hop: int | None,
-    window: str,
-    n_basis: int,
-    n_iter: int,
-    update: str,
-    precision: str,
-    iva_iter: int,
-    no_normalize: bool,
-    ref_mic: int,
-    images: bool,
-    seed: int,
-    restarts: int,
-    model: str,
-    dof: float,
-    n_sources: int | None,
     subtype: str,
     clip_mode: str,
     loss_plot: str | None,
@@ -204,25 +145,20 @@ def separate(
     verbose: bool,
     no_progress: bool,
     as_json: bool,
+    **values: Any,
 ) -> None:
     """Separate each mixture in INPUT... into one file per source.
 
     INPUT is one or more multichannel files (one mixture each), or two or more
     mono files recorded at the same time (the microphones of one mixture, in order).
+    Unless -q, one line per mixture on stderr says where its files went.
     """
     setup_logging(quiet, verbose)
     inputs = inputs + read_input_list(from_list)
     if not inputs:
         raise click.UsageError("Missing argument 'INPUTS...' (or --from-list FILE)")
     check_executor(jobs, scheduler)
-    if hop is not None and n_fft is None:
-        raise click.BadParameter(
-            "--hop needs --n-fft (the automatic STFT sets both)", param_hint="--hop"
-        )
-    if n_fft is not None and hop is None:
-        hop = max(n_fft // AUTO_HOP_DIVISOR, 1)
-    if n_fft is not None and hop is not None and hop > n_fft:
-        raise click.BadParameter(f"{hop} is larger than --n-fft {n_fft}", param_hint="--hop")
+    check_stft_options(values["n_fft"], values["hop"])
     try:
         check_template(filename)
     except ValueError as err:
@@ -231,55 +167,34 @@ def separate(
         if value is not None:
             require_matplotlib(name)
     try:
-        settings = SeparationSettings(
-            stft=None if n_fft is None or hop is None else StftConfig(n_fft, hop, window),
-            window=window,
-            ilrma=ILRMAConfig(
-                n_basis=n_basis,
-                n_iter=n_iter,
-                update=update,
-                precision=precision,
-                normalize=not no_normalize,
-                model=model,
-                dof=dof,
-                iva_iter=iva_iter,
-            ),
-            ref_mic=ref_mic,
-            images=images,
-            seed=seed,
-            restarts=restarts,
-            n_sources=n_sources,
-        )
+        settings = SeparationSettings.from_values(values)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--hop") from None
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
-
     try:
         memory_limit = None if max_memory is None else parse_size(max_memory)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--max-memory") from None
 
-    mixtures = plan_mixtures(inputs)
-    if scheduler is None:  # Dask workers have memory limits of their own
-        check_memory(mixtures, settings, memory_limit)
-    references = None
-    if refs:
-        if len(mixtures) > 1:
-            raise click.UsageError("--refs scores one mixture: give a single mixture with it")
-        signals, rate = load_signals(refs, ref_mic)
-        references = References(signals, rate, refs)
-    planned = plan_outputs(mixtures, options, force, references, n_sources)
+    failed: list[JobRecord] = []
+    try:
+        planned = _plan(inputs, refs, settings, options, force, keep_going, memory_limit,
+                        scheduler is None, failed)  # fmt: skip
+    except IlrmaError as err:
+        if as_json:
+            _print_document(failed, settings, options, str(err))
+        raise
+    for record in failed:
+        _report_failure(record.error or "failed")
     show_progress = not (no_progress or quiet)
-    records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress)
-
+    records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress,
+                       quiet)  # fmt: skip
     for record in records:
         if record.table and not quiet:
             click.echo(f"{record.track}: scores in dB against --refs\n{record.table}", err=True)
-        if record.status == "ok":
-            log.info("%s: wrote %s (%.1f s)", record.track, ", ".join(record.outputs),
-                     record.seconds.get("total", 0.0))  # fmt: skip
+    records = _in_input_order(failed + records, inputs)
     if as_json:
-        click.echo(json.dumps(_document(records, settings, options), indent=2))
+        _print_document(records, settings, options)
     if any(r.status != "ok" for r in records):
         sys.exit(1)
 
@@ -292,9 +207,49 @@ def read_input_list(handle: TextIO | None) -> tuple[Path, ...]:
     return tuple(Path(line) for line in lines if line and not line.startswith("#"))
 
 
+def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: SeparationSettings,
+          options: OutputOptions, force: bool, keep_going: bool, memory_limit: int | None,
+          check_memory: bool, failed: list[JobRecord]) -> list[Job]:  # fmt: skip
+    """The jobs to run; the inputs that failed already go to ``failed``, as records.
+
+    Without ``keep_going`` the first failure is recorded and raised: nothing has been
+    done yet.
+    """
+    mixtures, failures = group_mixtures(inputs)
+    if check_memory:  # Dask workers have memory limits of their own
+        for mixture in list(mixtures):
+            problem = memory_problem(mixture, settings, memory_limit)
+            if problem is not None:
+                failures.append(InputFailure(mixture.paths, problem))
+                mixtures.remove(mixture)
+    failed += [
+        JobRecord(
+            Path(f.paths[0]).stem, [str(p) for p in f.paths], status="error", error=str(f.error)
+        )  # fmt: skip
+        for f in failures[: None if keep_going else 1]
+    ]
+    if failures and not keep_going:
+        raise failures[0].error
+    references = None
+    if refs:
+        if len(mixtures) + len(failures) > 1:
+            raise click.UsageError("--refs scores one mixture: give a single mixture with it")
+        signals, rate = load_signals(refs, settings.ref_mic)
+        references = References(signals, rate, refs)
+    return plan_outputs(mixtures, options, force, references, settings.n_sources)
+
+
+def _in_input_order(records: list[JobRecord], inputs: tuple[Path, ...]) -> list[JobRecord]:
+    """``records`` sorted by the position of their first input among ``inputs``."""
+    position: dict[str, int] = {}
+    for index, path in enumerate(inputs):
+        position.setdefault(str(path), index)
+    return sorted(records, key=lambda r: position.get(r.inputs[0], len(inputs)))
+
+
 def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
              n_workers: int, scheduler: str | None, keep_going: bool,
-             show_progress: bool) -> list[JobRecord]:  # fmt: skip
+             show_progress: bool, quiet: bool) -> list[JobRecord]:  # fmt: skip
     """Run every job here, in a process pool or on Dask; failures reported as they happen."""
     records: list[JobRecord] = []
     with interruptible("the mixture in progress was not written"):
@@ -302,11 +257,12 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
             for job in jobs:  # one mixture: its restarts use the -j processes
                 record = _run_one(job, settings, options, show_progress, n_workers)
                 records.append(record)
+                _report(record, quiet)
                 if record.status != "ok" and not keep_going:
                     break
         else:
             records = _run_elsewhere(
-                jobs, settings, options, n_workers, scheduler, keep_going, show_progress
+                jobs, settings, options, n_workers, scheduler, keep_going, show_progress, quiet
             )
     return records
 
@@ -324,16 +280,15 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
     try:
         return run_job(job, settings, options, progress, workers=workers)
     except IlrmaError as err:
-        _report_failure(err.format_message())
         return JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths], status="error",
-                         error=err.format_message())  # fmt: skip
+                         error=str(err))  # fmt: skip
     finally:
         bar.close()
 
 
 def _run_elsewhere(jobs: list[Job], settings: SeparationSettings, options: OutputOptions,
                    n_workers: int, scheduler: str | None, keep_going: bool,
-                   show_progress: bool) -> list[JobRecord]:  # fmt: skip
+                   show_progress: bool, quiet: bool) -> list[JobRecord]:  # fmt: skip
     """Jobs in worker processes (local pool or Dask): one progress bar over mixtures."""
     records: dict[int, JobRecord] = {}
     run = partial(run_job_safely, settings=settings, options=options)
@@ -344,25 +299,40 @@ def _run_elsewhere(jobs: list[Job], settings: SeparationSettings, options: Outpu
             bar.update(1)
             for message in record.warnings:
                 log.warning("%s: %s", record.inputs[0], message)
-            if record.status != "ok":
-                _report_failure(record.error or "failed")
-                if not keep_going:
-                    break
+            with bar.external_write_mode(file=sys.stderr):
+                _report(record, quiet)
+            if record.status != "ok" and not keep_going:
+                break
     return [records[i] for i in sorted(records)]
+
+
+def _report(record: JobRecord, quiet: bool) -> None:
+    """A finished mixture on stderr: its error, or (unless ``quiet``) where its files went."""
+    if record.status != "ok":
+        _report_failure(record.error or "failed")
+    elif not quiet:
+        folder = os.path.commonpath(record.outputs) if len(record.outputs) > 1 else None
+        where = (f"{folder}{os.sep}" if folder and Path(folder).is_dir()
+                 else ", ".join(record.outputs))  # fmt: skip
+        count = f"{len(record.outputs)} file{'s' if len(record.outputs) != 1 else ''}"
+        click.echo(f"{record.track}: {count} in {where} "
+                   f"({record.seconds.get('total', 0.0):.1f} s)", err=True)  # fmt: skip
 
 
 def _report_failure(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
 
 
-def _document(records: list[JobRecord], settings: SeparationSettings,
-              options: OutputOptions) -> dict[str, object]:  # fmt: skip
-    return {
+def _print_document(records: list[JobRecord], settings: SeparationSettings,
+                    options: OutputOptions, error: str | None = None) -> None:  # fmt: skip
+    """The one JSON document of ``--json``; ``error`` when the run stopped before any work."""
+    document: dict[str, object] = {
+        **({"error": error} if error is not None else {}),
         "settings": {
             **settings.to_dict(),
             "subtype": options.subtype,
             "clip_mode": options.clip_mode,
-        },
+        },  # fmt: skip
         "mixtures": [
             {
                 "track": r.track,
@@ -384,3 +354,5 @@ def _document(records: list[JobRecord], settings: SeparationSettings,
         ],
         "versions": versions(),
     }
+    click.echo(json.dumps(document, indent=2))
+    click.get_current_context().meta["json_printed"] = True

@@ -7,36 +7,38 @@ import logging
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
 from tqdm import tqdm
 
-from ilrma_cli import figures, study
-from ilrma_cli.batch import check_out_dir
+from ilrma_cli import figures
+from ilrma_cli.atomic import write_atomically
+from ilrma_cli.audio import plan_mixtures, read_mixture
+from ilrma_cli.batch.plan import check_out_dir
 from ilrma_cli.commands.options import (
-    HOP,
-    IVA_ITER,
-    N_BASIS,
-    N_FFT,
-    N_ITER,
-    UPDATE,
-    WINDOW,
-    VariadicCommand,
+    GridCommand,
     VariadicOption,
     check_executor,
+    check_stft_options,
     execution_options,
-    no_normalize_option,
     pad_option,
-    ref_mic_option,
     report_options,
+    settings_options,
+    sweep_grid,
 )
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
 from ilrma_cli.execute import imap_processes, imap_runs, interruptible
-from ilrma_cli.io import plan_mixtures, read_mixture
 from ilrma_cli.logs import setup_logging
-from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, check_signal
+from ilrma_cli.pipeline import check_signal
+from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.signals import load_signals
+from ilrma_cli.study import grid as study_grid
+from ilrma_cli.study import summary as study_summary
+from ilrma_cli.study.grid import OK, SETTING_COLUMNS, Run, parse_int_grid, plan_runs, typed
+from ilrma_cli.study.log import RunLog, columns
+from ilrma_cli.study.run import StudyData, execute_run
 
 FIGURES = ("sdr_boxplot.png", "loss_curves.png")
 
@@ -47,12 +49,12 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     if value is None:
         return None
     try:
-        return study.parse_int_grid(value, 0)
+        return parse_int_grid(value, 0)
     except ValueError as err:
         raise click.BadParameter(str(err), ctx, param) from None
 
 
-@click.command("sweep", cls=VariadicCommand)
+@click.command("sweep", cls=GridCommand)
 @click.argument(
     "inputs", nargs=-1, required=True, metavar="INPUT...", type=click.Path(path_type=Path)
 )
@@ -73,15 +75,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Folder for runs.csv, losses.jsonl, summary.csv and the figures; "
     "rerunning with the same folder resumes.",
 )
-@N_FFT.grid_option("4096")
-@HOP.grid_option("1024")
-@WINDOW.grid_option("hann")
-@N_BASIS.grid_option(str(DEFAULT_ILRMA.n_basis))
-@N_ITER.grid_option("100", minimum=1)
-@IVA_ITER.grid_option(str(DEFAULT_ILRMA.iva_iter))
-@UPDATE.grid_option("ip")
-@no_normalize_option
-@ref_mic_option
+@settings_options("sweep")
 @click.option(
     "--restarts",
     type=click.IntRange(min=1),
@@ -103,20 +97,19 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Also write the sources of each run to DIR/audio/<key>/ (key as in runs.csv).",
 )
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (no matplotlib needed).")
-@execution_options
+@execution_options("runs in parallel")
 @report_options
 def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
-          n_fft: list[int], hop: list[int], window: list[str], n_basis: list[int],
-          n_iter: list[int], iva_iter: list[int], update: list[str], no_normalize: bool,
-          ref_mic: int,
           restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
           no_figures: bool, jobs: int, scheduler: str | None, quiet: bool, verbose: bool,
-          no_progress: bool, as_json: bool) -> None:  # fmt: skip
+          no_progress: bool, as_json: bool, **values: Any) -> None:  # fmt: skip
     """Separate the mixture INPUT over a grid of settings and seeds and score every run.
 
     INPUT is one multichannel file, or the mono microphone files of one mixture.
     Every list option is a grid axis; the runs are their cartesian product times
-    the seeds. Each run is scored against the --refs (SDR, SIR, SAR per source;
+    the seeds. A flag (--no-normalize) holds for every run, or is an
+    axis when given a list: --no-normalize=no,yes. The automatic STFT (auto) is the
+    one separate picks for the input's sample rate. Each run is scored against the --refs (SDR, SIR, SAR per source;
     SDRi over the mixture at --ref-mic) and logged to DIR/runs.csv as it finishes.
     Separated audio is not written unless --save-audio.
 
@@ -137,26 +130,23 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
         raise click.UsageError("give --restarts or --seeds, not both")
     seeds = seeds if seeds is not None else list(range(restarts))
     check_executor(jobs, scheduler)
-    too_long = [h for h in hop if h > min(n_fft)]
-    if too_long:
-        raise click.BadParameter(f"{too_long[0]} is larger than --n-fft {min(n_fft)}",
-                                 param_hint="--hop")  # fmt: skip
+    grid = sweep_grid(values)
+    check_stft_options(grid["n_fft"], grid["hop"])
+    ref_mic = grid["ref_mic"][0]
     if not no_figures:
         figures.require_matplotlib("ilrma sweep (or use --no-figures)")
     check_out_dir(out_dir)
 
     data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
-    grid = {"n_fft": n_fft, "hop": hop, "window": window, "n_basis": n_basis,
-            "n_iter": n_iter, "iva_iter": iva_iter, "update": update}  # fmt: skip
     try:
-        runs = study.plan_runs(grid, seeds, data.data_id, not no_normalize, ref_mic)
+        runs = plan_runs(grid, seeds, data.data_id, data.rate)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--hop") from None
     for settings in {run.settings.stft: run.settings for run in runs}.values():
         _check(data, settings)
-    log = study.RunLog(out_dir, study.columns(len(data.references)), data.data_id)
+    log = RunLog(out_dir, columns(len(data.references)), data.data_id)
     logged = _load_log(log)
-    todo = [run for run in runs if logged.get(run.key, {}).get("status") != study.OK]
+    todo = [run for run in runs if logged.get(run.key, {}).get("status") != OK]
     retried = sum(run.key in logged for run in todo)
     n_settings = len(runs) // len(seeds)
     if not quiet:
@@ -169,31 +159,29 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     log.sort([run.key for run in runs])
     logged = log.load()
     rows = [logged[run.key] for run in runs]
-    failed = [row for row in rows if row["status"] != study.OK]
-    summaries = study.summarize(rows)
-    study.write_text_durably(out_dir / "summary.csv", study.summary_csv(summaries))
+    failed = [row for row in rows if row["status"] != OK]
+    summaries = study_summary.summarize(rows)
+    write_atomically(out_dir / "summary.csv", study_summary.summary_csv(summaries))
     written = [p for p in (log.runs_path, log.losses_path, out_dir / "summary.csv") if p.exists()]
     if not no_figures:
         written += _draw(rows, log.losses(), data.input_name, out_dir)
 
-    names = study.varying(rows)
+    names = study_summary.varying(rows)
     if as_json:
         document = {
             "input": data.input_name,
             "runs": len(runs),
             "ran": len(todo),
             "failed": [
-                {"key": row["key"], **study.typed(_setting_and_seed(row)), "error": row["error"]}
+                {"key": row["key"], **typed(_setting_and_seed(row)), "error": row["error"]}
                 for row in failed
             ],
-            "fixed": study.typed(
-                {name: rows[0][name] for name in study.SETTING_COLUMNS if name not in names}
-            ),
+            "fixed": typed({name: rows[0][name] for name in SETTING_COLUMNS if name not in names}),
             "varying": names,
             "seeds": seeds,
             "summary": [
                 {
-                    **study.typed(s.setting),
+                    **typed(s.setting),
                     "n_runs": s.n_runs,
                     "n_failed": s.n_failed,
                     "sdri": {k: v if s.n_runs else None for k, v in s.sdri.items()},
@@ -203,10 +191,11 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
             "files": [str(path) for path in written],
         }
         click.echo(json.dumps(document, indent=2))
+        click.get_current_context().meta["json_printed"] = True
     else:
         click.echo(f"{data.input_name}: SDRi (dB) over {len(seeds)} seeds; "
-                   f"{study.fixed_settings(rows)}")  # fmt: skip
-        click.echo(study.summary_table(summaries, names))
+                   f"{study_summary.fixed_settings(rows)}")  # fmt: skip
+        click.echo(study_summary.summary_table(summaries, names))
     if failed:
         raise ProcessingError(
             f"{len(failed)} of {len(runs)} runs failed (first: run {_run_name(failed[0])}: "
@@ -216,7 +205,7 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
 
 
 def _setting_and_seed(row: dict[str, str]) -> dict[str, str]:
-    return {name: row[name] for name in (*study.SETTING_COLUMNS, "seed")}
+    return {name: row[name] for name in (*SETTING_COLUMNS, "seed")}
 
 
 def _run_name(row: dict[str, str]) -> str:
@@ -226,7 +215,7 @@ def _run_name(row: dict[str, str]) -> str:
 
 
 def _load(inputs: tuple[Path, ...], references: tuple[Path, ...], ref_mic: int, pad: bool,
-          audio_dir: Path | None) -> study.StudyData:  # fmt: skip
+          audio_dir: Path | None) -> StudyData:  # fmt: skip
     """Read the one mixture and its references; refuse what cannot make a study."""
     mixtures = plan_mixtures(inputs)
     if len(mixtures) > 1:
@@ -251,25 +240,25 @@ def _load(inputs: tuple[Path, ...], references: tuple[Path, ...], ref_mic: int, 
         raise InputError(references[0], f"has {refs.shape[1]} samples, the mixture "
                                         f"{audio.n_samples}: references must match it")  # fmt: skip
     paths = [*mixtures[0].paths, *references]
-    return study.StudyData(audio.data, refs, rate, " ".join(map(str, mixtures[0].paths)),
-                           study.fingerprint(paths), audio_dir)  # fmt: skip
+    return StudyData(audio.data, refs, rate, " ".join(map(str, mixtures[0].paths)),
+                           study_grid.fingerprint(paths), audio_dir)  # fmt: skip
 
 
-def _check(data: study.StudyData, settings: SeparationSettings) -> None:
+def _check(data: StudyData, settings: SeparationSettings) -> None:
     try:
         check_signal(data.mixture, settings)
     except ValueError as err:
         raise InputError(data.input_name, str(err)) from None
 
 
-def _load_log(log: study.RunLog) -> dict[str, dict[str, str]]:
+def _load_log(log: RunLog) -> dict[str, dict[str, str]]:
     try:
         return log.load()
     except ValueError as err:
         raise OutputError(log.runs_path, str(err)) from None
 
 
-def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jobs: int,
+def _execute(todo: list[Run], data: StudyData, log: RunLog, jobs: int,
              scheduler: str | None, show_progress: bool) -> None:  # fmt: skip
     """Run and log every run; on Ctrl-C or SIGTERM the finished runs stay logged.
 
@@ -278,7 +267,7 @@ def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jo
     """
     if not todo:
         return
-    run = partial(study.execute_run, data=data)
+    run = partial(execute_run, data=data)
     results = (
         imap_runs(run, todo, scheduler=scheduler) if scheduler else imap_processes(run, todo, jobs)
     )
@@ -291,7 +280,7 @@ def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jo
         for _, (row, loss) in results:
             log.append(row, loss)
             bar.update(1)
-            if row["status"] == study.OK:
+            if row["status"] == OK:
                 bar.set_postfix(sdri=f"{float(row['sdri']):.2f}", refresh=False)
                 logger.info("run %s: SDRi %.2f dB", _run_name(row), float(row["sdri"]))
             else:
@@ -301,21 +290,21 @@ def _execute(todo: list[study.Run], data: study.StudyData, log: study.RunLog, jo
 def _draw(rows: list[dict[str, str]], losses: dict[str, list[float]], input_name: str,
           out_dir: Path) -> list[Path]:  # fmt: skip
     """Both figures, from the logged rows and losses alone."""
-    names = study.varying(rows)
+    names = study_summary.varying(rows)
     axis = " / ".join(names) if names else "setting"
-    fixed = study.fixed_settings(rows)
+    fixed = study_summary.fixed_settings(rows)
     n_seeds = len({row["seed"] for row in rows})
-    n_failed = len(rows) - len(study.succeeded(rows))
+    n_failed = len(rows) - len(study_summary.succeeded(rows))
     failures = f" ({n_failed} failed runs not shown)" if n_failed else ""
     boxplot = figures.sdr_boxplot_png(
-        study.box_data(rows), axis,
+        study_summary.box_data(rows), axis,
         f"ILRMA on {input_name}: SDRi per {axis}, {n_seeds} seeds each{failures}\n{fixed}",
     )  # fmt: skip
     curves = figures.loss_curves_png(
-        study.loss_data(rows, losses), axis,
+        study_summary.loss_data(rows, losses), axis,
         f"ILRMA on {input_name}: loss per run, colour by {axis}\n{fixed}",
     )  # fmt: skip
     paths = [out_dir / name for name in FIGURES]
     for path, png in zip(paths, (boxplot, curves), strict=True):
-        study.write_text_durably(path, png)
+        write_atomically(path, png)
     return paths

@@ -5,10 +5,11 @@ result types are in :mod:`ilrma_cli.engine.types`.
 """
 
 from ilrma_cli.engine.projection_back import mixing_matrices, project_back
-from ilrma_cli.engine.run import run
+from ilrma_cli.engine.run import choose_backend, run
 from ilrma_cli.engine.spatial import UPDATES
 from ilrma_cli.engine.types import (
     MODELS,
+    PRECISIONS,
     RULES,
     Callback,
     ILRMAConfig,
@@ -18,12 +19,14 @@ from ilrma_cli.engine.types import (
 
 __all__ = [
     "MODELS",
+    "PRECISIONS",
     "RULES",
     "UPDATES",
     "Callback",
     "ILRMAConfig",
     "InitialState",
     "Result",
+    "choose_backend",
     "mixing_matrices",
     "project_back",
     "run",

@@ -1,77 +1,34 @@
-"""Separating mixtures to files: output planning and the per-mixture job.
+"""The per-mixture job of a batch: read, separate, write all its files at once.
 
-``plan_outputs`` computes and checks every target path before any work starts;
-``run_job`` reads one mixture, separates it, and writes all its files at once.
-It is a top-level function of plain data so that a process pool can run it.
+:func:`run_job` is a top-level function of plain data so that a process pool or Dask
+can run it; :func:`run_job_safely` returns a failure as a record instead of raising.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import string
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ilrma_cli.errors import IlrmaError, InputError, OutputError, ProcessingError
-from ilrma_cli.evaluate import Scores, score
-from ilrma_cli.figures import loss_curve_png, spectrograms_png
-from ilrma_cli.io import (
+from ilrma_cli.audio import (
     PCM_PEAK,
-    AtomicWriter,
-    LevelFit,
-    MixtureInput,
-    check_audio_format,
+    AudioWriter,
     holds_only_zeros,
     mixture_warnings,
     read_mixture,
 )
-from ilrma_cli.memory import available_bytes, estimate_peak_bytes, gib
+from ilrma_cli.batch.plan import Job, OutputOptions, References
+from ilrma_cli.errors import IlrmaError, InputError, ProcessingError
+from ilrma_cli.figures import loss_curve_png, spectrograms_png
+from ilrma_cli.metrics import Scores, score
 from ilrma_cli.pipeline import SeparationSettings, SourceSignals, analyse, separate_analysis
 
 log = logging.getLogger("ilrma")
-
-TEMPLATE_FIELDS = {"track", "index", "ext"}
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """How the files of a separation are written."""
-
-    out_dir: Path
-    filename: str = "{track}/source{index}.{ext}"
-    subtype: str = "float"
-    clip_mode: str = "rescale"
-    loss_plot: str | None = None  # None: no plot; "": default path; else a path (may hold {track})
-    spectrograms: str | None = None  # the same convention
-    pad: bool = False
-
-
-@dataclass(frozen=True)
-class Job:
-    """One mixture and every file it will produce."""
-
-    mixture: MixtureInput
-    targets: tuple[Path, ...]
-    loss_plot: Path | None
-    spectrograms: Path | None = None
-    report: Path | None = None
-    references: References | None = None
-
-
-@dataclass(frozen=True)
-class References:
-    """Reference signals to score against: ``(n_sources, n_samples)`` at the reference mic."""
-
-    signals: np.ndarray
-    rate: int
-    paths: tuple[Path, ...]
 
 
 @dataclass
@@ -94,142 +51,6 @@ class JobRecord:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict | None = None
     table: str | None = None
-
-
-def check_template(template: str) -> None:
-    """``ValueError`` unless ``template`` uses only {track}, {index}, {ext} and has {index}."""
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as err:
-        raise ValueError(f"invalid template {template!r}: {err}") from None
-    unknown = fields - TEMPLATE_FIELDS
-    if unknown:
-        raise ValueError(
-            f"unknown placeholder {{{sorted(unknown)[0]}}} in {template!r}; use {{track}}, {{index}}, {{ext}}"
-        )
-    if "index" not in fields:
-        raise ValueError(f"{template!r} has no {{index}}: every source would get the same file")
-
-
-def _side_file(targets: Sequence[Path], out_dir: Path, track: str, name: str) -> Path:
-    """``<folder>/name`` beside the outputs, or ``<out_dir>/<track>_name`` when they share out_dir."""
-    parent = targets[0].parent
-    return parent / name if parent != out_dir else out_dir / f"{track}_{name}"
-
-
-def _figure_path(
-    option: str | None, name: str, targets: Sequence[Path], out_dir: Path, track: str
-) -> Path | None:
-    """None (not asked), the default beside the outputs (``""``), or the given path."""
-    if option is None:
-        return None
-    return Path(option.format(track=track)) if option else _side_file(targets, out_dir, track, name)
-
-
-def plan_outputs(
-    mixtures: Sequence[MixtureInput],
-    options: OutputOptions,
-    force: bool,
-    references: References | None = None,
-    n_sources: int | None = None,
-) -> list[Job]:
-    """Every target of every mixture, checked before any work: writable, distinct, not existing.
-
-    One file per source: ``n_sources`` if given, else one per channel. ``references``
-    (for a single mixture) adds a ``report.json`` beside the outputs.
-    """
-    check_out_dir(options.out_dir)
-    jobs = []
-    for mixture in mixtures:
-        targets = tuple(
-            options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
-            for i in range(min(n_sources or mixture.n_channels, mixture.n_channels))
-        )
-        figure = partial(
-            _figure_path, targets=targets, out_dir=options.out_dir, track=mixture.track
-        )
-        jobs.append(
-            Job(
-                mixture,
-                targets,
-                figure(options.loss_plot, "loss.png"),
-                figure(options.spectrograms, "spectrograms.png"),
-                figure("" if references else None, "report.json"),
-                references,
-            )
-        )
-
-    seen: dict[Path, str] = {}
-    checked_dirs: set[Path] = set()
-    inputs = {p.resolve(): p for job in jobs for p in job.mixture.paths}
-    for job in jobs:
-        for target in job.targets:
-            check_audio_format(target, options.subtype)
-        side_files = (job.loss_plot, job.spectrograms, job.report)
-        for path in [*job.targets, *(p for p in side_files if p)]:
-            if path.parent not in checked_dirs:
-                check_out_dir(path.parent)
-                checked_dirs.add(path.parent)
-            key = path.resolve()
-            if key in inputs:
-                raise OutputError(path, "would overwrite the input file; choose another --out-dir")
-            if key in seen:
-                raise OutputError(
-                    path,
-                    f"two outputs ({seen[key]} and {job.mixture.track}) map to the same file: "
-                    "put {track} in --filename",
-                )
-            seen[key] = job.mixture.track
-    existing = [str(p) for p in seen if p.exists()]
-    if existing and not force:
-        listed = ", ".join(existing[:5]) + (
-            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-        )
-        raise OutputError(
-            options.out_dir, f"outputs exist already (use --force to overwrite): {listed}"
-        )
-    return jobs
-
-
-def check_memory(
-    mixtures: Sequence[MixtureInput], settings: SeparationSettings, limit: int | None
-) -> None:
-    """Refuse, before any work, a mixture whose separation would need more than ``limit`` bytes.
-
-    ``limit`` None means the memory available now; the estimate is
-    :func:`ilrma_cli.memory.estimate_peak_bytes` from the file headers (a signal shorter
-    than one frame counts as one frame: it is refused with its own message later).
-    """
-    allowed = "allowed by --max-memory" if limit is not None else "available"
-    limit = available_bytes() if limit is None else limit
-    if limit is None:
-        return
-    for mixture in mixtures:
-        resolved = settings.for_rate(mixture.rate)
-        assert resolved.stft is not None
-        need = estimate_peak_bytes(
-            mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
-            resolved.stft.n_fft, resolved.stft.hop,
-            resolved.ilrma.n_basis, resolved.ilrma.precision,
-        )  # fmt: skip
-        if need > limit:
-            raise ProcessingError(
-                f"{mixture.paths[0]}: needs about {gib(need)} of memory, more than the "
-                f"{gib(limit)} {allowed}; use --max-memory SIZE to go ahead anyway, or split the file"
-            )
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """The output folder is a folder (or can be made) and is writable."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(out_dir, "exists and is not a folder")
-    ancestor = out_dir
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputError(out_dir, f"cannot be created: {ancestor} is a file")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(out_dir, f"cannot be created or written: {ancestor} is not writable")
 
 
 def run_job(
@@ -279,14 +100,14 @@ def run_job(
     }
 
     start = time.perf_counter()
-    with AtomicWriter() as writer:
-        message, at_ref = write_sources(
+    with AudioWriter() as writer:
+        level_message, at_ref = write_sources(
             writer, job.targets, separation.signals, rate, options, path,
             settings.ref_mic if mixture_ref is not None else None,
         )  # fmt: skip
-        if message:
-            record.warnings.append(message)
-            log.warning("%s: %s", path, message)
+        if level_message:
+            record.warnings.append(level_message)
+            log.warning("%s: %s", path, level_message)
         if job.references is not None:
             assert at_ref is not None and mixture_ref is not None
             scores = score_against(job.references, at_ref.fitted, mixture_ref, path, rate, record)
@@ -327,7 +148,7 @@ class AtReference:
 
 
 def write_sources(
-    writer: AtomicWriter,
+    writer: AudioWriter,
     targets: Sequence[Path],
     signals: SourceSignals,
     rate: int,
@@ -370,6 +191,45 @@ def write_sources(
         raise ProcessingError(f"{path}: {reason}; nothing written")
     at_ref = None if kept is None else AtReference(kept, fit(kept))
     return fit.message, at_ref
+
+
+class LevelFit:
+    """Makes separated signals storable as ``subtype`` without silent clipping, block by block.
+
+    Float keeps everything. For PCM beyond full scale, ``rescale`` applies ONE gain to
+    every source of the mixture (relative levels stay), which is why the overall
+    ``peak`` must be known before the first block, and ``clamp`` clips. :attr:`message`
+    says what was done.
+    """
+
+    def __init__(self, subtype: str, clip_mode: str, peak: float, n_over: int) -> None:
+        """``peak``: the largest magnitude in all the signals; ``n_over``: their samples above ``PCM_PEAK``."""
+        self.subtype, self.peak, self.n_over = subtype, peak, n_over
+        over = subtype != "float" and peak > PCM_PEAK
+        self.gain = PCM_PEAK / peak if over and clip_mode == "rescale" else None
+        self.clamp = over and clip_mode == "clamp"
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (any shape) as it will be stored (a new array when it changes)."""
+        if self.gain is not None:
+            return block * self.gain
+        if self.clamp:
+            return np.clip(block, -PCM_PEAK, PCM_PEAK)
+        return block
+
+    @property
+    def message(self) -> str | None:
+        if self.gain is not None:
+            return (
+                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: every source "
+                f"scaled by {self.gain:.4f} ({20 * np.log10(self.gain):.2f} dB), the same gain for all"
+            )
+        if self.clamp:
+            return (
+                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: "
+                f"{self.n_over} samples clamped"
+            )
+        return None
 
 
 def _check_finite(block: np.ndarray, path: Path) -> None:
@@ -464,5 +324,5 @@ def run_job_safely(job: Job, settings: SeparationSettings, options: OutputOption
         return run_job(job, settings, options)
     except IlrmaError as err:
         record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
-        record.status, record.error = "error", err.format_message()
+        record.status, record.error = "error", str(err)
         return record

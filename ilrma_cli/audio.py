@@ -1,4 +1,4 @@
-"""Reading and validating audio, and writing it atomically.
+"""Audio files: reading and validating them, grouping them into mixtures, writing them atomically.
 
 Signals are ``(n_channels, n_samples)``, float64 unless asked otherwise (the separation
 reads float32 where that is exact); soundfile's ``(n_samples, n_channels)`` layout is
@@ -7,9 +7,7 @@ transposed here and nowhere else.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ilrma_cli.errors import InputError, OutputError
+from ilrma_cli.atomic import AtomicWriter
+from ilrma_cli.errors import IlrmaError, InputError, OutputError
 
 SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
 PCM_PEAK = 1.0 - 2.0**-15  # largest value every PCM subtype stores without wrapping
@@ -151,41 +150,81 @@ def _reason(err: Exception) -> str:
     return text.splitlines()[-1].rsplit(": ", 1)[-1]
 
 
+@dataclass(frozen=True)
+class InputFailure:
+    """Input files that cannot make a mixture, and why."""
+
+    paths: tuple[Path, ...]
+    error: IlrmaError
+
+
 def plan_mixtures(paths: Sequence[str | os.PathLike[str]]) -> list[MixtureInput]:
+    """The mixtures of :func:`group_mixtures`; the first failure, in input order, is raised."""
+    mixtures, failures = group_mixtures(paths)
+    if failures:
+        raise failures[0].error
+    return mixtures
+
+
+def group_mixtures(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[list[MixtureInput], list[InputFailure]]:
     """Group input files into mixtures from their headers alone (nothing is decoded).
 
     One or more multichannel files: one mixture each. Two or more mono files: the
-    microphones of one mixture, in argument order, sharing one sample rate.
+    microphones of one mixture, in argument order, sharing one sample rate. What cannot
+    make a mixture is returned as failures: first each missing or unreadable file (in input
+    order), then a mono file among multichannel ones, a lone mono file, mono microphones of differing
+    rates or with a microphone file that cannot be read.
     """
-    paths = [Path(p) for p in paths]
-    infos = [audio_info(p) for p in paths]
-    mono = [p for p, info in zip(paths, infos, strict=True) if info.channels == 1]
-    if not mono:
-        return [
-            MixtureInput(p.stem, (p,), info.channels, info.samplerate, info.frames)
-            for p, info in zip(paths, infos, strict=True)
-        ]
-    if len(mono) < len(paths):
-        multi = next(p for p, info in zip(paths, infos, strict=True) if info.channels > 1)
-        raise InputError(
-            mono[0],
-            f"mono file given with multichannel {multi}: give several mono microphone files "
-            "of one mixture, or multichannel files",
+    failures: list[InputFailure] = []
+    readable = []
+    for path in map(Path, paths):
+        try:
+            readable.append((path, audio_info(path)))
+        except InputError as err:
+            failures.append(InputFailure((path,), err))
+    mono = [path for path, info in readable if info.channels == 1]
+    multi = [path for path, info in readable if info.channels > 1]
+    mixtures = [
+        MixtureInput(path.stem, (path,), info.channels, info.samplerate, info.frames)
+        for path, info in readable
+        if info.channels > 1
+    ]
+    if mono and multi:
+        problem = (
+            f"mono file given with multichannel {multi[0]}: give several mono microphone "
+            "files of one mixture, or multichannel files"
         )
-    if len(paths) == 1:
-        raise InputError(
-            paths[0],
-            "is mono: ILRMA needs at least 2 channels (a multichannel file or 2+ mono mics)",
-        )
-    first, first_info = paths[0], infos[0]
-    for path, info in zip(paths[1:], infos[1:], strict=True):
+        failures += [InputFailure((path,), InputError(path, problem)) for path in mono]
+    elif mono:
+        mics = [(path, info) for path, info in readable if info.channels == 1]
+        outcome = _mono_mixture(mics, [f.paths[0] for f in failures])
+        if isinstance(outcome, MixtureInput):
+            mixtures.append(outcome)
+        else:
+            failures.append(outcome)
+    return mixtures, failures
+
+
+def _mono_mixture(
+    mics: list[tuple[Path, sf._SoundFileInfo]], unreadable: list[Path]
+) -> MixtureInput | InputFailure:
+    """The mixture of mono microphone files, or why they make none."""
+    paths = tuple(path for path, _ in mics)
+    first, first_info = mics[0]
+    if unreadable:
+        problem = f"a microphone file of this mixture cannot be read ({unreadable[0]})"
+        return InputFailure(paths, InputError(first, problem))
+    if len(mics) == 1:
+        problem = "is mono: ILRMA needs at least 2 channels (a multichannel file or 2+ mono mics)"
+        return InputFailure(paths, InputError(first, problem))
+    for path, info in mics[1:]:
         if info.samplerate != first_info.samplerate:
-            raise InputError(
-                path,
-                f"sample rate {info.samplerate} Hz differs from {first} ({first_info.samplerate} Hz)",
-            )
-    longest = max(info.frames for info in infos)
-    return [MixtureInput(first.stem, tuple(paths), len(paths), first_info.samplerate, longest)]
+            problem = f"sample rate {info.samplerate} Hz differs from {first} ({first_info.samplerate} Hz)"
+            return InputFailure(paths, InputError(path, problem))
+    longest = max(info.frames for _, info in mics)
+    return MixtureInput(first.stem, paths, len(paths), first_info.samplerate, longest)
 
 
 def read_mixture(mixture: MixtureInput, pad: bool = False, narrow: bool = False) -> Audio:
@@ -229,48 +268,9 @@ def mixture_warnings(audio: Audio) -> list[str]:
         for b in range(a + 1, audio.n_channels):
             if a not in silent and np.array_equal(audio.data[a], audio.data[b]):
                 messages.append(
-                    f"channels {a + 1} and {b + 1} are identical: they carry no spatial information"
+                    f"channels {a} and {b} are identical: they carry no spatial information"
                 )
     return messages
-
-
-class LevelFit:
-    """Makes separated signals storable as ``subtype`` without silent clipping, block by block.
-
-    Float keeps everything. For PCM beyond full scale, ``rescale`` applies ONE gain to
-    every source of the mixture (relative levels stay), which is why the overall
-    ``peak`` must be known before the first block, and ``clamp`` clips. :attr:`message`
-    says what was done.
-    """
-
-    def __init__(self, subtype: str, clip_mode: str, peak: float, n_over: int) -> None:
-        """``peak``: the largest magnitude in all the signals; ``n_over``: their samples above ``PCM_PEAK``."""
-        self.subtype, self.peak, self.n_over = subtype, peak, n_over
-        over = subtype != "float" and peak > PCM_PEAK
-        self.gain = PCM_PEAK / peak if over and clip_mode == "rescale" else None
-        self.clamp = over and clip_mode == "clamp"
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        """``block`` (any shape) as it will be stored (a new array when it changes)."""
-        if self.gain is not None:
-            return block * self.gain
-        if self.clamp:
-            return np.clip(block, -PCM_PEAK, PCM_PEAK)
-        return block
-
-    @property
-    def message(self) -> str | None:
-        if self.gain is not None:
-            return (
-                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: every source "
-                f"scaled by {self.gain:.4f} ({20 * np.log10(self.gain):.2f} dB), the same gain for all"
-            )
-        if self.clamp:
-            return (
-                f"peak {self.peak:.3f} exceeds full scale for {self.subtype}: "
-                f"{self.n_over} samples clamped"
-            )
-        return None
 
 
 def holds_only_zeros(path: Path) -> bool:
@@ -308,40 +308,8 @@ class AudioSink:
             _clear_peak_timestamp(self.temporary)
 
 
-class AtomicWriter:
-    """Write several files so that they appear together or not at all.
-
-    Each file goes to a temporary ``.name.*.part`` beside its target; :meth:`commit`
-    renames them all. :meth:`rollback` (also on any exception inside ``with``) removes
-    the temporaries, every file this writer renamed, and the folders it created that
-    are left empty. Nothing else is touched.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[Path, Path]] = []
-        self._done: list[Path] = []
-        self._made_dirs: list[Path] = []
-
-    def __enter__(self) -> AtomicWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            self.rollback()
-
-    def _make_parent(self, path: Path) -> None:
-        missing = []
-        for parent in [path.parent, *path.parent.parents]:
-            if parent.exists():
-                break
-            missing.append(parent)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(
-                path, f"cannot write (cannot create folder {path.parent}: {err.strerror})"
-            ) from None
-        self._made_dirs.extend(missing)
+class AudioWriter(AtomicWriter):
+    """An :class:`~ilrma_cli.atomic.AtomicWriter` that also stages audio files."""
 
     def write(self, path: Path, data: np.ndarray, rate: int, subtype: str = "float") -> None:
         """Write ``data`` ``(n_channels, n_samples)`` (or ``(n_samples,)``) to a temporary beside ``path``."""
@@ -350,15 +318,8 @@ class AtomicWriter:
 
     def stream(self, path: Path, rate: int, n_channels: int, subtype: str = "float") -> AudioSink:
         """Open a temporary beside ``path`` to write block by block (the same bytes as :meth:`write`)."""
-        self._make_parent(path)
-        try:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        except OSError as err:
-            raise OutputError(path.parent, f"cannot write ({err.strerror})") from None
-        os.fchmod(fd, new_file_mode())
+        fd, tmp = self.stage(path)
         os.close(fd)
-        tmp = Path(name)
-        self._pending.append((tmp, path))
         try:
             handle = sf.SoundFile(
                 str(tmp), "w", rate, n_channels, SUBTYPES[subtype], format=_format_of(path)
@@ -366,47 +327,6 @@ class AtomicWriter:
         except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as err:
             raise OutputError(path, f"cannot write ({_reason(err)})") from None
         return AudioSink(handle, tmp, path)
-
-    def write_bytes(self, path: Path, content: bytes) -> None:
-        """Stage a small non-audio file (a report, a figure) the same way."""
-        self._make_parent(path)
-        try:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-            os.fchmod(fd, new_file_mode())
-            self._pending.append((Path(name), path))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-        except OSError as err:
-            raise OutputError(path, f"cannot write ({err.strerror})") from None
-
-    def commit(self) -> list[Path]:
-        """Rename every temporary onto its target; returns the targets."""
-        try:
-            for tmp, path in self._pending:
-                os.replace(tmp, path)
-                self._done.append(path)
-        except OSError as err:
-            self.rollback()
-            raise OutputError(path, f"cannot write ({err.strerror})") from None
-        self._pending = []
-        return list(self._done)
-
-    def rollback(self) -> None:
-        for tmp, _ in self._pending:
-            tmp.unlink(missing_ok=True)
-        for path in self._done:
-            path.unlink(missing_ok=True)
-        for folder in sorted(self._made_dirs, key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):  # not empty: someone else's files
-                folder.rmdir()
-        self._pending, self._done, self._made_dirs = [], [], []
-
-
-def new_file_mode() -> int:
-    """The mode ``open()`` would give a new file (0666 less the umask); mkstemp uses 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _clear_peak_timestamp(path: Path) -> None:

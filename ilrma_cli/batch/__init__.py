@@ -1,0 +1,2 @@
+"""Separating mixtures to files: planning the batch (:mod:`.plan`) and the per-mixture job
+(:mod:`.job`)."""

@@ -1,0 +1,195 @@
+"""Planning a batch before any work: mixtures, their output files, checks.
+
+:func:`plan_outputs` computes and checks every target path (writable, distinct, not
+existing) before any separation starts; :func:`memory_problem` refuses a mixture too
+large for the memory allowed. Nothing here reads audio samples or writes a file.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ilrma_cli.audio import MixtureInput, check_audio_format
+from ilrma_cli.engine import choose_backend
+from ilrma_cli.errors import OutputError, ProcessingError
+from ilrma_cli.memory import available_bytes, estimate_peak_bytes, gib
+from ilrma_cli.settings import SeparationSettings
+
+TEMPLATE_FIELDS = {"track", "index", "ext"}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How the files of a separation are written."""
+
+    out_dir: Path
+    filename: str = "{track}/source{index}.{ext}"
+    subtype: str = "float"
+    clip_mode: str = "rescale"
+    loss_plot: str | None = None  # None: no plot; "": default path; else a path (may hold {track})
+    spectrograms: str | None = None  # the same convention
+    pad: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One mixture and every file it will produce."""
+
+    mixture: MixtureInput
+    targets: tuple[Path, ...]
+    loss_plot: Path | None
+    spectrograms: Path | None = None
+    report: Path | None = None
+    references: References | None = None
+
+
+@dataclass(frozen=True)
+class References:
+    """Reference signals to score against: ``(n_sources, n_samples)`` at the reference mic."""
+
+    signals: np.ndarray
+    rate: int
+    paths: tuple[Path, ...]
+
+
+def check_template(template: str) -> None:
+    """``ValueError`` unless ``template`` uses only {track}, {index}, {ext} and has {index}."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"invalid template {template!r}: {err}") from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}} in {template!r}; use {{track}}, {{index}}, {{ext}}"
+        )
+    if "index" not in fields:
+        raise ValueError(f"{template!r} has no {{index}}: every source would get the same file")
+
+
+def _side_file(targets: Sequence[Path], out_dir: Path, track: str, name: str) -> Path:
+    """``<folder>/name`` beside the outputs, or ``<out_dir>/<track>_name`` when they share out_dir."""
+    parent = targets[0].parent
+    return parent / name if parent != out_dir else out_dir / f"{track}_{name}"
+
+
+def _figure_path(
+    option: str | None, name: str, targets: Sequence[Path], out_dir: Path, track: str
+) -> Path | None:
+    """None (not asked), the default beside the outputs (``""``), or the given path."""
+    if option is None:
+        return None
+    return Path(option.format(track=track)) if option else _side_file(targets, out_dir, track, name)
+
+
+def plan_outputs(
+    mixtures: Sequence[MixtureInput],
+    options: OutputOptions,
+    force: bool,
+    references: References | None = None,
+    n_sources: int | None = None,
+) -> list[Job]:
+    """Every target of every mixture, checked before any work: writable, distinct, not existing.
+
+    One file per source: ``n_sources`` if given, else one per channel. ``references``
+    (for a single mixture) adds a ``report.json`` beside the outputs.
+    """
+    check_out_dir(options.out_dir)
+    jobs = []
+    for mixture in mixtures:
+        targets = tuple(
+            options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
+            for i in range(min(n_sources or mixture.n_channels, mixture.n_channels))
+        )
+        figure = partial(
+            _figure_path, targets=targets, out_dir=options.out_dir, track=mixture.track
+        )
+        jobs.append(
+            Job(
+                mixture,
+                targets,
+                figure(options.loss_plot, "loss.png"),
+                figure(options.spectrograms, "spectrograms.png"),
+                figure("" if references else None, "report.json"),
+                references,
+            )
+        )
+
+    seen: dict[Path, str] = {}
+    checked_dirs: set[Path] = set()
+    inputs = {p.resolve(): p for job in jobs for p in job.mixture.paths}
+    for job in jobs:
+        for target in job.targets:
+            check_audio_format(target, options.subtype)
+        side_files = (job.loss_plot, job.spectrograms, job.report)
+        for path in [*job.targets, *(p for p in side_files if p)]:
+            if path.parent not in checked_dirs:
+                check_out_dir(path.parent)
+                checked_dirs.add(path.parent)
+            key = path.resolve()
+            if key in inputs:
+                raise OutputError(path, "would overwrite the input file; choose another --out-dir")
+            if key in seen:
+                raise OutputError(
+                    path,
+                    f"two outputs ({seen[key]} and {job.mixture.track}) map to the same file: "
+                    "put {track} in --filename",
+                )
+            seen[key] = job.mixture.track
+    existing = [str(p) for p in seen if p.exists()]
+    if existing and not force:
+        listed = ", ".join(existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
+        raise OutputError(
+            options.out_dir, f"outputs exist already (use --force to overwrite): {listed}"
+        )
+    return jobs
+
+
+def memory_problem(
+    mixture: MixtureInput, settings: SeparationSettings, limit: int | None
+) -> ProcessingError | None:
+    """Why ``mixture`` must not start: its separation would need more than ``limit`` bytes.
+
+    ``limit`` None means the memory available now; the estimate is
+    :func:`ilrma_cli.memory.estimate_peak_bytes` from the file headers (a signal shorter
+    than one frame counts as one frame: it is refused with its own message later).
+    """
+    allowed = "allowed by --max-memory" if limit is not None else "available"
+    limit = available_bytes() if limit is None else limit
+    if limit is None:
+        return None
+    resolved = settings.for_rate(mixture.rate)
+    assert resolved.stft is not None
+    need = estimate_peak_bytes(
+        mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
+        resolved.stft.n_fft, resolved.stft.hop,
+        resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
+    )  # fmt: skip
+    if need <= limit:
+        return None
+    return ProcessingError(
+        f"{mixture.paths[0]}: needs about {gib(need)} of memory, more than the "
+        f"{gib(limit)} {allowed}; use --max-memory SIZE to go ahead anyway, or split the file"
+    )
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """The output folder is a folder (or can be made) and is writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(out_dir, "exists and is not a folder")
+    ancestor = out_dir
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(out_dir, f"cannot be created: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(out_dir, f"cannot be created or written: {ancestor} is not writable")

@@ -1,0 +1,219 @@
+"""Every separation setting, declared once: :data:`SETTINGS`.
+
+Each :class:`Setting` says its name (the keyword of :class:`SeparationSettings` or of
+:class:`~ilrma_cli.engine.ILRMAConfig`, the column of a study's CSV files and the key
+in ``report.json`` and ``--json``), its type, default, limits or choices, help, where
+it lives (``home``) and what ``sweep`` does with it (``sweep``). The options of
+``separate`` and ``sweep`` (:mod:`ilrma_cli.commands.options`), the sweep's grid axes
+and columns (:mod:`ilrma_cli.study`) and the settings in every JSON document are made
+from this table: a new engine setting is one more entry here (and its field in
+``ILRMAConfig``).
+
+No click here: this is plain data, with :class:`SeparationSettings` built from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from ilrma_cli.engine import MODELS, PRECISIONS, RULES, ILRMAConfig
+from ilrma_cli.stft import WINDOWS, StftConfig
+
+# "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
+AUTO_FRAME_SECONDS = 0.2
+AUTO_HOP_DIVISOR = 4
+AUTO = "auto"
+
+Home = Literal["stft", "engine", "separation"]
+SweepRole = Literal["grid", "fixed", "none"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a separation.
+
+    ``home``: a field of :class:`StftConfig` (``stft``), of ``ILRMAConfig`` (``engine``)
+    or of :class:`SeparationSettings` (``separation``). ``sweep``: a grid axis
+    (``grid``), one value for every run (``fixed``), or not a sweep option (``none``).
+    ``default`` None means "automatic" (``default_text`` says what that is) or "unset".
+    A boolean is a flag (``flag``) that sets the opposite of its default.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    home: Home
+    sweep: SweepRole = "grid"
+    example: str = ""
+    minimum: float | None = None
+    open_minimum: bool = False
+    grid_minimum: float | None = None  # a sweep's own lower limit, when stricter
+    choices: tuple[str, ...] = ()
+    default_text: str | None = None
+    flag: str | None = None
+
+    @property
+    def option(self) -> str:
+        """The command-line spelling: ``--n-basis``, or the flag of a boolean."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def parse(self, text: str) -> Any:
+        """One value from its text, as a CSV cell or a grid item holds it (``ValueError``)."""
+        if text in (AUTO, "None") and self.default is None:
+            return None
+        if self.kind is bool:
+            if text not in ("True", "False"):
+                raise ValueError(f"{text!r} is not True or False")
+            return text == "True"
+        value = self.kind(text)
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """``ValueError`` for a value out of this setting's limits or choices."""
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(self.choices)}")
+        if self.minimum is not None and value is not None:
+            low = self.minimum
+            if value < low or (self.open_minimum and value == low):
+                relation = "above" if self.open_minimum else "at least"
+                raise ValueError(f"{value} is not {relation} {low:g}")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("n_fft", int, None, "STFT frame length in samples, any size", "stft",
+            example="1024,2048,4096", minimum=2,
+            default_text="auto: about 200 ms rounded to a power of two, 4096 at 16 kHz"),
+    Setting("hop", int, None, "STFT hop in samples, at most --n-fft", "stft",
+            example="512,1024", minimum=1, default_text="n_fft / 4"),
+    Setting("window", str, "hann", "STFT window", "stft", example="hann,hamming",
+            choices=WINDOWS),
+    Setting("n_basis", int, 4, "NMF bases per source", "engine",
+            example="2-9, 2,4,8 or 2-9:2", minimum=1),
+    Setting("n_iter", int, 100, "ILRMA iterations", "engine", example="50,100,200",
+            minimum=0, grid_minimum=1),
+    Setting("update", str, "ip", "Demixing update rule", "engine", example="ip,iss",
+            choices=RULES),
+    Setting("model", str, "gauss", "Source model: Gaussian NMF, Student's t NMF (t-ILRMA), "
+            "or bases shared by all sources (partition)", "engine", example="gauss,t",
+            choices=MODELS),
+    Setting("dof", float, 1.0, "Degrees of freedom of --model t", "engine", example="1,2,5",
+            minimum=0.0, open_minimum=True),
+    Setting("precision", str, "double", "Spectrograms in complex64 instead of complex128: "
+            "about a fifth less memory (the iterations always run in double)",
+            "engine", example="double,single", choices=tuple(sorted(PRECISIONS))),
+    Setting("iva_iter", int, 20,
+            "IVA iterations before ILRMA, a permutation-free start for the NMF model (0: none)",
+            "engine", example="0,20", minimum=0),
+    Setting("normalize", bool, True, "Skip the per-iteration power normalisation", "engine",
+            flag="--no-normalize"),
+    Setting("ref_mic", int, 0, "Microphone (0-based) the sources are scaled to and scored at "
+            "(the channel read from multichannel --refs)", "separation", sweep="fixed",
+            minimum=0),
+    Setting("images", bool, False, "Write each source as heard at every microphone",
+            "separation", sweep="none", flag="--images"),
+    Setting("seed", int, 0, "Seed of the random NMF initialisation: the same input, settings "
+            "and seed give the same output", "separation", sweep="none", minimum=0),
+    Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; keeps the lowest final "
+            "negative log-likelihood", "separation", sweep="none", minimum=1),
+    Setting("n_sources", int, None, "Sources to separate when fewer than the channels "
+            "(PCA reduction)", "separation", sweep="none", minimum=2,
+            default_text="one per channel"),
+)  # fmt: skip
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+# What a sweep varies or records, in column order.
+SWEEP_SETTINGS = tuple(s for s in SETTINGS if s.sweep != "none")
+GRID_SETTINGS = tuple(s for s in SETTINGS if s.sweep == "grid")
+
+# Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
+DEFAULT_ILRMA = ILRMAConfig(**{s.name: s.default for s in SETTINGS if s.home == "engine"})
+
+
+def auto_stft(rate: int, window: str = "hann") -> StftConfig:
+    """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
+
+    The frame is about 200 ms rounded to a power of two, the hop a quarter of it.
+    """
+    n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS * rate))), 4)
+    return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, window)
+
+
+def check_stft_sizes(n_fft: int | None, hop: int | None) -> None:
+    """``ValueError`` for a hop without a frame length (auto sets both) or longer than it."""
+    if hop is not None and n_fft is None:
+        raise ValueError("--hop needs --n-fft (the automatic STFT sets both)")
+    if n_fft is not None and hop is not None and hop > n_fft:
+        raise ValueError(f"{hop} is larger than --n-fft {n_fft}")
+
+
+@dataclass(frozen=True)
+class SeparationSettings:
+    """Everything that decides a separation's output (besides the input).
+
+    ``stft=None`` is "auto": :func:`auto_stft` of the input's sample rate, with ``window``.
+    ``restarts`` runs seeds ``seed, seed + 1, ...`` and keeps the lowest final
+    negative log-likelihood. ``n_sources`` below the channel count separates in
+    the principal subspace (:mod:`ilrma_cli.engine.pca`).
+    """
+
+    stft: StftConfig | None = None
+    window: str = "hann"
+    ilrma: ILRMAConfig = DEFAULT_ILRMA
+    ref_mic: int = 0
+    images: bool = False
+    seed: int = 0
+    restarts: int = 1
+    n_sources: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+        if self.n_sources is not None and self.n_sources < 2:
+            raise ValueError(f"n_sources must be >= 2, got {self.n_sources}")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> SeparationSettings:
+        """Settings from ``{name: value}`` of :data:`SETTINGS` (a missing name: its default).
+
+        ``n_fft`` None is the automatic STFT; ``hop`` None is ``n_fft / 4``. Raises
+        ``ValueError`` for a combination the settings refuse.
+        """
+        unknown = set(values) - set(BY_NAME)
+        if unknown:
+            raise ValueError(f"unknown setting {sorted(unknown)[0]!r}")
+        value = {s.name: values.get(s.name, s.default) for s in SETTINGS}
+        n_fft, hop, window = value["n_fft"], value["hop"], value["window"]
+        check_stft_sizes(n_fft, hop)
+        stft = None
+        if n_fft is not None:
+            stft = StftConfig(n_fft, max(n_fft // AUTO_HOP_DIVISOR, 1) if hop is None else hop,
+                              window)  # fmt: skip
+        engine = {s.name: value[s.name] for s in SETTINGS if s.home == "engine"}
+        own = {s.name: value[s.name] for s in SETTINGS if s.home == "separation"}
+        return cls(stft=stft, window=window, ilrma=ILRMAConfig(**engine), **own)
+
+    def value(self, name: str) -> Any:
+        """The value of setting ``name``; ``"auto"`` for the sizes of an automatic STFT."""
+        home = BY_NAME[name].home
+        if home == "stft":
+            if self.stft is None:
+                return self.window if name == "window" else AUTO
+            return getattr(self.stft, name)
+        return getattr(self.ilrma if home == "engine" else self, name)
+
+    def for_rate(self, rate: int | None) -> SeparationSettings:
+        """These settings with the "auto" STFT resolved for ``rate`` Hz."""
+        if self.stft is not None:
+            return self
+        if rate is None:
+            raise ValueError("the automatic STFT size needs the sample rate")
+        return replace(self, stft=auto_stft(rate, self.window))
+
+    def to_dict(self) -> dict[str, object]:
+        """Every setting of :data:`SETTINGS` by name (for ``--json`` and ``report.json``)."""
+        return {s.name: self.value(s.name) for s in SETTINGS}
