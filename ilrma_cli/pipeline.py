@@ -32,7 +32,7 @@ AUTO_HOP_DIVISOR = 4
 DEFAULT_ILRMA = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20)
 
 
-def auto_stft(rate: int, window: str = "hann") -> StftConfig:
+def auto_stft(rate: int, window: str = "hann", n_samples: int | None = None) -> StftConfig:
     """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
 
     The frame is about 200 ms rounded to a power of two, the hop a quarter of it.
