@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, partial
 
 import numpy as np
+from scipy.fft import next_fast_len
 from threadpoolctl import threadpool_limits
 
 from ilrma_cli.engine import ILRMAConfig, Result, run
@@ -25,19 +26,33 @@ from ilrma_cli.engine.variants import Consistency
 from ilrma_cli.execute import imap_processes
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft, istft_span, spans, stft
 
-# "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
-AUTO_FRAME_SECONDS = 0.2
+# "auto" STFT (QUALITY.md, "Frame length"): the longest of these frames (seconds) that leaves
+# the recording at least AUTO_MIN_FRAMES frames, hop a quarter. The first is today's ~200 ms
+# rounded to a power of two (4096 at 16 kHz); the others are 8192 and 11000 at 16 kHz.
+AUTO_FRAME_SECONDS = (0.2, 0.512, 0.6875)
+AUTO_MIN_FRAMES = 52
 AUTO_HOP_DIVISOR = 4
 # Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
 DEFAULT_ILRMA = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20)
 
 
 def auto_stft(rate: int, window: str = "hann", n_samples: int | None = None) -> StftConfig:
-    """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
+    """The default STFT for a recording of ``n_samples`` at ``rate`` Hz; hop a quarter of the frame.
 
-    The frame is about 200 ms rounded to a power of two, the hop a quarter of it.
+    Long frames fit reverberant rooms better (the convolution is then nearly a product in
+    each frequency), but ILRMA needs enough frames to estimate its demixing matrices and
+    NMF activations. So the frame is the longest of :data:`AUTO_FRAME_SECONDS` that leaves
+    at least :data:`AUTO_MIN_FRAMES` frames (``n_samples / hop``): at 16 kHz, 4096 below
+    about 6.7 s, 8192 up to 8.9 s, 11000 from there. Without ``n_samples``, or for a
+    shorter signal, the shortest: ~200 ms rounded to a power of two (4096/1024 at 16 kHz,
+    8192/2048 at 44.1 and 48 kHz). The longer frames are multiples of 4 with small prime
+    factors (fast FFTs).
     """
-    n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS * rate))), 4)
+    n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS[0] * rate))), 4)
+    for seconds in AUTO_FRAME_SECONDS[1:]:
+        longer = 4 * next_fast_len(int(round(seconds * rate / 4)))
+        if n_samples is not None and n_samples / (longer // AUTO_HOP_DIVISOR) >= AUTO_MIN_FRAMES:
+            n_fft = longer
     return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, window)
 
 
