@@ -92,10 +92,11 @@ def setting_names(selection: str) -> list[str]:
 
 
 def concrete(name: str, case: case_lib.Case) -> str:
-    """The spec string a setting resolves to on ``case`` (``rule``: the automatic STFT)."""
-    if name == "rule":
+    """The spec string a setting resolves to on ``case`` (``rule``: the automatic STFT,
+    ``rule+key=value...``: that plus more settings)."""
+    if name == "rule" or name.startswith("rule+"):
         stft = auto_stft(case_lib.RATE, n_samples=case.mix.shape[1])
-        return f"n_fft={stft.n_fft}+hop={stft.hop}"
+        return f"n_fft={stft.n_fft}+hop={stft.hop}" + name.removeprefix("rule")
     return NAMED.get(name, name)
 
 
@@ -128,7 +129,7 @@ def run_one(
     """One separation and its scores (runs in a worker)."""
     case, sdr_mix, sdr_mix_early = _load(spec)
     items = setting.split("+")
-    warm = [item for item in items if item.startswith("start=warm")]
+    warm = [item for item in items if item.startswith(("start=warm", "start=prefit"))]
     settings, _ = parse("+".join(item for item in items if item not in warm) or "default")
     n_src = case.images.shape[0]
     n_sources = n_src if n_src < case.mix.shape[0] else None
@@ -137,8 +138,9 @@ def run_one(
     if warm:  # the deterministic NMF start prototype (bench/warm_start.py)
         from warm_start import separate_warm
 
-        fit_iter = int(warm[0].removeprefix("start=warm") or 20)
-        separation = separate_warm(case.mix, chosen, case_lib.RATE, fit_iter)
+        prefit = warm[0].startswith("start=prefit")
+        fit_iter = int(warm[0].removeprefix("start=prefit").removeprefix("start=warm") or 20)
+        separation = separate_warm(case.mix, chosen, case_lib.RATE, fit_iter, prefit)
     else:
         separation = separate(case.mix, chosen, rate=case_lib.RATE)
     seconds = time.perf_counter() - start
@@ -203,9 +205,18 @@ def run(args: argparse.Namespace) -> None:
 
 
 def per_case(
-    rows: list[dict], specs: list, names: list[str], seeds: list[int], metric: str
+    rows: list[dict],
+    specs: list,
+    names: list[str],
+    seeds: list[int],
+    metric: str,
+    restarts: int = 1,
 ) -> dict[str, dict[str, list[float]]]:
-    """``{case: {setting: [metric per seed]}}`` (settings resolved per case, seeds in order)."""
+    """``{case: {setting: [metric per seed]}}`` (settings resolved per case, seeds in order).
+
+    With ``restarts`` N, the value for seed s is that of the run of seeds s..s+N-1 with the
+    lowest final loss (what ``--restarts N --seed s`` keeps); only windows fully run count.
+    """
     index = {(r["case"], r["spec"], r["seed"]): r for r in rows}
     out: dict[str, dict[str, list[float]]] = {}
     for spec in specs:
@@ -213,11 +224,12 @@ def per_case(
         out[spec.name] = {}
         for name in names:
             key = concrete(name, case)
-            values = [
-                index[(spec.name, key, s)].get(metric)
-                for s in seeds
-                if (spec.name, key, s) in index
-            ]
+            values = []
+            for s in seeds:
+                window = [index.get((spec.name, key, s + k)) for k in range(restarts)]
+                if all(r is not None for r in window):
+                    kept = min(window, key=lambda r: r["loss"])  # type: ignore[index]
+                    values.append(kept.get(metric))  # type: ignore[union-attr]
             out[spec.name][name] = [float(v) for v in values if v is not None]
     return out
 
@@ -261,8 +273,9 @@ def spread(args: argparse.Namespace) -> None:
         setting_names(args.settings),
         seed_list(args.seeds),
     )
-    table = per_case(read_rows(args.out), specs, names, seeds, args.metric)
-    print(f"{args.metric} over seeds {args.seeds}: mean / worst / best (worst - mean)\n")
+    table = per_case(read_rows(args.out), specs, names, seeds, args.metric, args.restarts)
+    restarts = f", restarts {args.restarts} (lowest final loss)" if args.restarts > 1 else ""
+    print(f"{args.metric} over seeds {args.seeds}{restarts}: mean / worst / best (worst - mean)\n")
     print("| case | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     fails = dict.fromkeys(names, 0)
@@ -289,6 +302,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-2")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--metric", default="sdri", help="sdri, sdri_early, seconds, n_frames")
+    parser.add_argument("--restarts", type=int, default=1, help="spread: best-loss of N seeds")
     parser.add_argument("--out", type=Path, default=OUT / "runs.jsonl")
     args = parser.parse_args()
     os.nice(10)

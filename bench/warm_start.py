@@ -9,9 +9,9 @@ Itakura-Saito multiplicative updates on the fixed ``P_n`` (:meth:`NMFModel.updat
 ILRMA source-model rule). ILRMA then runs its usual iterations from (IVA demixing, this
 model). Nothing is random. Engine internals are used read-only.
 
-    python bench/warm_start.py          # registers the settings "warm" and "warmN" with grid.py
-
-The grid harness runs it through the spec ``start=warm`` (see :func:`separate_warm`).
+The grid harness runs it through the spec ``start=warmN`` (NNDSVDa + N fitting updates,
+default 20) and ``start=prefitN`` (the engine's random start from the seed + N fitting
+updates with the demixing matrices held at the IVA start), see :func:`separate_warm`.
 """
 
 from __future__ import annotations
@@ -54,19 +54,30 @@ def nndsvd(power: np.ndarray, n_basis: int, eps: float) -> tuple[np.ndarray, np.
     return basis, activation
 
 
-def warm_model(power: np.ndarray, n_basis: int, fit_iter: int) -> NMFModel:
-    """The deterministic NMF start for output powers ``(n_sources, n_freq, n_frames)``."""
-    parts = [nndsvd(p, n_basis, EPS) for p in power]
-    model = NMFModel(np.stack([b for b, _ in parts]), np.stack([a for _, a in parts]))
+def warm_model(power: np.ndarray, n_basis: int, fit_iter: int, seed: int | None = None) -> NMFModel:
+    """The NMF start for output powers ``(n_sources, n_freq, n_frames)``: NNDSVDa (``seed``
+    None, deterministic) or the engine's random start from ``seed``, then ``fit_iter``
+    IS-NMF updates on ``power``."""
+    if seed is None:
+        parts = [nndsvd(p, n_basis, EPS) for p in power]
+        model = NMFModel(np.stack([b for b, _ in parts]), np.stack([a for _, a in parts]))
+    else:
+        rng = np.random.default_rng(seed)
+        model = NMFModel.random(*power.shape[:2], power.shape[2], n_basis, rng, EPS)
     for _ in range(fit_iter):
         model.update(power, EPS)
     return model
 
 
 def separate_warm(
-    mixture: np.ndarray, settings: SeparationSettings, rate: int, fit_iter: int = 20
+    mixture: np.ndarray,
+    settings: SeparationSettings,
+    rate: int,
+    fit_iter: int = 20,
+    random_start: bool = False,
 ) -> Separation:
-    """:func:`ilrma_cli.pipeline.separate` (one run, Gaussian model) with the warm NMF start."""
+    """:func:`ilrma_cli.pipeline.separate` (one run, Gaussian model) with the warm NMF start
+    (``random_start``: the engine's random start from ``settings.seed``, pre-fitted)."""
     analysis = analyse(mixture, settings, rate)
     obs = analysis.obs
     assert obs is not None and analysis.settings.stft is not None
@@ -76,7 +87,7 @@ def separate_warm(
         demix = iva_from_features(feats, config.iva_iter, config.update, EPS, record_loss=False)[0]
         scaled = obs / np.sqrt(np.mean(np.abs(obs) ** 2))
         power = np.abs(demix_apply(demix, scaled, np.complex128)) ** 2
-        model = warm_model(power, config.n_basis, fit_iter)
+        model = warm_model(power, config.n_basis, fit_iter, settings.seed if random_start else None)
         losses, n_done = _iterate(feats, demix, model, config, None)
         result = Result(
             demix_apply(demix, obs, np.complex128),
