@@ -7,6 +7,7 @@ parameters are fitted on one set of cases (highest mean SDRi over the set's per-
 means) and checked on the other, per case against today's rule.
 
     python bench/frame_rule.py --fit varied --check dev --seeds 0-2
+    python bench/frame_rule.py --check-table dev,varied --seeds 0-4   # today vs auto_stft
 """
 
 from __future__ import annotations
@@ -98,8 +99,12 @@ def main() -> None:
     parser.add_argument("--metric", default="sdri")
     parser.add_argument("--min-frames", type=float, default=None, help="skip the fit: use this")
     parser.add_argument("--beta", type=float, default=None)
+    parser.add_argument("--check-table", default="", help="only print check() for these cases")
     args = parser.parse_args()
     seeds = seed_list(args.seeds)
+    if args.check_table:
+        check(args.check_table, seeds)
+        return
     fit_table = case_table(case_specs(args.fit), seeds, args.metric)
     check_table = case_table(case_specs(args.check), seeds, args.metric)
     rules: list[tuple[str, float, float | None]] = []
@@ -131,6 +136,36 @@ def main() -> None:
                 cells = " | ".join(f"{row['sdri'][n]:.2f}" for n in FRAMES)
                 gain = row["sdri"][n_fft] - row["sdri"][FRAMES[0]]
                 print(f"| {case} | {row['rt60']:.2f} | {cells} | {n_fft} | {gain:+.2f} |")
+
+
+def check(selection: str, seeds: list[int]) -> None:
+    """Markdown: per case, today's frame against the rule (``auto_stft``), images and early images."""
+    from grid import concrete, group_of, per_case
+
+    specs = case_specs(selection)
+    rows = read_rows(OUT / "runs.jsonl")
+    tables = {m: per_case(rows, specs, ["today", "rule"], seeds, m) for m in ("sdri", "sdri_early")}
+    print(
+        "| case | set | length | rule frame | today | rule | rule - today | early: today | rule | diff |"
+    )
+    print("|---" * 10 + "|")
+    for spec in specs:
+        case = _load(spec)[0]
+        frame = concrete("rule", case).split("+")[0].removeprefix("n_fft=")
+        cells = []
+        for metric in ("sdri", "sdri_early"):
+            today, rule = tables[metric][spec.name]["today"], tables[metric][spec.name]["rule"]
+            if len(today) == len(rule) == len(seeds):
+                a, b = float(np.mean(today)), float(np.mean(rule))
+                cells += [f"{a:.2f}", f"{b:.2f}", f"{b - a:+.2f}"]
+            else:
+                cells += ["-", "-", "-"]
+        seconds = case.mix.shape[1] / case_lib.RATE
+        print(
+            f"| {spec.name} | {group_of(spec.name)} | {seconds:.1f} s | {frame} | "
+            + " | ".join(cells)
+            + " |"
+        )
 
 
 if __name__ == "__main__":
