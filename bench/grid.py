@@ -289,7 +289,10 @@ def spread(args: argparse.Namespace) -> None:
             gap = min(v) - np.mean(v)
             fails[n] += gap < -1.0
             mark = "" if len(v) == len(seeds) else f" n={len(v)}"
-            cells.append(f"{np.mean(v):.2f} / {min(v):.2f} / {max(v):.2f} ({gap:+.2f}){mark}")
+            if args.compact:
+                cells.append(f"{np.mean(v):.2f} ({gap:+.2f}){mark}")
+            else:
+                cells.append(f"{np.mean(v):.2f} / {min(v):.2f} / {max(v):.2f} ({gap:+.2f}){mark}")
         print(f"| {case} | " + " | ".join(cells) + " |")
     print("| cases with worst < mean - 1 dB | " + " | ".join(str(fails[n]) for n in names) + " |")
 
@@ -303,6 +306,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--metric", default="sdri", help="sdri, sdri_early, seconds, n_frames")
     parser.add_argument("--restarts", type=int, default=1, help="spread: best-loss of N seeds")
+    parser.add_argument("--compact", action="store_true", help="spread: only mean (worst - mean)")
     parser.add_argument("--out", type=Path, default=OUT / "runs.jsonl")
     args = parser.parse_args()
     os.nice(10)
