@@ -12,6 +12,7 @@ follows from the case's seed; nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from scipy.signal import fftconvolve, resample_poly
 
 RATE = 16000
 SNR_DB = 30.0
-SOURCES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sources"
+EARLY_SECONDS = 0.05  # the early image: direct path + 50 ms, as in the dev cases
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SOURCES = SHARED / "sources"
+DEV = SHARED / "dev"
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,47 @@ CASES: tuple[CaseSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class RoomSpec:
+    """A varied case (see :func:`varied_specs`): a random shoebox, a linear array of
+    ``n_mic`` mics ``spacing`` m apart, sources ``distances`` m away; ``kinds`` are
+    ``speech``, ``music`` (synthetic) or ``stem`` (a real music stem read from
+    ``../shared`` at run time, never stored); ``directional`` gives each source a
+    cardioid pattern aimed near the array."""
+
+    name: str
+    kinds: tuple[str, ...]
+    n_mic: int
+    rt60: float
+    seconds: float
+    spacing: float
+    distances: tuple[float, ...]
+    directional: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class DevSpec:
+    """A dev case of ``../shared/data/dev/<name>`` (its ``case.json`` in ``info``)."""
+
+    name: str
+    info: dict
+    seed: int = 0
+
+
 @dataclass
 class Case:
-    """A simulated case: ``mix`` ``(n_mic, n_samples)``, ``images`` ``(n_src, n_mic, n_samples)``.
+    """A case: ``mix`` ``(n_mic, n_samples)``, ``images`` ``(n_src, n_mic, n_samples)``.
 
-    ``mix`` is the sum of the images plus sensor noise.
+    ``mix`` is the sum of the images plus sensor noise (simulated cases). ``early``
+    ``(n_src, n_samples)``, when known, is each source's early image at mic 0 (direct
+    path + 50 ms), the target a dereverberating method would aim at.
     """
 
-    spec: CaseSpec
+    spec: CaseSpec | RoomSpec | DevSpec
     mix: np.ndarray
     images: np.ndarray
+    early: np.ndarray | None = None
 
     @property
     def n_sources(self) -> int:
@@ -72,7 +107,7 @@ class Case:
 def _speakers() -> list[list[np.ndarray]]:
     """Utterances per speaker: the two ARCTIC speakers and two resampled variants of them."""
     by_speaker: dict[str, list[np.ndarray]] = {}
-    for path in sorted(SOURCES.glob("*.wav")):
+    for path in sorted(SOURCES.glob("cmu_arctic_*.wav")):
         data, rate = sf.read(path, dtype="float64")
         assert rate == RATE, path
         by_speaker.setdefault(path.stem.split("_")[3], []).append(data)
@@ -180,17 +215,36 @@ def make(spec: CaseSpec) -> Case:
         position[2] = rng.uniform(1.4, 1.8)
         room.add_source(position)
     room.compute_rir()
-    images = np.zeros((len(dry), spec.n_mic, n_samples))
+    return _mix(rng, dry, room.rir, n_samples, spec)
+
+
+def _mix(
+    rng: np.random.Generator,
+    dry: list[np.ndarray],
+    rirs: list[list[np.ndarray]],
+    n_samples: int,
+    spec: CaseSpec | RoomSpec,
+) -> Case:
+    """Convolve ``dry`` with ``rirs[mic][source]``: images with equal power at mic 0 up to
+    +-3 dB, mixture peak at -6 dBFS, sensor noise; the early images (direct path + 50 ms) too."""
+    n_mic = len(rirs)
+    images = np.zeros((len(dry), n_mic, n_samples))
+    early = np.zeros((len(dry), n_samples))
     for n, signal in enumerate(dry):
-        for m in range(spec.n_mic):
-            images[n, m] = fftconvolve(signal, room.rir[m][n])[:n_samples]
-    # Equal power at mic 0 up to +-3 dB, mixture peak at -6 dBFS.
+        for m in range(n_mic):
+            images[n, m] = fftconvolve(signal, rirs[m][n])[:n_samples]
+        rir = rirs[0][n]
+        end = int(np.argmax(np.abs(rir))) + int(EARLY_SECONDS * RATE)
+        early[n] = fftconvolve(signal, rir[:end])[:n_samples]
     gains = 10 ** (rng.uniform(-3, 3, len(dry)) / 20) / np.sqrt(np.mean(images[:, 0] ** 2, axis=-1))
     images *= gains[:, None, None]
-    images *= 0.5 / np.abs(images.sum(0)).max()
+    scale = 0.5 / np.abs(images.sum(0)).max()
+    images *= scale
+    early *= gains[:, None]
+    early *= scale
     clean = images.sum(0)
     noise = rng.standard_normal(clean.shape) * np.sqrt(np.mean(clean**2)) * 10 ** (-SNR_DB / 20)
-    return Case(spec, clean + noise, images)
+    return Case(spec, clean + noise, images, early)
 
 
 def _angles(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -201,15 +255,152 @@ def _angles(rng: np.random.Generator, n: int) -> np.ndarray:
             return np.deg2rad(angles)
 
 
-def load(spec: CaseSpec, cache: Path | None = None) -> Case:
-    """:func:`make`, cached as ``<cache>/<name>-<seed>.npz`` when ``cache`` is given."""
+def load(spec: CaseSpec | RoomSpec | DevSpec, cache: Path | None = None) -> Case:
+    """The case of ``spec``; simulated ones cached as ``<cache>/<name>-<seed>.npz``."""
+    if isinstance(spec, DevSpec):
+        return load_dev(spec)
+    build = make if isinstance(spec, CaseSpec) else make_varied
     if cache is None:
-        return make(spec)
+        return build(spec)  # type: ignore[arg-type]
     path = cache / f"{spec.name}-{spec.seed}.npz"
     if path.exists():
         data = np.load(path)
-        return Case(spec, data["mix"], data["images"])
-    case = make(spec)
+        return Case(spec, data["mix"], data["images"], data.get("early"))
+    case = build(spec)  # type: ignore[arg-type]
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, mix=case.mix, images=case.images)
+    arrays = {"mix": case.mix, "images": case.images}
+    np.savez(path, **arrays, **({"early": case.early} if case.early is not None else {}))
     return case
+
+
+def dev_specs(root: Path = DEV) -> list[DevSpec]:
+    """The dev cases in ``root`` (one folder each), sorted by name."""
+    return [
+        DevSpec(d.name, json.loads((d / "case.json").read_text()))
+        for d in sorted(root.iterdir())
+        if (d / "mix.wav").exists()
+    ]
+
+
+def load_dev(spec: DevSpec, root: Path = DEV) -> Case:
+    """``mix.wav``, the images ``srcK.wav`` and the early images ``earlyK.wav`` (mic 0) if any."""
+    folder = root / spec.name
+    mix = sf.read(folder / "mix.wav", dtype="float64", always_2d=True)[0].T
+    n_src = int(spec.info.get("n_src", 2))
+    images = np.stack(
+        [
+            sf.read(folder / f"src{k}.wav", dtype="float64", always_2d=True)[0].T
+            for k in range(1, n_src + 1)
+        ]
+    )
+    early_files = [folder / f"early{k}.wav" for k in range(1, n_src + 1)]
+    early = None
+    if all(f.exists() for f in early_files):
+        early = np.stack(
+            [sf.read(f, dtype="float64", always_2d=True)[0][:, 0] for f in early_files]
+        )
+    return Case(spec, mix, images, early)
+
+
+def varied_specs(n_cases: int = 10, seed: int = 2026) -> list[RoomSpec]:
+    """``n_cases`` varied cases drawn from ``seed``: RT60 150-800 ms, 2-3 mics 2-20 cm apart,
+    sources 1-3 m away, 2-3 sources (one fewer than the mics in some), speech mostly, some
+    synthetic music and real stems (looped past their end), some directional, 5-30 s."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.permutation(np.resize([5.0, 30.0, 8.0, 20.0, 6.0, 12.0, 10.0, 15.0], n_cases))
+    rt60s = rng.permutation(np.linspace(0.15, 0.8, n_cases)) + rng.uniform(-0.03, 0.03, n_cases)
+    specs = []
+    for index in range(n_cases):
+        n_mic = int(rng.choice([2, 2, 3]))
+        n_src = n_mic if n_mic == 2 or rng.random() < 0.6 else 2
+        draw = rng.random()
+        if draw < 0.55:
+            kinds = ("speech",) * n_src
+        elif draw < 0.75:
+            kinds = ("stem",) * n_src if n_src == 2 else ("stem", "stem", "speech")
+        else:
+            kinds = ("speech", "music", "music")[:n_src] if n_src == 3 else ("speech", "music")
+        rt60 = float(np.round(np.clip(rt60s[index], 0.15, 0.8), 2))
+        seconds = float(lengths[index])
+        spacing = float(np.round(np.exp(rng.uniform(np.log(0.02), np.log(0.2))), 3))
+        distances = tuple(float(np.round(d, 2)) for d in rng.uniform(1.0, 3.0, n_src))
+        directional = bool(rng.random() < 0.4) or index % 3 == 1
+        label = "-".join(sorted(set(kinds)))
+        name = (
+            f"v{index:02d}_{label}{n_src}_m{n_mic}_rt{int(rt60 * 1000)}_{int(seconds)}s"
+            f"_sp{int(round(spacing * 100))}cm_d{max(distances):.1f}m{'_dir' if directional else ''}"
+        )
+        specs.append(
+            RoomSpec(
+                name, kinds, n_mic, rt60, seconds, spacing, distances, directional, 1000 + index
+            )
+        )
+    return specs
+
+
+def _stems() -> list[np.ndarray]:
+    """The real music stems of ``../shared`` (mono, 16 kHz), for run-time mixtures only."""
+    stems = []
+    for path in sorted(SOURCES.glob("dev*.wav")):
+        data, rate = sf.read(path, dtype="float64", always_2d=True)
+        stems.append(resample_poly(data.mean(axis=1), RATE, rate))
+    return stems
+
+
+def make_varied(spec: RoomSpec) -> Case:
+    """Simulate a :class:`RoomSpec` (needs pyroomacoustics); same spec, same arrays."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng(spec.seed)
+    n_samples = int(spec.seconds * RATE)
+    speakers, stems = _speakers(), _stems()
+    speaker_order, stem_order = rng.permutation(len(speakers)), rng.permutation(len(stems))
+    registers = rng.permutation(3)
+    dry, counts = [], {"speech": 0, "music": 0, "stem": 0}
+    for kind in spec.kinds:
+        k = counts[kind]
+        if kind == "speech":
+            dry.append(speech(rng, speakers[speaker_order[k]], n_samples))
+        elif kind == "music":
+            dry.append(music(rng, n_samples, int(registers[k])))
+        else:
+            stem = stems[stem_order[k]]
+            stem = np.tile(stem, -(-n_samples // stem.size) + 1)  # looped if too short
+            offset = int(rng.integers(0, stem.size - n_samples + 1))
+            dry.append(stem[offset : offset + n_samples])
+        counts[kind] += 1
+    reach = max(spec.distances) + 0.6
+    room_dim = np.array(
+        [rng.uniform(2 * reach, 2 * reach + 4), rng.uniform(2 * reach, 2 * reach + 3), 0.0]
+    )
+    room_dim[2] = rng.uniform(2.5, 3.8)
+    absorption, max_order = pra.inverse_sabine(spec.rt60, room_dim)
+    room = pra.ShoeBox(
+        room_dim, fs=RATE, materials=pra.Material(absorption), max_order=min(max_order, 40)
+    )
+    center = room_dim / 2 + rng.uniform(-0.3, 0.3, 3) * [1, 1, 0]
+    center[2] = rng.uniform(1.0, 1.6)
+    axis = rng.uniform(0, np.pi)  # orientation of the array in the horizontal plane
+    along = np.array([np.cos(axis), np.sin(axis), 0.0])
+    front = np.array([-np.sin(axis), np.cos(axis), 0.0])
+    offsets = (np.arange(spec.n_mic) - (spec.n_mic - 1) / 2) * spec.spacing
+    room.add_microphone_array(center[:, None] + along[:, None] * offsets[None])
+    for angle, distance in zip(_angles(rng, len(dry)), spec.distances, strict=True):
+        position = center + distance * (np.sin(angle) * along + np.cos(angle) * front)
+        position[2] = rng.uniform(1.2, 1.9)
+        directivity = None
+        if spec.directional:
+            aim = center - position + rng.uniform(-0.8, 0.8, 3) * [1, 1, 0]  # roughly at the array
+            directivity = _cardioid(aim)
+        room.add_source(position, directivity=directivity)
+    room.compute_rir()
+    return _mix(rng, dry, room.rir, n_samples, spec)
+
+
+def _cardioid(aim: np.ndarray) -> object:
+    """A cardioid source pattern pointing along ``aim`` (pyroomacoustics directivities)."""
+    from pyroomacoustics.directivities import Cardioid, DirectionVector
+
+    azimuth = float(np.degrees(np.arctan2(aim[1], aim[0])))
+    colatitude = float(np.degrees(np.arccos(aim[2] / np.linalg.norm(aim))))
+    return Cardioid(DirectionVector(azimuth=azimuth, colatitude=colatitude, degrees=True))

@@ -47,7 +47,7 @@ SETTINGS: dict[str, tuple[SeparationSettings, tuple[int, ...]]] = {
 def parse(spec: str) -> tuple[SeparationSettings, tuple[int, ...]]:
     """A setting by name, or ``key=value`` pairs joined by ``+`` on top of the default.
 
-    Keys: ``n_fft``, ``hop``, ``restarts``, ``consistent`` (0/1), ``seeds`` (``0.1.2``)
+    Keys: ``n_fft``, ``hop``, ``restarts``, ``seeds`` (``0.1.2``)
     and any :class:`ILRMAConfig` field (``n_basis``, ``update``, ``model``, ``dof``,
     ``iva_iter``, ``n_iter``), e.g. ``n_fft=2048+hop=512+model=t+dof=4``.
     """
@@ -61,8 +61,8 @@ def parse(spec: str) -> tuple[SeparationSettings, tuple[int, ...]]:
         settings = replace(settings, stft=StftConfig(n_fft, hop, "hann"))
     if "seeds" in fields:
         seeds = tuple(int(v) for v in fields.pop("seeds").split("."))
-    top = {k: int(fields.pop(k)) for k in ("restarts", "consistent") if k in fields}
-    settings = replace(settings, **{k: bool(v) if k == "consistent" else v for k, v in top.items()})
+    if "restarts" in fields:
+        settings = replace(settings, restarts=int(fields.pop("restarts")))
     types = {"model": str, "update": str, "dof": float}
     ilrma = {k: types.get(k, int)(v) for k, v in fields.items()}
     return replace(settings, ilrma=replace(settings.ilrma, **ilrma)), seeds

@@ -19,12 +19,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from ilrma_cli.engine import MODELS, PRECISIONS, RULES, ILRMAConfig
 from ilrma_cli.stft import WINDOWS, StftConfig
 
-# "auto" STFT: frame length ~ AUTO_FRAME_SECONDS rounded to a power of two, hop a quarter.
-AUTO_FRAME_SECONDS = 0.2
+# "auto" STFT (QUALITY.md, "Frame length"): the longest of these frames (seconds) that leaves
+# the recording at least AUTO_MIN_FRAMES frames, hop a quarter. The first is ~200 ms rounded
+# to a power of two (4096 at 16 kHz); the others are 8192 and 11000 at 16 kHz.
+AUTO_FRAME_SECONDS = (0.2, 0.512, 0.6875)
+AUTO_MIN_FRAMES = 52
 AUTO_HOP_DIVISOR = 4
 AUTO = "auto"
 
@@ -88,7 +92,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("n_fft", int, None, "STFT frame length in samples, any size", "stft",
             example="1024,2048,4096", minimum=2,
-            default_text="auto: about 200 ms rounded to a power of two, 4096 at 16 kHz"),
+            default_text="auto: the longest of about 0.2, 0.5 and 0.7 s that leaves 52 frames; at 16 kHz 4096 below 6.7 s, 8192 to 8.9 s, 11000 beyond"),
     Setting("hop", int, None, "STFT hop in samples, at most --n-fft", "stft",
             example="512,1024", minimum=1, default_text="n_fft / 4"),
     Setting("window", str, "hann", "STFT window", "stft", example="hann,hamming",
@@ -134,12 +138,23 @@ GRID_SETTINGS = tuple(s for s in SETTINGS if s.sweep == "grid")
 DEFAULT_ILRMA = ILRMAConfig(**{s.name: s.default for s in SETTINGS if s.home == "engine"})
 
 
-def auto_stft(rate: int, window: str = "hann") -> StftConfig:
-    """The default STFT for ``rate`` Hz: 4096/1024 at 16 kHz, 8192/2048 at 44.1 and 48 kHz.
+def auto_stft(rate: int, window: str = "hann", n_samples: int | None = None) -> StftConfig:
+    """The default STFT for a recording of ``n_samples`` at ``rate`` Hz; hop a quarter of the frame.
 
-    The frame is about 200 ms rounded to a power of two, the hop a quarter of it.
+    Long frames fit reverberant rooms better (the convolution is then nearly a product in
+    each frequency), but ILRMA needs enough frames to estimate its demixing matrices and
+    NMF activations. So the frame is the longest of :data:`AUTO_FRAME_SECONDS` that leaves
+    at least :data:`AUTO_MIN_FRAMES` frames (``n_samples / hop``): at 16 kHz, 4096 below
+    about 6.7 s, 8192 up to 8.9 s, 11000 from there. Without ``n_samples``, or for a
+    shorter signal, the shortest: ~200 ms rounded to a power of two (4096/1024 at 16 kHz,
+    8192/2048 at 44.1 and 48 kHz). The longer frames are multiples of 4 with small prime
+    factors (fast FFTs).
     """
-    n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS * rate))), 4)
+    n_fft = 2 ** max(int(round(np.log2(AUTO_FRAME_SECONDS[0] * rate))), 4)
+    for seconds in AUTO_FRAME_SECONDS[1:]:
+        longer = 4 * next_fast_len(int(round(seconds * rate / 4)))
+        if n_samples is not None and n_samples / (longer // AUTO_HOP_DIVISOR) >= AUTO_MIN_FRAMES:
+            n_fft = longer
     return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, window)
 
 
@@ -206,13 +221,13 @@ class SeparationSettings:
             return getattr(self.stft, name)
         return getattr(self.ilrma if home == "engine" else self, name)
 
-    def for_rate(self, rate: int | None) -> SeparationSettings:
-        """These settings with the "auto" STFT resolved for ``rate`` Hz."""
+    def for_rate(self, rate: int | None, n_samples: int | None = None) -> SeparationSettings:
+        """These settings with the "auto" STFT resolved for ``n_samples`` at ``rate`` Hz."""
         if self.stft is not None:
             return self
         if rate is None:
             raise ValueError("the automatic STFT size needs the sample rate")
-        return replace(self, stft=auto_stft(rate, self.window))
+        return replace(self, stft=auto_stft(rate, self.window, n_samples))
 
     def to_dict(self) -> dict[str, object]:
         """Every setting of :data:`SETTINGS` by name (for ``--json`` and ``report.json``)."""

@@ -167,7 +167,7 @@ def memory_problem(
     limit = available_bytes() if limit is None else limit
     if limit is None:
         return None
-    resolved = settings.for_rate(mixture.rate)
+    resolved = settings.for_rate(mixture.rate, mixture.n_samples)
     assert resolved.stft is not None
     need = estimate_peak_bytes(
         mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),

@@ -139,7 +139,7 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
 
     data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
     try:
-        runs = plan_runs(grid, seeds, data.data_id, data.rate)
+        runs = plan_runs(grid, seeds, data.data_id, data.rate, data.mixture.shape[1])
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--hop") from None
     for settings in {run.settings.stft: run.settings for run in runs}.values():

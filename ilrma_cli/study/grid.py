@@ -141,17 +141,21 @@ def run_key(data_id: str, settings: SeparationSettings) -> str:
 
 
 def plan_runs(
-    grid: Mapping[str, Sequence[object]], seeds: Sequence[int], data_id: str, rate: int
+    grid: Mapping[str, Sequence[object]],
+    seeds: Sequence[int],
+    data_id: str,
+    rate: int,
+    n_samples: int,
 ) -> list[Run]:
     """The cartesian product of ``grid`` (values of every :data:`SETTING_COLUMNS` name) and ``seeds``.
 
     Settings vary in column order, the seed fastest; an automatic STFT (``n_fft`` None)
-    is :func:`~ilrma_cli.settings.auto_stft` of ``rate``, as in ``separate``. Raises
+    is :func:`~ilrma_cli.settings.auto_stft` of ``n_samples`` at ``rate``, as in ``separate``. Raises
     ``ValueError`` for an invalid combination (such as a hop longer than the frame).
     """
     runs = []
     for values in itertools.product(*(grid[name] for name in SETTING_COLUMNS), seeds):
         chosen = dict(zip((*SETTING_COLUMNS, "seed"), values, strict=True))
-        settings = SeparationSettings.from_values(chosen).for_rate(rate)
+        settings = SeparationSettings.from_values(chosen).for_rate(rate, n_samples)
         runs.append(Run(settings, run_key(data_id, settings)))
     return runs
