@@ -117,6 +117,10 @@ def initial_model(
     if n_basis is not None and n_basis != basis.shape[-1]:
         basis, activation = fit_nmf(demixed_powers(feats, demix), n_basis, NMF_FIT_ITER, rng)
     basis, activation = basis.astype(float), activation.astype(float)
+    if n_det < n_mics:  # ILRMA ran on the subspace, whose unit power is another scale
+        power = demixed_powers(feats, demix)
+        gain = np.mean(power / np.maximum(basis @ activation, EPS), axis=(1, 2))
+        basis = basis * gain[:, None, None]  # the maximum-likelihood scale of each source
     weights = np.full((n_src, n_mics), weight_floor)
     weights[np.arange(n_det), np.arange(n_det)] = 1.0
     if n_det < n_mics:
