@@ -32,22 +32,21 @@ _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
 _OPTIONS = {"cache": True, "fastmath": _FLAGS, "error_model": "numpy", "boundscheck": False}
 _jit = numba.njit(**_OPTIONS)
 _hot = numba.njit(inline="always", **_OPTIONS)
+# Frequencies per block: the NMF sums of a block are matrix products (BLAS), and the
+# block's variances and ratios (3 n_src BLOCK n_frames floats) stay in the cache.
+BLOCK = 32
 
 
 @_hot
-def _variances(basis, activation, f, eps, lam):  # pragma: no cover - compiled
-    """``lam[n, t] = max(basis[n, f] @ activation[n, :, t], eps)``."""
-    n_src, n_basis, n_frames = activation.shape
+def _block_variances(basis, activation, lo, hi, eps, lam):  # pragma: no cover - compiled
+    """``lam[n, b] = max(basis[n, lo + b] @ activation[n], eps)`` for ``b < hi - lo`` (BLAS products)."""
+    n_src = basis.shape[0]
+    n_frames = activation.shape[2]
     for n in range(n_src):
-        w = basis[n, f, 0]
-        for t in range(n_frames):
-            lam[n, t] = w * activation[n, 0, t]
-        for k in range(1, n_basis):
-            w = basis[n, f, k]
+        product = np.dot(basis[n, lo:hi], activation[n])
+        for b in range(hi - lo):
             for t in range(n_frames):
-                lam[n, t] += w * activation[n, k, t]
-        for t in range(n_frames):
-            lam[n, t] = max(lam[n, t], eps)
+                lam[n, b, t] = max(product[b, t], eps)
 
 
 @_hot
@@ -93,11 +92,10 @@ def _projected(feats, f, q_f, proj):  # pragma: no cover - compiled
 
 
 @_hot
-def _weighted_covariance(feats, f, inv_m, loading, floor, cov):  # pragma: no cover - compiled
+def _weighted_covariance(feats, f, inv_m, loading, floor, means, cov):  # pragma: no cover
     """``cov = mean_t x_ft x_ft^H inv_m[t]`` (Hermitian, loaded by ``loading`` trace / m)."""
     n_mics = cov.shape[0]
     n_feats, n_frames = feats.shape[1], feats.shape[2]
-    means = np.zeros(n_feats)
     for p in range(n_feats):
         total = 0.0
         for t in range(n_frames):
@@ -168,7 +166,9 @@ def _cholesky(a, low):  # pragma: no cover - compiled
 
 
 @_hot
-def _update_rows(feats, f, q_f, inv, loading, floor, cov, low, work, col):  # pragma: no cover
+def _update_rows(
+    feats, f, q_f, inv, loading, floor, means, cov, low, work, col
+):  # pragma: no cover
     """Iterative projection of every row of ``Q_f`` in turn (see ``fullrank.update_diagonaliser``).
 
     ``q_m = V_m^{-1} a`` with ``a`` column m of ``Q_f^{-1}`` equals ``(Q_f V_m)^{-1} e_m``; through
@@ -176,7 +176,7 @@ def _update_rows(feats, f, q_f, inv, loading, floor, cov, low, work, col):  # pr
     """
     n_mics = q_f.shape[0]
     for m in range(n_mics):
-        _weighted_covariance(feats, f, inv[m], loading, floor, cov)
+        _weighted_covariance(feats, f, inv[m], loading, floor, means, cov)
         for i in range(n_mics):
             col[i] = 0.0
         col[m] = 1.0
@@ -209,25 +209,27 @@ def weights_pass(feats, diag, weights, basis, activation, num, den, eps):  # pra
     """Add ``sum_ft lambda_nft xt_mft / yt_mft^2`` into ``num`` and ``sum_ft lambda / yt`` into ``den`` ``(n_src, n_mics)``."""
     n_freq, _, n_frames = feats.shape
     n_src, n_mics = weights.shape
-    lam = np.empty((n_src, n_frames))
+    lam = np.empty((n_src, BLOCK, n_frames))
     inv = np.empty((n_mics, n_frames))
     proj = np.empty((n_mics, n_frames))
-    for f in range(n_freq):
-        _projected(feats, f, diag[f], proj)
-        _variances(basis, activation, f, eps, lam)
-        _inverse_model_power(weights, lam, eps, inv)
-        for m in range(n_mics):
-            for t in range(n_frames):
-                proj[m, t] *= inv[m, t] * inv[m, t]
-        for n in range(n_src):
+    for lo in range(0, n_freq, BLOCK):
+        hi = min(lo + BLOCK, n_freq)
+        _block_variances(basis, activation, lo, hi, eps, lam)
+        for b in range(hi - lo):
+            _projected(feats, lo + b, diag[lo + b], proj)
+            _inverse_model_power(weights, lam[:, b], eps, inv)
             for m in range(n_mics):
-                s_num = 0.0
-                s_den = 0.0
                 for t in range(n_frames):
-                    s_num += lam[n, t] * proj[m, t]
-                    s_den += lam[n, t] * inv[m, t]
-                num[n, m] += s_num
-                den[n, m] += s_den
+                    proj[m, t] *= inv[m, t] * inv[m, t]
+            for n in range(n_src):
+                for m in range(n_mics):
+                    s_num = 0.0
+                    s_den = 0.0
+                    for t in range(n_frames):
+                        s_num += lam[n, b, t] * proj[m, t]
+                        s_den += lam[n, b, t] * inv[m, t]
+                    num[n, m] += s_num
+                    den[n, m] += s_den
 
 
 @_jit
@@ -239,88 +241,90 @@ def diagonaliser_pass(
     Returns ``sum_mft (xt / yt + log yt)`` of the model after the ``Q`` update (0 unless
     ``want_loss``). With ``update_w`` the basis is updated in place and the activation
     update's numerator and denominator are added into ``act_num``, ``act_den``
-    ``(n_src, n_basis, n_frames)``.
+    ``(n_src, n_basis, n_frames)``. Frequencies go in blocks of :data:`BLOCK`, so that
+    the sums over the NMF bases are matrix products (BLAS).
     """
-    n_freq, _, n_frames = feats.shape
+    n_freq, n_feats, n_frames = feats.shape
     n_src, n_mics = weights.shape
     n_basis = basis.shape[2]
-    lam = np.empty((n_src, n_frames))
+    lam = np.empty((n_src, BLOCK, n_frames))
+    ratio = np.empty((2, n_src, BLOCK, n_frames))
+    proj = np.empty((BLOCK, n_mics, n_frames))
     inv = np.empty((n_mics, n_frames))
-    proj = np.empty((n_mics, n_frames))
-    ratio = np.empty((2, n_frames))
+    means = np.empty(n_feats)
     cov = np.empty((n_mics, n_mics), dtype=np.complex128)
     low = np.empty((n_mics, n_mics), dtype=np.complex128)
     work = np.empty((n_mics, n_mics), dtype=np.complex128)
     col = np.empty(n_mics, dtype=np.complex128)
     loss = 0.0
-    for f in range(n_freq):
-        q_f = diag[f]
-        if update_q:
-            _variances(basis, activation, f, eps, lam)
-            _inverse_model_power(weights, lam, eps, inv)
-            _update_rows(feats, f, q_f, inv, LOADING, EPS, cov, low, work, col)
-            phi = 0.0
-            for i in range(n_mics):
-                for j in range(n_mics):
-                    phi += q_f[i, j].real ** 2 + q_f[i, j].imag ** 2
-            phi /= n_mics
-            scale = 1.0 / np.sqrt(phi)
-            for i in range(n_mics):
-                for j in range(n_mics):
-                    q_f[i, j] *= scale
-            for n in range(n_src):
-                for k in range(n_basis):
-                    basis[n, f, k] /= phi
-        if not (update_w or want_loss):
-            continue
-        _projected(feats, f, q_f, proj)
-        _variances(basis, activation, f, eps, lam)
-        _inverse_model_power(weights, lam, eps, inv)
-        if want_loss:
-            for m in range(n_mics):
-                for t in range(n_frames):
-                    loss += proj[m, t] * inv[m, t] - np.log(inv[m, t])
+    for lo in range(0, n_freq, BLOCK):
+        hi = min(lo + BLOCK, n_freq)
+        _block_variances(basis, activation, lo, hi, eps, lam)
+        for b in range(hi - lo):
+            f = lo + b
+            q_f = diag[f]
+            if update_q:
+                _inverse_model_power(weights, lam[:, b], eps, inv)
+                _update_rows(feats, f, q_f, inv, LOADING, EPS, means, cov, low, work, col)
+                phi = 0.0
+                for i in range(n_mics):
+                    for j in range(n_mics):
+                        phi += q_f[i, j].real ** 2 + q_f[i, j].imag ** 2
+                phi /= n_mics
+                scale = 1.0 / np.sqrt(phi)
+                for i in range(n_mics):
+                    for j in range(n_mics):
+                        q_f[i, j] *= scale
+                for n in range(n_src):
+                    for k in range(n_basis):
+                        basis[n, f, k] /= phi
+                    for t in range(n_frames):
+                        lam[n, b, t] = max(lam[n, b, t] / phi, eps)
+            if not (update_w or want_loss):
+                continue
+            _projected(feats, f, q_f, proj[b])
+            _inverse_model_power(weights, lam[:, b], eps, inv)
+            if want_loss:
+                for m in range(n_mics):
+                    for t in range(n_frames):
+                        loss += proj[b, m, t] * inv[m, t] - np.log(inv[m, t])
+            if update_w:
+                _source_ratios(weights, proj[b], inv, ratio, b)
         if not update_w:
             continue
         # w_nkf *= sqrt(sum_t h A / sum_t h B), A = sum_m g xt / yt^2, B = sum_m g / yt
         for n in range(n_src):
-            _source_ratios(weights, n, proj, inv, ratio)
-            for k in range(n_basis):
-                s_num = 0.0
-                s_den = 0.0
-                for t in range(n_frames):
-                    s_num += activation[n, k, t] * ratio[0, t]
-                    s_den += activation[n, k, t] * ratio[1, t]
-                basis[n, f, k] = basis[n, f, k] * np.sqrt(s_num / max(s_den, eps))
+            num = np.dot(ratio[0, n, : hi - lo], activation[n].T)
+            den = np.dot(ratio[1, n, : hi - lo], activation[n].T)
+            for b in range(hi - lo):
+                for k in range(n_basis):
+                    gain = np.sqrt(num[b, k] / max(den[b, k], eps))
+                    basis[n, lo + b, k] = max(basis[n, lo + b, k] * gain, eps)
+        # This block's share of the activation update, with the new basis.
+        _block_variances(basis, activation, lo, hi, eps, lam)
+        for b in range(hi - lo):
+            _inverse_model_power(weights, lam[:, b], eps, inv)
+            _source_ratios(weights, proj[b], inv, ratio, b)
         for n in range(n_src):
-            for k in range(n_basis):
-                basis[n, f, k] = max(basis[n, f, k], eps)
-        # This frequency's share of the activation update with the new basis.
-        _variances(basis, activation, f, eps, lam)
-        _inverse_model_power(weights, lam, eps, inv)
-        for n in range(n_src):
-            _source_ratios(weights, n, proj, inv, ratio)
-            for k in range(n_basis):
-                w = basis[n, f, k]
-                for t in range(n_frames):
-                    act_num[n, k, t] += w * ratio[0, t]
-                    act_den[n, k, t] += w * ratio[1, t]
+            act_num[n] += np.dot(basis[n, lo:hi].T, ratio[0, n, : hi - lo])
+            act_den[n] += np.dot(basis[n, lo:hi].T, ratio[1, n, : hi - lo])
     return loss
 
 
 @_hot
-def _source_ratios(weights, n, proj, inv, ratio):  # pragma: no cover - compiled
-    """``ratio[0] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1] = sum_m g_nm / yt_m`` ``(n_frames,)``."""
-    n_mics = weights.shape[1]
+def _source_ratios(weights, proj, inv, ratio, b):  # pragma: no cover - compiled
+    """``ratio[0, n, b] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1, n, b] = sum_m g_nm / yt_m``."""
+    n_src, n_mics = weights.shape
     n_frames = proj.shape[1]
-    for t in range(n_frames):
-        ratio[0, t] = 0.0
-        ratio[1, t] = 0.0
-    for m in range(n_mics):
-        g = weights[n, m]
+    for n in range(n_src):
         for t in range(n_frames):
-            ratio[0, t] += g * proj[m, t] * inv[m, t] * inv[m, t]
-            ratio[1, t] += g * inv[m, t]
+            ratio[0, n, b, t] = 0.0
+            ratio[1, n, b, t] = 0.0
+        for m in range(n_mics):
+            g = weights[n, m]
+            for t in range(n_frames):
+                ratio[0, n, b, t] += g * proj[m, t] * inv[m, t] * inv[m, t]
+                ratio[1, n, b, t] += g * inv[m, t]
 
 
 def iterate_compiled(
