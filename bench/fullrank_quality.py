@@ -11,7 +11,9 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
   1e-2), no iteration, through the multichannel Wiener filter (the effect of the filter alone);
 - ``refine``: that start refined by ``--refine-iter`` FastMNMF2 iterations, Wiener output;
 - ``ilrma@N`` / ``refine@N``: the same with the STFT N/N/4 in both stages (8192, 11000);
-- ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations).
+- ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations);
+- ``study`` / ``study@N``: SDRi of the refinement after 10, 30 and 100 iterations with weight
+  floors 1e-2 and 1e-3 (``--methods study,study@11000 --out out/fullrank_study.jsonl``).
 
 SDR is BSS Eval v3 (:func:`ilrma_cli.evaluate.score`, best permutation) against the
 source images at mic 0; SDRi subtracts the SDR of mic 0 itself. ``seconds`` is the
@@ -76,6 +78,41 @@ def ilrma_and_refine(
     return out
 
 
+def iterations_study(
+    mix: np.ndarray, refs: np.ndarray, seed: int, frames: str, checkpoints: list[int]
+) -> dict[str, tuple[float, float]]:
+    """SDRi after each of ``checkpoints`` iterations, for weight floors 1e-2 and 1e-3.
+
+    Chunks of iterations continue one run exactly (each chunk starts with the basis update
+    the previous chunk deferred), so one run gives every checkpoint.
+    """
+    from ilrma_cli.engine.features import unit_power_features
+    from ilrma_cli.engine.fullrank_compiled import iterate_compiled
+    from ilrma_cli.engine.fullrank_refine import initial_model
+
+    config = FRAMES[frames]
+    settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs))
+    result = separate(mix, settings, rate=RATE).result
+    obs = stft(mix, config)
+    feats = unit_power_features(obs)
+    out = {}
+    for floor in (1e-2, 1e-3):
+        model = initial_model(
+            feats, result.demix, result.basis, result.activation, None, None, floor
+        )
+        done = 0
+        start = time.perf_counter()
+        for n_iter in checkpoints:
+            iterate_compiled(feats, model, n_iter - done, record_loss=False)
+            done = n_iter
+            estimates = istft(fullrank_images(obs, model, 0), mix.shape[1], config)
+            out[f"it{n_iter}/floor{floor:g}{frames}"] = (
+                sdri(refs, estimates, mix),
+                time.perf_counter() - start,
+            )
+    return out
+
+
 def pyroomacoustics_fastmnmf2(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, float]:
     import pyroomacoustics as pra
 
@@ -88,13 +125,15 @@ def pyroomacoustics_fastmnmf2(mix: np.ndarray, refs: np.ndarray, seed: int) -> t
     return sdri(refs, estimates, mix), time.perf_counter() - start
 
 
-def run(seeds: list[int], methods: list[str], refine_iter: int, cases: list[str]) -> None:
+def run(
+    seeds: list[int], methods: list[str], refine_iter: int, cases: list[str], out: Path
+) -> None:
     done = set()
-    if OUT.exists():
-        for line in OUT.read_text().splitlines():
+    if out.exists():
+        for line in out.read_text().splitlines():
             row = json.loads(line)
             done.add((row["case"], row["seed"], row["method"]))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for case in cases:
             mix, refs = load(case)
@@ -105,18 +144,22 @@ def run(seeds: list[int], methods: list[str], refine_iter: int, cases: list[str]
                     continue
                 got = ilrma_and_refine(mix, refs, seed, FRAMES[frames], refine_iter)
                 rows += [(f"{m}{frames}", *v) for m, v in got.items()]
+            for frames in [f for f in FRAMES if f"study{f}" in methods]:
+                if (case, seed, f"it100/floor0.01{frames}") not in done:
+                    got = iterations_study(mix, refs, seed, frames, [10, 30, 100])
+                    rows += [(m, *v) for m, v in got.items()]
             if "pra" in methods and (case, seed, "pra") not in done:
                 rows.append(("pra", *pyroomacoustics_fastmnmf2(mix, refs, seed)))
-            with OUT.open("a") as f:
+            with out.open("a") as f:
                 for method, value, seconds in rows:
                     row = {"case": case, "seed": seed, "method": method, "sdri": value}
                     f.write(json.dumps({**row, "seconds": seconds}) + "\n")
                     print(f"{case:26s} {seed} {method:16s} {value:6.2f} dB {seconds:6.1f} s")
 
 
-def report() -> None:
+def report(out: Path) -> None:
     """Markdown tables: mean SDRi per case and method, worst seed minus mean, seconds."""
-    rows = [json.loads(line) for line in OUT.read_text().splitlines()]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     table: dict[tuple[str, str], list[float]] = {}
     secs: dict[str, list[float]] = {}
@@ -162,11 +205,11 @@ def main() -> None:
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
-        report()
+        report(args.out)
         return
     with threadpool_limits(limits=1):
         seeds = [int(s) for s in args.seeds.split(",")]
-        run(seeds, args.methods.split(","), args.refine_iter, args.cases.split(","))
+        run(seeds, args.methods.split(","), args.refine_iter, args.cases.split(","), args.out)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ import numpy as np
 from ilrma_cli.engine.fullrank import EPS, LOADING, Callback, FullRankModel
 
 _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_OPTIONS = {"cache": True, "fastmath": _FLAGS, "error_model": "numpy", "boundscheck": False}
-_jit = numba.njit(**_OPTIONS)
-_hot = numba.njit(inline="always", **_OPTIONS)
+_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+_hot = numba.njit(
+    inline="always", cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False
+)
 # Frequencies per block: the NMF sums of a block are matrix products (BLAS), and the
 # block's variances and ratios (3 n_src BLOCK n_frames floats) stay in the cache.
 BLOCK = 32
