@@ -12,6 +12,7 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
 - ``refine``: that start refined by ``--refine-iter`` FastMNMF2 iterations, Wiener output;
 - ``ilrma@N`` / ``refine@N``: the same with the STFT N/N/4 in both stages (8192, 11000);
 - ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations);
+- ``random``: our iterations from the same kind of random start, at ``pra``'s settings;
 - ``study`` / ``study@N``: SDRi of the refinement after 10, 30 and 100 iterations with weight
   floors 1e-2 and 1e-3 (``--methods study,study@11000 --out out/fullrank_study.jsonl``).
 
@@ -76,6 +77,23 @@ def ilrma_and_refine(
         estimates = istft(images, n, stft_config)
         out[name] = (sdri(refs, estimates, mix), t_ilrma + time.perf_counter() - start)
     return out
+
+
+def random_start(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, float]:
+    """Our iterations from pyroomacoustics' kind of start (``pra``'s settings, our RNG)."""
+    from ilrma_cli.engine.features import unit_power_features
+    from ilrma_cli.engine.fullrank_compiled import iterate_compiled
+    from ilrma_cli.engine.fullrank_refine import random_model
+
+    config = StftConfig(4096, 2048, "hann")
+    start = time.perf_counter()
+    obs = stft(mix, config)
+    n_mics, n_freq, n_frames = obs.shape
+    rng = np.random.default_rng(seed)
+    model = random_model(n_freq, n_frames, n_mics, len(refs), 16, rng)
+    iterate_compiled(unit_power_features(obs), model, 100, record_loss=False)
+    estimates = istft(fullrank_images(obs, model, 0), mix.shape[1], config)
+    return sdri(refs, estimates, mix), time.perf_counter() - start
 
 
 def iterations_study(
@@ -148,6 +166,8 @@ def run(
                 if (case, seed, f"it100/floor0.01{frames}") not in done:
                     got = iterations_study(mix, refs, seed, frames, [10, 30, 100])
                     rows += [(m, *v) for m, v in got.items()]
+            if "random" in methods and (case, seed, "random") not in done:
+                rows.append(("random", *random_start(mix, refs, seed)))
             if "pra" in methods and (case, seed, "pra") not in done:
                 rows.append(("pra", *pyroomacoustics_fastmnmf2(mix, refs, seed)))
             with out.open("a") as f:
