@@ -252,6 +252,7 @@ def diagonaliser_pass(
     ratio = np.empty((2, n_src, BLOCK, n_frames))
     proj = np.empty((BLOCK, n_mics, n_frames))
     inv = np.empty((n_mics, n_frames))
+    scaled = np.empty((n_mics, n_frames))
     means = np.empty(n_feats)
     cov = np.empty((n_mics, n_mics), dtype=np.complex128)
     low = np.empty((n_mics, n_mics), dtype=np.complex128)
@@ -290,7 +291,7 @@ def diagonaliser_pass(
                     for t in range(n_frames):
                         loss += proj[b, m, t] * inv[m, t] - np.log(inv[m, t])
             if update_w:
-                _source_ratios(weights, proj[b], inv, ratio, b)
+                _source_ratios(weights, proj[b], inv, scaled, ratio, b)
         if not update_w:
             continue
         # w_nkf *= sqrt(sum_t h A / sum_t h B), A = sum_m g xt / yt^2, B = sum_m g / yt
@@ -305,7 +306,7 @@ def diagonaliser_pass(
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
             _inverse_model_power(weights, lam[:, b], eps, inv)
-            _source_ratios(weights, proj[b], inv, ratio, b)
+            _source_ratios(weights, proj[b], inv, scaled, ratio, b)
         for n in range(n_src):
             act_num[n] += np.dot(basis[n, lo:hi].T, ratio[0, n, : hi - lo])
             act_den[n] += np.dot(basis[n, lo:hi].T, ratio[1, n, : hi - lo])
@@ -313,18 +314,25 @@ def diagonaliser_pass(
 
 
 @_hot
-def _source_ratios(weights, proj, inv, ratio, b):  # pragma: no cover - compiled
-    """``ratio[0, n, b] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1, n, b] = sum_m g_nm / yt_m``."""
+def _source_ratios(weights, proj, inv, scaled, ratio, b):  # pragma: no cover - compiled
+    """``ratio[0, n, b] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1, n, b] = sum_m g_nm / yt_m``.
+
+    ``scaled`` ``(n_mics, n_frames)`` is scratch for ``xt / yt^2``.
+    """
     n_src, n_mics = weights.shape
     n_frames = proj.shape[1]
-    for n in range(n_src):
+    for m in range(n_mics):
         for t in range(n_frames):
-            ratio[0, n, b, t] = 0.0
-            ratio[1, n, b, t] = 0.0
-        for m in range(n_mics):
+            scaled[m, t] = proj[m, t] * inv[m, t] * inv[m, t]
+    for n in range(n_src):
+        g = weights[n, 0]
+        for t in range(n_frames):
+            ratio[0, n, b, t] = g * scaled[0, t]
+            ratio[1, n, b, t] = g * inv[0, t]
+        for m in range(1, n_mics):
             g = weights[n, m]
             for t in range(n_frames):
-                ratio[0, n, b, t] += g * proj[m, t] * inv[m, t] * inv[m, t]
+                ratio[0, n, b, t] += g * scaled[m, t]
                 ratio[1, n, b, t] += g * inv[m, t]
 
 
