@@ -13,8 +13,8 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
 - ``ilrma@N`` / ``refine@N``: the same with the STFT N/N/4 in both stages (8192, 11000);
 - ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations);
 - ``random``: our iterations from the same kind of random start, at ``pra``'s settings;
-- ``study`` / ``study@N``: SDRi of the refinement after 10, 30 and 100 iterations with weight
-  floors 1e-2 and 1e-3 (``--methods study,study@11000 --out out/fullrank_study.jsonl``).
+- ``study`` / ``study@N``: SDRi of the refinement after ``--checkpoints`` iterations (10, 30,
+  100) for each of ``--floors`` (1e-2, 1e-3) (``--methods study --out out/fullrank_study.jsonl``).
 
 SDR is BSS Eval v3 (:func:`ilrma_cli.evaluate.score`, best permutation) against the
 source images at mic 0; SDRi subtracts the SDR of mic 0 itself. ``seconds`` is the
@@ -97,9 +97,14 @@ def random_start(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, f
 
 
 def iterations_study(
-    mix: np.ndarray, refs: np.ndarray, seed: int, frames: str, checkpoints: list[int]
+    mix: np.ndarray,
+    refs: np.ndarray,
+    seed: int,
+    frames: str,
+    checkpoints: tuple[int, ...],
+    floors: tuple[float, ...],
 ) -> dict[str, tuple[float, float]]:
-    """SDRi after each of ``checkpoints`` iterations, for weight floors 1e-2 and 1e-3.
+    """SDRi after each of ``checkpoints`` iterations, for each weight floor.
 
     Chunks of iterations continue one run exactly (each chunk starts with the basis update
     the previous chunk deferred), so one run gives every checkpoint.
@@ -114,7 +119,7 @@ def iterations_study(
     obs = stft(mix, config)
     feats = unit_power_features(obs)
     out = {}
-    for floor in (1e-2, 1e-3):
+    for floor in floors:
         model = initial_model(
             feats, result.demix, result.basis, result.activation, None, None, floor
         )
@@ -144,7 +149,13 @@ def pyroomacoustics_fastmnmf2(mix: np.ndarray, refs: np.ndarray, seed: int) -> t
 
 
 def run(
-    seeds: list[int], methods: list[str], refine_iter: int, cases: list[str], out: Path
+    seeds: list[int],
+    methods: list[str],
+    refine_iter: int,
+    cases: list[str],
+    out: Path,
+    checkpoints: tuple[int, ...] = (10, 30, 100),
+    floors: tuple[float, ...] = (1e-2, 1e-3),
 ) -> None:
     done = set()
     if out.exists():
@@ -163,8 +174,9 @@ def run(
                 got = ilrma_and_refine(mix, refs, seed, FRAMES[frames], refine_iter)
                 rows += [(f"{m}{frames}", *v) for m, v in got.items()]
             for frames in [f for f in FRAMES if f"study{f}" in methods]:
-                if (case, seed, f"it100/floor0.01{frames}") not in done:
-                    got = iterations_study(mix, refs, seed, frames, [10, 30, 100])
+                last = f"it{checkpoints[-1]}/floor{floors[-1]:g}{frames}"
+                if (case, seed, last) not in done:
+                    got = iterations_study(mix, refs, seed, frames, checkpoints, floors)
                     rows += [(m, *v) for m, v in got.items()]
             if "random" in methods and (case, seed, "random") not in done:
                 rows.append(("random", *random_start(mix, refs, seed)))
@@ -177,9 +189,13 @@ def run(
                     print(f"{case:26s} {seed} {method:16s} {value:6.2f} dB {seconds:6.1f} s")
 
 
-def report(out: Path) -> None:
-    """Markdown tables: mean SDRi per case and method, worst seed minus mean, seconds."""
+def report(out: Path, seeds: set[int], methods: list[str] | None) -> None:
+    """Markdown tables: mean SDRi per case and method, worst seed minus mean, seconds.
+
+    Only the rows of ``seeds`` and ``methods`` (all if None).
+    """
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["seed"] in seeds and (methods is None or r["method"] in methods)]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     table: dict[tuple[str, str], list[float]] = {}
     secs: dict[str, list[float]] = {}
@@ -218,18 +234,33 @@ def report(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--methods", default="refine,refine@8192,refine@11000,pra")
+    parser.add_argument(
+        "--methods",
+        default="refine,refine@8192,refine@11000,pra",
+        help="methods to run; with --report, the methods to show (all: every one)",
+    )
     parser.add_argument("--refine-iter", type=int, default=100)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--checkpoints", default="10,30,100", help="iterations (study)")
+    parser.add_argument("--floors", default="0.01,0.001", help="weight floors (study)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
-        report(args.out)
+        seeds = {int(s) for s in args.seeds.split(",")}
+        report(args.out, seeds, args.methods.split(",") if args.methods != "all" else None)
         return
     with threadpool_limits(limits=1):
         seeds = [int(s) for s in args.seeds.split(",")]
-        run(seeds, args.methods.split(","), args.refine_iter, args.cases.split(","), args.out)
+        run(
+            seeds,
+            args.methods.split(","),
+            args.refine_iter,
+            args.cases.split(","),
+            args.out,
+            tuple(int(v) for v in args.checkpoints.split(",")),
+            tuple(float(v) for v in args.floors.split(",")),
+        )
 
 
 if __name__ == "__main__":
