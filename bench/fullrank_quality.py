@@ -54,7 +54,9 @@ def load(case: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sdri(refs: np.ndarray, estimates: np.ndarray, mix: np.ndarray) -> float:
-    return float(np.mean(score(refs, estimates, mix[0]).sdri))
+    values = score(refs, estimates, mix[0]).sdri
+    assert values is not None
+    return float(np.mean(values))
 
 
 def ilrma_and_refine(
@@ -202,8 +204,7 @@ def report(out: Path, seeds: set[int], methods: list[str] | None) -> None:
     for r in rows:
         table.setdefault((r["case"], r["method"]), []).append(r["sdri"])
         secs.setdefault(r["method"], []).append(r["seconds"])
-    seeds = sorted({r["seed"] for r in rows})
-    print(f"Mean SDRi (dB) over seeds {seeds}; n = runs per cell\n")
+    print(f"Mean SDRi (dB) over seeds {sorted({r['seed'] for r in rows})}; n = runs per cell\n")
     print("| case | " + " | ".join(methods) + " |")
     print("|---" * (len(methods) + 1) + "|")
     for case in CASES:
@@ -247,8 +248,8 @@ def main() -> None:
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
-        seeds = {int(s) for s in args.seeds.split(",")}
-        report(args.out, seeds, args.methods.split(",") if args.methods != "all" else None)
+        shown = {int(s) for s in args.seeds.split(",")}
+        report(args.out, shown, args.methods.split(",") if args.methods != "all" else None)
         return
     with threadpool_limits(limits=1):
         seeds = [int(s) for s in args.seeds.split(",")]
