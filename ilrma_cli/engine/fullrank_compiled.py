@@ -10,9 +10,10 @@ reading the observation only through its outer-product features ``feats``
    update (they need every frequency with the new activation);
 2. :func:`diagonaliser_pass` updates the rows of ``Q_f`` by iterative projection,
    applies this frequency's share of the normalisation ``phi_f``, adds the loss
-   of the updated model, then does the NMF basis update of the *next* iteration
-   at ``f`` (it needs only ``Q_f``, ``w_f``, the activation and the weights,
-   all final by then) and adds this frequency's share of the next activation update.
+   of the updated model, then, block by block of frequencies, does the NMF basis
+   update of the *next* iteration (at ``f`` it needs only ``Q_f``, ``w_f``, the
+   activation and the weights, all final by then) and adds the block's share of
+   the next activation update.
 
 The weight normalisation ``mu_n`` runs between the passes and ``nu_nk`` after
 the second one; every update is equivariant under these rescalings, so their
@@ -349,6 +350,8 @@ def iterate_compiled(
     ``feats`` ``(n_freq, m*m, n_frames)`` float64 are those of the observation the
     model applies to; ``model`` is updated in place. ``losses`` holds the start and
     one value per iteration (empty unless ``record_loss``); the callback gets NaN then.
+    A callback that stops the run leaves the basis one update ahead of the rest (that
+    update only lowers the loss); a run to ``n_iter`` ends in the reference's state.
     """
     n_frames = feats.shape[2]
     diag, weights = model.diagonaliser, model.spatial_weights
