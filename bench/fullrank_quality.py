@@ -12,6 +12,7 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
 - ``refine``: that start refined by ``--refine-iter`` FastMNMF2 iterations, Wiener output;
 - ``ilrma@N`` / ``refine@N``: the same with the STFT N/N/4 in both stages (8192, 11000);
 - ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations);
+  ``pra@8192`` / ``pra@11000`` at 8192/2048 and 11000/2750;
 - ``random``: our iterations from the same kind of random start, at ``pra``'s settings;
 - ``study`` / ``study@N``: SDRi of the refinement after ``--checkpoints`` iterations (10, 30,
   100) for each of ``--floors`` (1e-2, 1e-3) (``--methods study --out out/fullrank_study.jsonl``).
@@ -45,6 +46,7 @@ OUT = ROOT / "out" / "fullrank_quality.jsonl"
 CASES = sorted(p.name for p in (DATA / "dev").iterdir() if (p / "mix.wav").exists())
 FRAMES = {"": StftConfig(4096, 1024, "hann"), "@8192": StftConfig(8192, 2048, "hann")}
 FRAMES["@11000"] = StftConfig(11000, 2750, "hann")
+PRA_FRAMES = {"": StftConfig(4096, 2048, "hann"), **{k: v for k, v in FRAMES.items() if k}}
 
 
 def load(case: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,10 +140,11 @@ def iterations_study(
     return out
 
 
-def pyroomacoustics_fastmnmf2(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, float]:
+def pyroomacoustics_fastmnmf2(
+    mix: np.ndarray, refs: np.ndarray, seed: int, config: StftConfig
+) -> tuple[float, float]:
     import pyroomacoustics as pra
 
-    config = StftConfig(4096, 2048, "hann")
     start = time.perf_counter()
     obs = stft(mix, config)
     np.random.seed(seed)  # noqa: NPY002  (pra draws its start from the global generator)
@@ -182,8 +185,10 @@ def run(
                     rows += [(m, *v) for m, v in got.items()]
             if "random" in methods and (case, seed, "random") not in done:
                 rows.append(("random", *random_start(mix, refs, seed)))
-            if "pra" in methods and (case, seed, "pra") not in done:
-                rows.append(("pra", *pyroomacoustics_fastmnmf2(mix, refs, seed)))
+            for frames, config in PRA_FRAMES.items():
+                if f"pra{frames}" in methods and (case, seed, f"pra{frames}") not in done:
+                    got = pyroomacoustics_fastmnmf2(mix, refs, seed, config)
+                    rows.append((f"pra{frames}", *got))
             with out.open("a") as f:
                 for method, value, seconds in rows:
                     row = {"case": case, "seed": seed, "method": method, "sdri": value}
