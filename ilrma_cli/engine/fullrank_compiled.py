@@ -1,0 +1,407 @@
+"""Compiled iterations of the full-rank (FastMNMF2) model (numba).
+
+The same updates as :mod:`ilrma_cli.engine.fullrank` (tested against it from the
+same state), reorganised into two passes over the frequencies per iteration,
+reading the observation only through its outer-product features ``feats``
+``(n_freq, m*m, n_frames)`` (:mod:`ilrma_cli.engine.features`), so no
+``(n_mics, n_freq, n_frames)`` array is ever formed:
+
+1. :func:`weights_pass` sums the numerator and denominator of the spatial-weight
+   update (they need every frequency with the new activation);
+2. :func:`diagonaliser_pass` updates the rows of ``Q_f`` by iterative projection,
+   applies this frequency's share of the normalisation ``phi_f``, adds the loss
+   of the updated model, then, block by block of frequencies, does the NMF basis
+   update of the *next* iteration (at ``f`` it needs only ``Q_f``, ``w_f``, the
+   activation and the weights, all final by then) and adds the block's share of
+   the next activation update.
+
+The weight normalisation ``mu_n`` runs between the passes and ``nu_nk`` after
+the second one; every update is equivariant under these rescalings, so their
+place changes nothing but rounding. Every helper is inlined into the two
+compiled passes and lives in this file (numba's cache does not see changes
+made to helpers in other files).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ilrma_cli.engine.fullrank import EPS, LOADING, Callback, FullRankModel
+
+_FLAGS = {"reassoc", "contract", "arcp", "nsz"}
+_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+_hot = numba.njit(
+    inline="always", cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False
+)
+# Frequencies per block: the NMF sums of a block are matrix products (BLAS), and the
+# block's variances and ratios (3 n_src BLOCK n_frames floats) stay in the cache.
+BLOCK = 32
+
+
+@_hot
+def _block_variances(basis, activation, lo, hi, eps, lam):  # pragma: no cover - compiled
+    """``lam[n, b] = max(basis[n, lo + b] @ activation[n], eps)`` for ``b < hi - lo`` (BLAS products)."""
+    n_src = basis.shape[0]
+    n_frames = activation.shape[2]
+    for n in range(n_src):
+        product = np.dot(basis[n, lo:hi], activation[n])
+        for b in range(hi - lo):
+            for t in range(n_frames):
+                lam[n, b, t] = max(product[b, t], eps)
+
+
+@_hot
+def _inverse_model_power(weights, lam, eps, inv):  # pragma: no cover - compiled
+    """``inv[m, t] = 1 / max(sum_n g_nm lam[n, t], eps)``."""
+    n_src, n_mics = weights.shape
+    n_frames = lam.shape[1]
+    for m in range(n_mics):
+        g = weights[0, m]
+        for t in range(n_frames):
+            inv[m, t] = g * lam[0, t]
+        for n in range(1, n_src):
+            g = weights[n, m]
+            for t in range(n_frames):
+                inv[m, t] += g * lam[n, t]
+        for t in range(n_frames):
+            inv[m, t] = 1.0 / max(inv[m, t], eps)
+
+
+@_hot
+def _projected(feats, f, q_f, proj):  # pragma: no cover - compiled
+    """``proj[m, t] = |q_fm^H x_ft|^2`` from the features (clipped at zero)."""
+    n_mics = q_f.shape[0]
+    n_frames = feats.shape[2]
+    for m in range(n_mics):
+        for t in range(n_frames):
+            proj[m, t] = 0.0
+        for i in range(n_mics):
+            c = q_f[m, i].real ** 2 + q_f[m, i].imag ** 2
+            for t in range(n_frames):
+                proj[m, t] += c * feats[f, i, t]
+        p = n_mics
+        for i in range(n_mics):
+            for j in range(i + 1, n_mics):
+                cross = q_f[m, i] * q_f[m, j].conjugate()
+                c_re = 2.0 * cross.real
+                c_im = -2.0 * cross.imag
+                for t in range(n_frames):
+                    proj[m, t] += c_re * feats[f, p, t] + c_im * feats[f, p + 1, t]
+                p += 2
+        for t in range(n_frames):
+            proj[m, t] = max(proj[m, t], 0.0)
+
+
+@_hot
+def _weighted_covariance(feats, f, inv_m, loading, floor, means, cov):  # pragma: no cover
+    """``cov = mean_t x_ft x_ft^H inv_m[t]`` (Hermitian, loaded by ``loading`` trace / m)."""
+    n_mics = cov.shape[0]
+    n_feats, n_frames = feats.shape[1], feats.shape[2]
+    for p in range(n_feats):
+        total = 0.0
+        for t in range(n_frames):
+            total += feats[f, p, t] * inv_m[t]
+        means[p] = total / n_frames
+    trace = 0.0
+    for i in range(n_mics):
+        trace += means[i]
+    load = loading * max(trace / n_mics, floor)
+    for i in range(n_mics):
+        cov[i, i] = means[i] + load
+    p = n_mics
+    for i in range(n_mics):
+        for j in range(i + 1, n_mics):
+            cov[i, j] = means[p] + 1j * means[p + 1]
+            cov[j, i] = means[p] - 1j * means[p + 1]
+            p += 2
+
+
+@_hot
+def _solve(a, b, work):  # pragma: no cover - compiled
+    """``b <- a^{-1} b`` by Gaussian elimination with partial pivoting (``a`` copied to ``work``)."""
+    n = a.shape[0]
+    for i in range(n):
+        for j in range(n):
+            work[i, j] = a[i, j]
+    for col in range(n):
+        pivot = col
+        best = abs(work[col, col])
+        for r in range(col + 1, n):
+            if abs(work[r, col]) > best:
+                best = abs(work[r, col])
+                pivot = r
+        if pivot != col:
+            for j in range(n):
+                work[col, j], work[pivot, j] = work[pivot, j], work[col, j]
+            b[col], b[pivot] = b[pivot], b[col]
+        inv = 1.0 / work[col, col]
+        for r in range(col + 1, n):
+            factor = work[r, col] * inv
+            for j in range(col, n):
+                work[r, j] -= factor * work[col, j]
+            b[r] -= factor * b[col]
+    for i in range(n - 1, -1, -1):
+        total = b[i]
+        for j in range(i + 1, n):
+            total -= work[i, j] * b[j]
+        b[i] = total / work[i, i]
+
+
+@_hot
+def _cholesky(a, low):  # pragma: no cover - compiled
+    """Lower factor ``a = low low^H`` of a Hermitian positive definite ``a`` (NaN if it is not)."""
+    n = a.shape[0]
+    for j in range(n):
+        diag = a[j, j].real
+        for k in range(j):
+            diag -= low[j, k].real ** 2 + low[j, k].imag ** 2
+        root = np.sqrt(diag) if diag > 0.0 else np.nan
+        low[j, j] = root
+        for i in range(j + 1, n):
+            total = a[i, j]
+            for k in range(j):
+                total -= low[i, k] * low[j, k].conjugate()
+            low[i, j] = total / root
+        for i in range(j):
+            low[i, j] = 0.0
+
+
+@_hot
+def _update_rows(
+    feats, f, q_f, inv, loading, floor, means, cov, low, work, col
+):  # pragma: no cover
+    """Iterative projection of every row of ``Q_f`` in turn (see ``fullrank.update_diagonaliser``).
+
+    ``q_m = V_m^{-1} a`` with ``a`` column m of ``Q_f^{-1}`` equals ``(Q_f V_m)^{-1} e_m``; through
+    ``V_m = L L^H``: ``z = L^{-1} a``, ``q_m = L^{-H} z / |z|`` (so ``q_m^H V_m q_m = 1``).
+    """
+    n_mics = q_f.shape[0]
+    for m in range(n_mics):
+        _weighted_covariance(feats, f, inv[m], loading, floor, means, cov)
+        for i in range(n_mics):
+            col[i] = 0.0
+        col[m] = 1.0
+        _solve(q_f, col, work)  # col = Q_f^{-1} e_m
+        _cholesky(cov, low)
+        for i in range(n_mics):  # z = L^{-1} col
+            total = col[i]
+            for k in range(i):
+                total -= low[i, k] * col[k]
+            col[i] = total / low[i, i]
+        norm = 0.0
+        for i in range(n_mics):
+            norm += col[i].real ** 2 + col[i].imag ** 2
+        norm = np.sqrt(norm)
+        for i in range(n_mics - 1, -1, -1):  # L^{-H} z
+            total = col[i]
+            for k in range(i + 1, n_mics):
+                total -= low[k, i].conjugate() * col[k]
+            col[i] = total / low[i, i].real
+        finite = norm > 0.0
+        for i in range(n_mics):
+            finite = finite and np.isfinite(col[i].real) and np.isfinite(col[i].imag)
+        if finite:
+            for i in range(n_mics):
+                q_f[m, i] = (col[i] / norm).conjugate()
+
+
+@_jit
+def weights_pass(feats, diag, weights, basis, activation, num, den, eps):  # pragma: no cover
+    """Add ``sum_ft lambda_nft xt_mft / yt_mft^2`` into ``num`` and ``sum_ft lambda / yt`` into ``den`` ``(n_src, n_mics)``."""
+    n_freq, _, n_frames = feats.shape
+    n_src, n_mics = weights.shape
+    lam = np.empty((n_src, BLOCK, n_frames))
+    inv = np.empty((n_mics, n_frames))
+    proj = np.empty((n_mics, n_frames))
+    for lo in range(0, n_freq, BLOCK):
+        hi = min(lo + BLOCK, n_freq)
+        _block_variances(basis, activation, lo, hi, eps, lam)
+        for b in range(hi - lo):
+            _projected(feats, lo + b, diag[lo + b], proj)
+            _inverse_model_power(weights, lam[:, b], eps, inv)
+            for m in range(n_mics):
+                for t in range(n_frames):
+                    proj[m, t] *= inv[m, t] * inv[m, t]
+            for n in range(n_src):
+                for m in range(n_mics):
+                    s_num = 0.0
+                    s_den = 0.0
+                    for t in range(n_frames):
+                        s_num += lam[n, b, t] * proj[m, t]
+                        s_den += lam[n, b, t] * inv[m, t]
+                    num[n, m] += s_num
+                    den[n, m] += s_den
+
+
+@_jit
+def diagonaliser_pass(
+    feats, diag, weights, basis, activation, act_num, act_den, update_q, update_w, want_loss, eps
+):  # pragma: no cover - compiled
+    """Rows of ``Q_f`` and ``phi_f`` (if ``update_q``), loss part, next basis update (module docstring).
+
+    Returns ``sum_mft (xt / yt + log yt)`` of the model after the ``Q`` update (0 unless
+    ``want_loss``). With ``update_w`` the basis is updated in place and the activation
+    update's numerator and denominator are added into ``act_num``, ``act_den``
+    ``(n_src, n_basis, n_frames)``. Frequencies go in blocks of :data:`BLOCK`, so that
+    the sums over the NMF bases are matrix products (BLAS).
+    """
+    n_freq, n_feats, n_frames = feats.shape
+    n_src, n_mics = weights.shape
+    n_basis = basis.shape[2]
+    lam = np.empty((n_src, BLOCK, n_frames))
+    ratio = np.empty((2, n_src, BLOCK, n_frames))
+    proj = np.empty((BLOCK, n_mics, n_frames))
+    inv = np.empty((n_mics, n_frames))
+    scaled = np.empty((n_mics, n_frames))
+    means = np.empty(n_feats)
+    cov = np.empty((n_mics, n_mics), dtype=np.complex128)
+    low = np.empty((n_mics, n_mics), dtype=np.complex128)
+    work = np.empty((n_mics, n_mics), dtype=np.complex128)
+    col = np.empty(n_mics, dtype=np.complex128)
+    loss = 0.0
+    for lo in range(0, n_freq, BLOCK):
+        hi = min(lo + BLOCK, n_freq)
+        _block_variances(basis, activation, lo, hi, eps, lam)
+        for b in range(hi - lo):
+            f = lo + b
+            q_f = diag[f]
+            if update_q:
+                _inverse_model_power(weights, lam[:, b], eps, inv)
+                _update_rows(feats, f, q_f, inv, LOADING, EPS, means, cov, low, work, col)
+                phi = 0.0
+                for i in range(n_mics):
+                    for j in range(n_mics):
+                        phi += q_f[i, j].real ** 2 + q_f[i, j].imag ** 2
+                phi /= n_mics
+                scale = 1.0 / np.sqrt(phi)
+                for i in range(n_mics):
+                    for j in range(n_mics):
+                        q_f[i, j] *= scale
+                for n in range(n_src):
+                    for k in range(n_basis):
+                        basis[n, f, k] /= phi
+                    for t in range(n_frames):
+                        lam[n, b, t] = max(lam[n, b, t] / phi, eps)
+            if not (update_w or want_loss):
+                continue
+            _projected(feats, f, q_f, proj[b])
+            _inverse_model_power(weights, lam[:, b], eps, inv)
+            if want_loss:
+                for m in range(n_mics):
+                    for t in range(n_frames):
+                        loss += proj[b, m, t] * inv[m, t] - np.log(inv[m, t])
+            if update_w:
+                _source_ratios(weights, proj[b], inv, scaled, ratio, b)
+        if not update_w:
+            continue
+        # w_nkf *= sqrt(sum_t h A / sum_t h B), A = sum_m g xt / yt^2, B = sum_m g / yt
+        for n in range(n_src):
+            num = np.dot(ratio[0, n, : hi - lo], activation[n].T)
+            den = np.dot(ratio[1, n, : hi - lo], activation[n].T)
+            for b in range(hi - lo):
+                for k in range(n_basis):
+                    gain = np.sqrt(num[b, k] / max(den[b, k], eps))
+                    basis[n, lo + b, k] = max(basis[n, lo + b, k] * gain, eps)
+        # This block's share of the activation update, with the new basis.
+        _block_variances(basis, activation, lo, hi, eps, lam)
+        for b in range(hi - lo):
+            _inverse_model_power(weights, lam[:, b], eps, inv)
+            _source_ratios(weights, proj[b], inv, scaled, ratio, b)
+        for n in range(n_src):
+            act_num[n] += np.dot(basis[n, lo:hi].T, ratio[0, n, : hi - lo])
+            act_den[n] += np.dot(basis[n, lo:hi].T, ratio[1, n, : hi - lo])
+    return loss
+
+
+@_hot
+def _source_ratios(weights, proj, inv, scaled, ratio, b):  # pragma: no cover - compiled
+    """``ratio[0, n, b] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1, n, b] = sum_m g_nm / yt_m``.
+
+    ``scaled`` ``(n_mics, n_frames)`` is scratch for ``xt / yt^2``.
+    """
+    n_src, n_mics = weights.shape
+    n_frames = proj.shape[1]
+    for m in range(n_mics):
+        for t in range(n_frames):
+            scaled[m, t] = proj[m, t] * inv[m, t] * inv[m, t]
+    for n in range(n_src):
+        g = weights[n, 0]
+        for t in range(n_frames):
+            ratio[0, n, b, t] = g * scaled[0, t]
+            ratio[1, n, b, t] = g * inv[0, t]
+        for m in range(1, n_mics):
+            g = weights[n, m]
+            for t in range(n_frames):
+                ratio[0, n, b, t] += g * scaled[m, t]
+                ratio[1, n, b, t] += g * inv[m, t]
+
+
+def iterate_compiled(
+    feats: np.ndarray,
+    model: FullRankModel,
+    n_iter: int,
+    callback: Callback | None = None,
+    record_loss: bool = True,
+    eps: float = EPS,
+) -> tuple[list[float], int]:
+    """:func:`ilrma_cli.engine.fullrank.iterate` on the features; ``(losses, n_done)``.
+
+    ``feats`` ``(n_freq, m*m, n_frames)`` float64 are those of the observation the
+    model applies to; ``model`` is updated in place. ``losses`` holds the start and
+    one value per iteration (empty unless ``record_loss``); the callback gets NaN then.
+    A callback that stops the run leaves the basis one update ahead of the rest (that
+    update only lowers the loss); a run to ``n_iter`` ends in the reference's state.
+    """
+    n_frames = feats.shape[2]
+    diag, weights = model.diagonaliser, model.spatial_weights
+    basis, activation = model.basis, model.activation
+    act_num, act_den = np.zeros_like(activation), np.zeros_like(activation)
+    g_num, g_den = np.zeros_like(weights), np.zeros_like(weights)
+
+    def diagonaliser_step(update_q: bool, update_w: bool) -> float:
+        act_num.fill(0.0)
+        act_den.fill(0.0)
+        args = (act_num, act_den, update_q, update_w, record_loss, eps)
+        part = diagonaliser_pass(feats, diag, weights, basis, activation, *args)
+        _, logdet = np.linalg.slogdet(diag)
+        return float(part - 2.0 * n_frames * np.sum(logdet))
+
+    start = diagonaliser_step(False, n_iter > 0)
+    losses = [start] if record_loss else []
+    n_done = 0
+    for it in range(1, n_iter + 1):
+        activation *= np.sqrt(act_num / np.maximum(act_den, eps))
+        np.maximum(activation, eps, out=activation)
+        g_num.fill(0.0)
+        g_den.fill(0.0)
+        weights_pass(feats, diag, weights, basis, activation, g_num, g_den, eps)
+        weights *= np.sqrt(g_num / np.maximum(g_den, eps))
+        np.maximum(weights, eps, out=weights)
+        mu = weights.sum(axis=1)
+        weights /= mu[:, None]
+        basis *= mu[:, None, None]
+        value = diagonaliser_step(True, it < n_iter)
+        nu = basis.sum(axis=1)
+        basis /= nu[:, None, :]
+        activation *= nu[:, :, None]
+        n_done = it
+        if record_loss:
+            losses.append(value)
+        if callback is not None and callback(it, value if record_loss else float("nan")):
+            break
+    return losses, n_done
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) both passes for the argument types the engine uses."""
+    n_mics, n_freq, n_frames, n_basis = 2, 3, 4, 2
+    feats = np.ones((n_freq, n_mics * n_mics, n_frames))
+    feats[:, n_mics:] = 0.0
+    model = FullRankModel(
+        np.tile(np.eye(n_mics, dtype=np.complex128), (n_freq, 1, 1)),
+        np.eye(n_mics) + 0.1,
+        np.ones((n_mics, n_freq, n_basis)),
+        np.ones((n_mics, n_basis, n_frames)),
+    )
+    iterate_compiled(feats, model, 1)

@@ -1,0 +1,213 @@
+"""Entry point of the full-rank model: start from the ILRMA (or IVA) solution, refine, filter.
+
+:func:`refine_fullrank` turns a rank-1 solution into a starting point of the
+FastMNMF2 model (:mod:`ilrma_cli.engine.fullrank`) and iterates it with the
+compiled passes (:mod:`ilrma_cli.engine.fullrank_compiled`);
+:func:`fullrank_images` gives the source images through the multichannel Wiener
+filter. The start from a demixing matrix ``W_f`` ``(n_src, n_mics)``:
+
+- ``n_src == n_mics``: ``Q_f = W_f``, the NMF of each source is ILRMA's, and
+  ``g_n = e_n + floor`` (one-hot plus ``weight_floor`` on the other rows). With
+  ``weight_floor = 0`` the model *is* the ILRMA model (same loss, and the Wiener
+  filter is ILRMA's projection back); the floor lets the weights, hence the
+  spatial covariances, become full rank.
+- ``n_src < n_mics`` (ILRMA in the principal subspace): the extra rows of ``Q_f``
+  span the outputs uncorrelated with the sources (the null space of ``W_f R_f``,
+  ``R_f = mean_t x x^H``), and every source gets the same weight on them, sized
+  so that the model matches their mean power.
+- ``n_src > n_mics``: the first ``n_mics`` sources start from the determined
+  solution; each extra source gets a random NMF (``seed``) at the mean scale of
+  the others and random positive weights on every row (a diffuse start the
+  iterations can then focus).
+
+``n_basis`` other than ILRMA's refits the NMF of the first sources to the
+demixed powers ``|w_n^H x|^2`` (IS-NMF from a random start, ``seed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ilrma_cli.engine import fullrank as ref
+from ilrma_cli.engine.features import power_coefficients, to_hermitian, unit_power_features
+from ilrma_cli.engine.fullrank import EPS, Callback, FullRankModel
+
+NMF_FIT_ITER = 30  # IS-NMF iterations when the NMF is refitted to the demixed powers
+DEFAULT_WEIGHT_FLOOR = 1e-2
+
+
+@dataclass
+class FullRankResult(FullRankModel):
+    """The refined model (see :class:`FullRankModel`) and its loss per iteration.
+
+    The model applies to the observation at unit mean power (the engine's working scale);
+    :func:`fullrank_images` is scale-free. ``loss`` has the start and one value per
+    iteration done (empty when not recorded).
+    """
+
+    loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_iter: int = 0
+
+
+def demixed_powers(feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``|rows[f, n] @ x_ft|^2`` ``(n_rows, n_freq, n_frames)`` from the features."""
+    out = np.matmul(power_coefficients(rows), feats).transpose(1, 0, 2)
+    return np.maximum(out, 0.0)
+
+
+def fit_nmf(
+    power: np.ndarray, n_basis: int, n_iter: int, rng: np.random.Generator, eps: float = EPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """IS-NMF ``power ~ basis @ activation`` ``(n, n_freq, n_frames)`` from a random start.
+
+    The rank-1 special case of the full-rank updates (identity weights), so the same MM rules.
+    """
+    n, n_freq, n_frames = power.shape
+    scale = np.sqrt(max(float(power.mean()), eps) / n_basis)
+    model = FullRankModel(
+        np.empty((n_freq, 0, 0)),
+        np.eye(n),
+        scale * (0.5 + rng.random((n, n_freq, n_basis))),
+        scale * (0.5 + rng.random((n, n_basis, n_frames))),
+    )
+    for _ in range(n_iter):
+        ref.update_basis(model, power, ref.model_power(model, eps), eps)
+        ref.update_activation(model, power, ref.model_power(model, eps), eps)
+    return model.basis, model.activation
+
+
+def _complement_rows(feats: np.ndarray, demix: np.ndarray) -> np.ndarray:
+    """Rows ``(n_freq, n_mics - n_src, n_mics)`` spanning the null space of ``W_f R_f``, unit output power."""
+    n_freq, n_src, n_mics = demix.shape
+    cov = to_hermitian(feats[:, :, :].mean(axis=2), n_mics)  # R_f
+    _, _, vh = np.linalg.svd(demix @ cov)
+    rows = vh[:, n_src:, :]  # (W R) v = 0 for v = vh[k]^H; the row is v^H = vh[k]
+    power = demixed_powers(feats, rows).mean(axis=2).T  # (n_freq, n_extra)
+    return rows / np.sqrt(np.maximum(power, EPS))[:, :, None]
+
+
+def initial_model(
+    feats: np.ndarray,
+    demix: np.ndarray,
+    basis: np.ndarray,
+    activation: np.ndarray,
+    n_src: int | None = None,
+    n_basis: int | None = None,
+    weight_floor: float = DEFAULT_WEIGHT_FLOOR,
+    seed: int = 0,
+) -> FullRankModel:
+    """The start from a rank-1 solution (module docstring), normalised.
+
+    ``feats`` ``(n_freq, m*m, n_frames)`` are the unit-power features of the mixture,
+    ``demix`` ``(n_freq, n_det, m)``, ``basis`` ``(n_det, n_freq, k)``, ``activation``
+    ``(n_det, k, n_frames)`` its ILRMA solution on them (``n_det <= m``).
+    """
+    n_freq, n_det, n_mics = demix.shape
+    n_src = n_det if n_src is None else n_src
+    if n_src < n_det:
+        raise ValueError(f"n_src ({n_src}) must be at least the demixed sources ({n_det})")
+    if n_det < n_mics and n_src > n_det:
+        raise ValueError("more sources than the demixed ones needs a determined start")
+    rng = np.random.default_rng(seed)
+    diag = demix.astype(np.complex128)
+    if n_det < n_mics:
+        diag = np.concatenate([diag, _complement_rows(feats, demix)], axis=1)
+    if n_basis is not None and n_basis != basis.shape[-1]:
+        basis, activation = fit_nmf(demixed_powers(feats, demix), n_basis, NMF_FIT_ITER, rng)
+    basis, activation = basis.astype(float), activation.astype(float)
+    if n_det < n_mics:  # ILRMA ran on the subspace, whose unit power is another scale
+        power = demixed_powers(feats, demix)
+        gain = np.mean(power / np.maximum(basis @ activation, EPS), axis=(1, 2))
+        basis = basis * gain[:, None, None]  # the maximum-likelihood scale of each source
+    weights = np.full((n_src, n_mics), weight_floor)
+    weights[np.arange(n_det), np.arange(n_det)] = 1.0
+    if n_det < n_mics:
+        extra = demixed_powers(feats, diag[:, n_det:]).mean(axis=(1, 2))
+        total = np.maximum(basis @ activation, EPS).mean(axis=(1, 2)).sum()
+        weights[:, n_det:] = np.maximum(extra / total, weight_floor)[None, :]
+    if n_src > n_det:
+        k = basis.shape[-1]
+        scale = np.sqrt(float(np.maximum(basis @ activation, EPS).mean()) / k)
+        new_basis = scale * (0.5 + rng.random((n_src - n_det, n_freq, k)))
+        new_act = scale * (0.5 + rng.random((n_src - n_det, k, activation.shape[-1])))
+        basis = np.concatenate([basis, new_basis])
+        activation = np.concatenate([activation, new_act])
+        weights[n_det:] = 0.5 + rng.random((n_src - n_det, n_mics))
+    model = FullRankModel(diag, weights, np.ascontiguousarray(basis), activation)
+    ref.normalise(model)
+    return model
+
+
+def random_model(
+    n_freq: int,
+    n_frames: int,
+    n_mics: int,
+    n_src: int,
+    n_basis: int,
+    rng: np.random.Generator,
+    weight_floor: float = 5e-2,
+    diagonaliser: np.ndarray | None = None,
+) -> FullRankModel:
+    """A blind start as pyroomacoustics' ``fastmnmf2``: identity (or given) ``Q``, random NMF.
+
+    ``g_nm = weight_floor`` except ``g_{m mod n_src, m} = 1``; rows of ``Q_f`` at unit norm;
+    activation then basis uniform in [0, 1) from ``rng``.
+    """
+    diag = np.tile(np.eye(n_mics, dtype=np.complex128), (n_freq, 1, 1))
+    if diagonaliser is not None:
+        diag = diagonaliser.astype(np.complex128)
+    diag = diag / np.linalg.norm(diag, axis=2, keepdims=True)
+    weights = np.full((n_src, n_mics), weight_floor)
+    weights[np.arange(n_mics) % n_src, np.arange(n_mics)] = 1.0
+    activation = rng.random((n_src, n_basis, n_frames))
+    basis = rng.random((n_src, n_freq, n_basis))
+    return FullRankModel(diag, weights, basis, activation)
+
+
+def refine_fullrank(
+    obs: np.ndarray,
+    demix: np.ndarray,
+    basis: np.ndarray,
+    activation: np.ndarray,
+    n_iter: int = 100,
+    n_src: int | None = None,
+    n_basis: int | None = None,
+    weight_floor: float = DEFAULT_WEIGHT_FLOOR,
+    seed: int = 0,
+    callback: Callback | None = None,
+    record_loss: bool = True,
+) -> FullRankResult:
+    """Refine an ILRMA/IVA solution with the full-rank model; ``n_iter`` compiled iterations.
+
+    ``obs`` ``(n_mics, n_freq, n_frames)`` is the mixture spectrogram (any scale: it is
+    brought to unit mean power, the scale ``demix`` ``(n_freq, n_det, n_mics)``,
+    ``basis`` ``(n_det, n_freq, k)`` and ``activation`` ``(n_det, k, n_frames)`` refer
+    to, as :func:`ilrma_cli.engine.ilrma.run` returns them). ``n_src`` (default
+    ``n_det``) may exceed ``n_mics`` (see the module docstring); ``n_basis`` refits the
+    NMF. ``callback(it, loss)`` returning True stops after that iteration (the basis
+    has then had one more update, which only lowers the loss).
+    """
+    from ilrma_cli.engine.fullrank_compiled import iterate_compiled
+
+    feats = unit_power_features(obs)
+    model = initial_model(feats, demix, basis, activation, n_src, n_basis, weight_floor, seed)
+    losses, n_done = iterate_compiled(feats, model, n_iter, callback, record_loss)
+    return FullRankResult(
+        model.diagonaliser,
+        model.spatial_weights,
+        model.basis,
+        model.activation,
+        loss=np.asarray(losses),
+        n_iter=n_done,
+    )
+
+
+def fullrank_images(obs: np.ndarray, model: FullRankModel, ref_mic: int | None = 0) -> np.ndarray:
+    """Source images by the multichannel Wiener filter (:func:`ilrma_cli.engine.fullrank.wiener_images`).
+
+    ``(n_src, n_freq, n_frames)`` at ``ref_mic``, or ``(n_src, n_mics, n_freq, n_frames)``
+    at every mic when it is None; ``obs`` at any scale (the filter is scale-free).
+    """
+    return ref.wiener_images(obs, model, ref_mic)
