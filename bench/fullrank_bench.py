@@ -25,9 +25,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inputs import DATA, read, tile  # noqa: E402
 
-from ilrma_cli.engine.features import unit_power_features  # noqa: E402
 from ilrma_cli.engine.fullrank_compiled import iterate_compiled  # noqa: E402
 from ilrma_cli.engine.fullrank_refine import random_model  # noqa: E402
+from ilrma_cli.engine.observation import unit_power_features  # noqa: E402
 from ilrma_cli.stft import StftConfig, stft  # noqa: E402
 
 STFT = StftConfig(4096, 1024, "hann")
@@ -40,7 +40,7 @@ INPUTS = {
 
 
 def ours(obs: np.ndarray) -> Callable[[int], float]:
-    feats = unit_power_features(obs)
+    feats = unit_power_features(obs)[0]
     n_mics, n_freq, n_frames = obs.shape
     start = random_model(n_freq, n_frames, n_mics, n_mics, N_BASIS, np.random.default_rng(0))
 

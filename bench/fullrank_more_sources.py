@@ -28,15 +28,16 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inputs import DATA, RATE  # noqa: E402
 
-from ilrma_cli.engine.features import unit_power_features  # noqa: E402
 from ilrma_cli.engine.fullrank_compiled import iterate_compiled  # noqa: E402
 from ilrma_cli.engine.fullrank_refine import (  # noqa: E402
     fullrank_images,
     random_model,
     refine_fullrank,
 )
-from ilrma_cli.evaluate import score  # noqa: E402
-from ilrma_cli.pipeline import SeparationSettings, separate  # noqa: E402
+from ilrma_cli.engine.observation import unit_power_features  # noqa: E402
+from ilrma_cli.metrics import score  # noqa: E402
+from ilrma_cli.pipeline import separate
+from ilrma_cli.settings import SeparationSettings  # noqa: E402
 from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
 
 SOURCES = {
@@ -103,7 +104,7 @@ def random3(mix: np.ndarray, seed: int) -> np.ndarray:
     obs = stft(mix, DEFAULT_STFT)
     n_mics, n_freq, n_frames = obs.shape
     model = random_model(n_freq, n_frames, n_mics, 3, 4, np.random.default_rng(seed))
-    iterate_compiled(unit_power_features(obs), model, 100, record_loss=False)
+    iterate_compiled(unit_power_features(obs)[0], model, 100, record_loss=False)
     return istft(fullrank_images(obs, model, 0), mix.shape[1], DEFAULT_STFT)
 
 

@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inputs import DATA, RATE, read  # noqa: E402
 
 from ilrma_cli.engine.fullrank_refine import fullrank_images, refine_fullrank  # noqa: E402
-from ilrma_cli.evaluate import score  # noqa: E402
-from ilrma_cli.pipeline import SeparationSettings, separate  # noqa: E402
+from ilrma_cli.metrics import score  # noqa: E402
+from ilrma_cli.pipeline import separate
+from ilrma_cli.settings import SeparationSettings  # noqa: E402
 from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +86,9 @@ def ilrma_and_refine(
 
 def random_start(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, float]:
     """Our iterations from pyroomacoustics' kind of start (``pra``'s settings, our RNG)."""
-    from ilrma_cli.engine.features import unit_power_features
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
     from ilrma_cli.engine.fullrank_refine import random_model
+    from ilrma_cli.engine.observation import unit_power_features
 
     config = StftConfig(4096, 2048, "hann")
     start = time.perf_counter()
@@ -95,7 +96,7 @@ def random_start(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, f
     n_mics, n_freq, n_frames = obs.shape
     rng = np.random.default_rng(seed)
     model = random_model(n_freq, n_frames, n_mics, len(refs), 16, rng)
-    iterate_compiled(unit_power_features(obs), model, 100, record_loss=False)
+    iterate_compiled(unit_power_features(obs)[0], model, 100, record_loss=False)
     estimates = istft(fullrank_images(obs, model, 0), mix.shape[1], config)
     return sdri(refs, estimates, mix), time.perf_counter() - start
 
@@ -113,15 +114,15 @@ def iterations_study(
     Chunks of iterations continue one run exactly (each chunk starts with the basis update
     the previous chunk deferred), so one run gives every checkpoint.
     """
-    from ilrma_cli.engine.features import unit_power_features
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
     from ilrma_cli.engine.fullrank_refine import initial_model
+    from ilrma_cli.engine.observation import unit_power_features
 
     config = FRAMES[frames]
     settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs))
     result = separate(mix, settings, rate=RATE).result
     obs = stft(mix, config)
-    feats = unit_power_features(obs)
+    feats = unit_power_features(obs)[0]
     out = {}
     for floor in floors:
         model = initial_model(

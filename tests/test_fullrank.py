@@ -7,7 +7,6 @@ import pytest
 
 from ilrma_cli.engine import ILRMAConfig, project_back, run
 from ilrma_cli.engine import fullrank as ref
-from ilrma_cli.engine.features import outer_features, unit_power_features
 from ilrma_cli.engine.fullrank_compiled import iterate_compiled
 from ilrma_cli.engine.fullrank_refine import (
     fullrank_images,
@@ -15,6 +14,7 @@ from ilrma_cli.engine.fullrank_refine import (
     random_model,
     refine_fullrank,
 )
+from ilrma_cli.engine.observation import outer_features, unit_power_features
 
 
 def noisy_obs(n_mics: int, n_freq: int, n_frames: int, seed: int = 0) -> np.ndarray:
@@ -105,8 +105,9 @@ def test_start_from_ilrma_is_the_rank1_model() -> None:
     """With a zero weight floor the start is ILRMA's model: same loss, same images."""
     obs, _ = mixture()
     result = run(obs, ILRMAConfig(n_basis=2, n_iter=20))
-    feats = unit_power_features(obs)
-    model = initial_model(feats, result.demix, result.basis, result.activation, weight_floor=0.0)
+    feats, mean_power = unit_power_features(obs)
+    basis = result.basis / mean_power  # the engine's working scale
+    model = initial_model(feats, result.demix, basis, result.activation, weight_floor=0.0)
     unit = obs / np.sqrt(np.mean(np.abs(obs) ** 2))
     loss = ref.negative_log_likelihood(unit, model)
     np.testing.assert_allclose(loss, result.loss[-1], rtol=1e-10)

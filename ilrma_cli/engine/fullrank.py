@@ -28,19 +28,15 @@ compiled iteration (:mod:`ilrma_cli.engine.fullrank_compiled`) is tested against
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ilrma_cli.engine.features import freq_blocks
+from ilrma_cli.engine.observation import LOADING, freq_blocks
+from ilrma_cli.engine.types import Callback
 
 # Floor of variances and model powers (the engine works on unit-mean-power data).
 EPS = 1e-12
-# Relative diagonal loading of the weighted covariances V_fm (as for ILRMA's U_n).
-LOADING = 1e-14
-
-Callback = Callable[[int, float], bool | None]
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The same updates as :mod:`ilrma_cli.engine.fullrank` (tested against it from the
 same state), reorganised into two passes over the frequencies per iteration,
 reading the observation only through its outer-product features ``feats``
-``(n_freq, m*m, n_frames)`` (:mod:`ilrma_cli.engine.features`), so no
+``(n_freq, m*m, n_frames)`` (:mod:`ilrma_cli.engine.observation`), so no
 ``(n_mics, n_freq, n_frames)`` array is ever formed:
 
 1. :func:`weights_pass` sums the numerator and denominator of the spatial-weight
@@ -27,7 +27,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ilrma_cli.engine.fullrank import EPS, LOADING, Callback, FullRankModel
+from ilrma_cli.engine.fullrank import EPS, FullRankModel
+from ilrma_cli.engine.observation import LOADING
+from ilrma_cli.engine.types import Callback
 
 _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
 _jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ilrma_cli.engine import fullrank as ref
-from ilrma_cli.engine.features import power_coefficients, to_hermitian, unit_power_features
-from ilrma_cli.engine.fullrank import EPS, Callback, FullRankModel
+from ilrma_cli.engine.fullrank import EPS, FullRankModel
+from ilrma_cli.engine.observation import power_coefficients, to_hermitian, unit_power_features
+from ilrma_cli.engine.types import Callback
 
 NMF_FIT_ITER = 30  # IS-NMF iterations when the NMF is refitted to the demixed powers
 DEFAULT_WEIGHT_FLOOR = 1e-2
@@ -181,17 +182,18 @@ def refine_fullrank(
 ) -> FullRankResult:
     """Refine an ILRMA/IVA solution with the full-rank model; ``n_iter`` compiled iterations.
 
-    ``obs`` ``(n_mics, n_freq, n_frames)`` is the mixture spectrogram (any scale: it is
-    brought to unit mean power, the scale ``demix`` ``(n_freq, n_det, n_mics)``,
-    ``basis`` ``(n_det, n_freq, k)`` and ``activation`` ``(n_det, k, n_frames)`` refer
-    to, as :func:`ilrma_cli.engine.ilrma.run` returns them). ``n_src`` (default
+    ``obs`` ``(n_mics, n_freq, n_frames)`` is the mixture spectrogram and ``demix``
+    ``(n_freq, n_det, n_mics)``, ``basis`` ``(n_det, n_freq, k)`` and ``activation``
+    ``(n_det, k, n_frames)`` a solution in its scale, as :func:`ilrma_cli.engine.run`
+    returns them; the model is fitted at unit mean power (the returned one too). ``n_src`` (default
     ``n_det``) may exceed ``n_mics`` (see the module docstring); ``n_basis`` refits the
     NMF. ``callback(it, loss)`` returning True stops after that iteration (the basis
     has then had one more update, which only lowers the loss).
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
 
-    feats = unit_power_features(obs)
+    feats, mean_power = unit_power_features(obs)
+    basis = basis / mean_power  # to the working scale (run returns the caller's)
     model = initial_model(feats, demix, basis, activation, n_src, n_basis, weight_floor, seed)
     losses, n_done = iterate_compiled(feats, model, n_iter, callback, record_loss)
     return FullRankResult(
