@@ -57,6 +57,7 @@ def engine_bytes(
     n_basis: int,
     precision: str,
     backend: str = "compiled",
+    spatial: str = "rank1",
 ) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
@@ -73,7 +74,14 @@ def engine_bytes(
     iterating = spectrogram + m * m * bins * 8 + 2 * m * n_basis * (n_freq + n_frames) * 8
     if backend == "reference":
         iterating += REFERENCE_ARRAYS * m * bins * 8
-    return ENGINE_SCRATCH + max(iterating, 2 * spectrogram)
+    return ENGINE_SCRATCH + max(
+        iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial)
+    )
+
+
+def fullrank_images_bytes(n_channels: int, bins: int, spatial: str) -> int:
+    """The full-rank model's Wiener images at every mic, complex128 (0 for rank 1)."""
+    return n_channels * n_channels * bins * 16 if spatial == "fullrank" else 0
 
 
 def estimate_peak_bytes(
@@ -84,12 +92,13 @@ def estimate_peak_bytes(
     n_basis: int,
     precision: str,
     backend: str = "compiled",
+    spatial: str = "rank1",
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
     ``backend`` is the engine's (:func:`ilrma_cli.engine.run.choose_backend`).
     """
-    phases = phase_bytes(n_channels, n_samples, n_fft, hop, n_basis, precision, backend)
+    phases = phase_bytes(n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial)
     return int(BASELINE + MARGIN * max(phases.values()))
 
 
@@ -101,6 +110,7 @@ def phase_bytes(
     n_basis: int,
     precision: str,
     backend: str = "compiled",
+    spatial: str = "rank1",
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
@@ -117,8 +127,8 @@ def phase_bytes(
     return {
         "read": waveform,
         "stft": waveform + spectrogram + stft_block,
-        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend),
-        "output": spectrogram + output_block,
+        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend, spatial),
+        "output": spectrogram + output_block + fullrank_images_bytes(m, n_freq * frames, spatial),
     }
 
 

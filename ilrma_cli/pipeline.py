@@ -18,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ilrma_cli.engine import Callback, ILRMAConfig, Result, mixing_matrices, run
+from ilrma_cli.engine.fullrank_refine import fullrank_images
 from ilrma_cli.execute import imap_processes
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
@@ -33,10 +34,12 @@ class SourceSignals:
     None: source images) and inverted from the frames it needs alone, so no projected
     spectrogram or whole signal is ever held (:meth:`full` builds them all, for callers
     that want arrays). The numbers are those of a whole-signal projection and inverse.
+    With ``mixing`` None, ``spectra`` ``(n_sources, n_outputs, n_freq, n_frames)`` are
+    already at the mics (the full-rank model's Wiener images).
     """
 
     spectra: np.ndarray
-    mixing: np.ndarray
+    mixing: np.ndarray | None
     ref_mic: int | None
     n_samples: int
     config: StftConfig
@@ -49,6 +52,8 @@ class SourceSignals:
     @property
     def n_outputs(self) -> int:
         """Channels of each source's signal: 1, or every mic for images."""
+        if self.mixing is None:
+            return self.spectra.shape[1]
         return 1 if self.ref_mic is not None else self.mixing.shape[1]
 
     def blocks(self, source: int, length: int = SPAN_SAMPLES) -> Iterator[tuple[int, np.ndarray]]:
@@ -66,6 +71,8 @@ class SourceSignals:
         The same arithmetic as :func:`ilrma_cli.engine.project_back` (a product, or
         its ``einsum`` for images), so the numbers match it to the bit.
         """
+        if self.mixing is None:
+            return self.spectra[source, :, :, span.first : span.end]
         frames = self.spectra[source, :, span.first : span.end]
         if self.ref_mic is None:
             return np.einsum("fm,ft->mft", self.mixing[:, :, source], frames)
@@ -195,14 +202,19 @@ def separate_analysis(
         raise ValueError("this analysis has been separated already")
     settings, seconds = analysis.settings, dict(analysis.seconds)
     assert settings.stft is not None
+    ref_mic = None if settings.images else settings.ref_mic
     with threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
         result, seed, losses = _best_of_restarts(obs, settings, callback, workers)
+        spectra = result.separated
+        mixing: np.ndarray | None = mixing_matrices(result.demix)
+        if result.fullrank is not None:  # its Wiener images are already at the mics
+            spectra, mixing = fullrank_images(obs, result.fullrank, ref_mic), None
+            if ref_mic is not None:
+                spectra = spectra[:, None]
         del obs
         seconds["ilrma"] = time.perf_counter() - start
-        mixing = mixing_matrices(result.demix)
-    ref_mic = None if settings.images else settings.ref_mic
-    signals = SourceSignals(result.separated, mixing, ref_mic, analysis.n_samples, settings.stft)
+    signals = SourceSignals(spectra, mixing, ref_mic, analysis.n_samples, settings.stft)
     return Separation(signals, result, seconds, settings, seed, losses)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.fft import next_fast_len
 
-from ilrma_cli.engine import MODELS, PRECISIONS, RULES, ILRMAConfig
+from ilrma_cli.engine import MODELS, PRECISIONS, RULES, SPATIAL_MODELS, ILRMAConfig
 from ilrma_cli.stft import WINDOWS, StftConfig
 
 # "auto" STFT (QUALITY.md, "Frame length"): the longest of these frames (seconds) that leaves
@@ -114,6 +114,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("iva_iter", int, 20,
             "IVA iterations before ILRMA, a permutation-free start for the NMF model (0: none)",
             "engine", example="0,20", minimum=0),
+    Setting("spatial", str, "rank1", "Spatial model: rank1 (ILRMA), or fullrank (FastMNMF2 "
+            "refined from the ILRMA solution, Wiener-filtered output; gauss model only)", "engine",
+            example="rank1,fullrank", choices=SPATIAL_MODELS),
+    Setting("fullrank_iter", int, 100, "Iterations of the full-rank model after the ILRMA "
+            "ones (--spatial fullrank)", "engine", example="30,100", minimum=0),
     Setting("normalize", bool, True, "Skip the per-iteration power normalisation", "engine",
             flag="--no-normalize"),
     Setting("ref_mic", int, 0, "Microphone (0-based) the sources are scaled to and scored at "

@@ -209,3 +209,39 @@ def test_agrees_with_pyroomacoustics_fastmnmf2_from_the_same_start() -> None:
         ref.normalise(model)
     got = ref.wiener_images(obs, model, 0)
     np.testing.assert_allclose(got, expected, atol=1e-7 * np.abs(expected).max())
+
+
+def test_the_engine_runs_the_full_rank_model_after_ilrma() -> None:
+    obs, images = mixture()
+    config = ILRMAConfig(n_basis=2, n_iter=10, spatial="fullrank", fullrank_iter=15)
+    seen: list[int] = []
+    result = run(obs, config, callback=lambda it, loss: seen.append(it))
+    assert seen == list(range(1, 26)) and result.n_iter == 25 and len(result.loss) == 26
+    assert_non_increasing(result.loss[11:])  # the full-rank part (its own likelihood)
+    assert result.fullrank is not None
+    rank1 = run(obs, ILRMAConfig(n_basis=2, n_iter=10))
+    np.testing.assert_array_equal(result.separated, rank1.separated)  # the start is ILRMA's
+    refined = fullrank_images(obs, result.fullrank, None)
+    assert image_sdr(images, refined) > 10.0
+    with pytest.raises(ValueError, match="gauss model"):
+        ILRMAConfig(model="t", spatial="fullrank")
+
+
+def test_the_pipeline_writes_the_wiener_images_with_fewer_sources_than_mics() -> None:
+    from ilrma_cli.pipeline import separate
+    from ilrma_cli.settings import SeparationSettings
+    from ilrma_cli.stft import StftConfig
+
+    rng = np.random.default_rng(3)
+    sources = rng.standard_normal((2, 16000)) * (rng.random((2, 1)) + 0.5)
+    mix = np.stack([sources[0] + 0.5 * sources[1], 0.3 * sources[0] + sources[1],
+                    0.6 * sources[0] + 0.4 * sources[1]])  # fmt: skip
+    config = ILRMAConfig(n_basis=2, n_iter=5, spatial="fullrank", fullrank_iter=5)
+    settings = SeparationSettings(stft=StftConfig(512, 128), ilrma=config, n_sources=2)
+    separation = separate(mix, settings)
+    assert separation.result.fullrank is not None
+    assert separation.sources.shape == (2, 16000) and np.isfinite(separation.sources).all()
+    images = separate(mix, SeparationSettings(stft=StftConfig(512, 128), ilrma=config,
+                                              n_sources=2, images=True))  # fmt: skip
+    assert images.sources.shape == (2, 3, 16000)
+    np.testing.assert_allclose(images.sources[:, 0], separation.sources, rtol=1e-9, atol=1e-12)

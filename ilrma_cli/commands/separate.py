@@ -168,8 +168,8 @@ def separate(
             require_matplotlib(name)
     try:
         settings = SeparationSettings.from_values(values)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--hop") from None
+    except ValueError as err:  # the sizes were checked above: settings that cannot go together
+        raise click.UsageError(str(err)) from None
     options = OutputOptions(out_dir, filename, subtype, clip_mode, loss_plot, spectrograms, pad)
     try:
         memory_limit = None if max_memory is None else parse_size(max_memory)
@@ -269,7 +269,7 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
              show_progress: bool, workers: int = 1) -> JobRecord:  # fmt: skip
-    bar = tqdm(total=settings.ilrma.n_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
+    bar = tqdm(total=settings.ilrma.total_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
                disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
 
     def progress(iteration: int, loss: float) -> None:

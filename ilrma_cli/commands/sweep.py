@@ -140,8 +140,8 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
     try:
         runs = plan_runs(grid, seeds, data.data_id, data.rate, data.mixture.shape[1])
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--hop") from None
+    except ValueError as err:  # a grid point whose settings cannot go together
+        raise click.UsageError(str(err)) from None
     for settings in {run.settings.stft: run.settings for run in runs}.values():
         _check(data, settings)
     log = RunLog(out_dir, columns(len(data.references)), data.data_id)

@@ -8,6 +8,8 @@ caller's scale -> :class:`Result` (which records the backend).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ilrma_cli.engine import init, reference
@@ -23,6 +25,9 @@ from ilrma_cli.engine.types import (
 )
 
 DEFAULT_CONFIG = ILRMAConfig()
+if TYPE_CHECKING:
+    from ilrma_cli.engine.fullrank import FullRankModel
+
 # Floor of the model variances and NMF factors in the working (unit mean power) scale.
 EPS = 1e-12
 
@@ -85,7 +90,7 @@ def run(
             f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, got {n_src}"
         )
     backend = choose_backend(config, backend)
-    subspace = None
+    subspace, full_obs = None, obs
     if n_src < n_ch:
         obs, subspace = principal_subspace(obs.astype(np.complex128, copy=False), n_src)
         obs = obs.astype(config.complex_dtype, copy=False)
@@ -125,21 +130,59 @@ def run(
             eps=EPS,
             callback=callback,
         )
-    del feats, observation
+    full_demix = demix if subspace is None else expand_demix(demix, subspace)
+    fullrank = None
+    if config.spatial == "fullrank" and n_done == config.n_iter:
+        assert isinstance(model, GaussNMF)
+        full_feats = feats if subspace is None else unit_power_features(full_obs)[0]
+        del feats, observation
+        fullrank, more, n_more = _refine_fullrank(
+            full_feats, full_demix, model, config, n_done, callback
+        )
+        losses += more
+        n_done += n_more
+    else:
+        del feats, observation
     separated = demix_apply(demix, obs, config.complex_dtype)
-    model.rescale(
-        np.full(n_src, mean_power)
-    )  # the caller's scale: basis @ activation ~ |separated|^2
+    # the caller's scale: basis @ activation ~ |separated|^2
+    model.rescale(np.full(n_src, mean_power))
     return Result(
         separated=separated,
-        demix=demix if subspace is None else expand_demix(demix, subspace),
+        demix=full_demix,
         basis=model.basis,
         activation=model.activation,
         loss=np.asarray(losses),
         n_iter=n_done,
         backend=backend,
         partition=model.partition if isinstance(model, PartitionedNMF) else None,
+        fullrank=fullrank,
     )
+
+
+def _refine_fullrank(
+    feats: np.ndarray,
+    demix: np.ndarray,
+    model: GaussNMF,
+    config: ILRMAConfig,
+    n_done: int,
+    callback: Callback | None,
+) -> tuple[FullRankModel, list[float], int]:
+    """``config.fullrank_iter`` iterations of the full-rank model from the rank-1 solution.
+
+    ``feats`` are the working-scale features of every microphone and ``demix``
+    ``(n_freq, n_sources, n_channels)`` the rank-1 solution (:mod:`ilrma_cli.engine.fullrank_refine`).
+    The callback sees iterations ``n_done + 1, ...``; returns the model, its losses after
+    each iteration and the iterations done.
+    """
+    from ilrma_cli.engine.fullrank_compiled import iterate_compiled
+    from ilrma_cli.engine.fullrank_refine import initial_model
+
+    fullrank = initial_model(feats, demix, model.basis, model.activation)
+    shifted = None if callback is None else (lambda it, loss: callback(n_done + it, loss))
+    losses, n_more = iterate_compiled(
+        feats, fullrank, config.fullrank_iter, shifted, config.record_loss
+    )
+    return fullrank, losses[1:], n_more
 
 
 def _initial_demix(

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the type only: this module imports nothing from the engine at run time
+    from ilrma_cli.engine.fullrank import FullRankModel
 
 # Called after each iteration with (iteration, loss); loss is NaN when it is not
 # recorded. Returning True stops the run after that iteration (the demixing
@@ -22,6 +26,9 @@ Callback = Callable[[int, float], bool | None]
 # Demixing rules (ilrma_cli.engine.spatial) and source models (ilrma_cli.engine.source_models).
 RULES = ("ip", "ip2", "iss")
 MODELS = ("gauss", "t", "partition")
+# Spatial models: one demixing row per source (ILRMA), or full-rank covariances refined
+# from that solution (FastMNMF2, ilrma_cli.engine.fullrank).
+SPATIAL_MODELS = ("rank1", "fullrank")
 # Type of the spectrograms (the mixture's and the separated one); iterations run in float64.
 PRECISIONS: dict[str, type[np.complexfloating]] = {"single": np.complex64, "double": np.complex128}
 BACKENDS = ("auto", "compiled", "reference")
@@ -33,7 +40,9 @@ class ILRMAConfig:
 
     The source model is chosen by ``model`` (``gauss``, ``t`` with ``dof``, or
     ``partition``) with ``n_basis`` bases per source; the spatial model is rank 1
-    (one demixing row per source and frequency) updated by ``update``.
+    (one demixing row per source and frequency) updated by ``update``, and with
+    ``spatial="fullrank"`` then refined by ``fullrank_iter`` iterations of the full-rank
+    model (Gaussian NMF only).
     """
 
     n_basis: int = 2
@@ -45,6 +54,8 @@ class ILRMAConfig:
     model: str = "gauss"
     dof: float = 1.0  # degrees of freedom of the t model
     iva_iter: int = 0  # IVA iterations before the ILRMA ones (ilrma_cli.engine.init)
+    spatial: str = "rank1"
+    fullrank_iter: int = 100
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -63,6 +74,21 @@ class ILRMAConfig:
             raise ValueError(f"dof must be positive, got {self.dof!r}")
         if not isinstance(self.iva_iter, int | np.integer) or self.iva_iter < 0:
             raise ValueError(f"iva_iter must be an integer >= 0, got {self.iva_iter!r}")
+        if self.spatial not in SPATIAL_MODELS:
+            raise ValueError(
+                f"unknown spatial model {self.spatial!r}; choose one of {', '.join(SPATIAL_MODELS)}"
+            )
+        if not isinstance(self.fullrank_iter, int | np.integer) or self.fullrank_iter < 0:
+            raise ValueError(f"fullrank_iter must be an integer >= 0, got {self.fullrank_iter!r}")
+        if self.spatial == "fullrank" and self.model != "gauss":
+            raise ValueError(
+                f"the full-rank spatial model runs the gauss model, not {self.model!r}"
+            )
+
+    @property
+    def total_iter(self) -> int:
+        """Iterations a run reports through its callback: ILRMA's, then the full-rank ones."""
+        return self.n_iter + (self.fullrank_iter if self.spatial == "fullrank" else 0)
 
     @property
     def complex_dtype(self) -> type[np.complexfloating]:
@@ -94,7 +120,10 @@ class Result:
     ``separated`` ``(n_sources, n_freq, n_frames)`` equals ``demix @ obs`` per
     frequency and ``basis @ activation`` models its power; ``loss`` has one entry
     for the initial point and one per iteration done (empty when not recorded);
-    ``backend`` names the loop that ran (``compiled`` or ``reference``).
+    ``backend`` names the loop that ran (``compiled`` or ``reference``). With the
+    full-rank spatial model, ``fullrank`` is the refined model (at unit mean power) and
+    ``loss`` goes on with its negative log-likelihood; the sources are its Wiener images
+    (:func:`ilrma_cli.engine.fullrank_refine.fullrank_images`), ``separated`` the rank-1 start's.
     """
 
     separated: np.ndarray
@@ -105,3 +134,4 @@ class Result:
     n_iter: int = 0
     backend: str = "compiled"
     partition: np.ndarray | None = None
+    fullrank: FullRankModel | None = None
