@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.signal import ShortTimeFFT, get_window
+
+if TYPE_CHECKING:
+    from scipy.signal import ShortTimeFFT
 
 WINDOWS = ("hann", "hamming", "blackman", "sqrt-hann")
 FRAMES_PER_BLOCK = (
@@ -50,6 +53,8 @@ class StftConfig:
 
 def make_window(name: str, n_fft: int) -> np.ndarray:
     """Periodic analysis window of length ``n_fft`` (``sqrt-hann`` is the root of Hann)."""
+    from scipy.signal import get_window  # scipy.signal takes ~1 s to import: only runs pay it
+
     if name == "sqrt-hann":
         return np.sqrt(get_window("hann", n_fft, fftbins=True))
     if name in WINDOWS:
@@ -69,6 +74,8 @@ def _invertible(window: np.ndarray, hop: int) -> bool:
 
 @lru_cache(maxsize=8)
 def _transform(config: StftConfig) -> ShortTimeFFT:
+    from scipy.signal import ShortTimeFFT
+
     window = make_window(config.window, config.n_fft)
     return ShortTimeFFT(window, hop=config.hop, fs=1.0, fft_mode="onesided")
 

@@ -1,0 +1,76 @@
+"""Find the processes a test started, wherever they ended up (an orphan is re-parented to init).
+
+Each test runs with a unique ``ILRMA_TEST_TAG`` in its environment; every process
+started under it (``ilrma``, pool workers, the resource tracker, Dask nannies)
+inherits the tag, and ``/proc/<pid>/environ`` shows it for the process's lifetime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+TAG = "ILRMA_TEST_TAG"
+PROC = Path("/proc")
+
+
+def tagged(tag: str) -> dict[int, str]:
+    """Live processes (not zombies) started with ``TAG=tag``: pid -> command line."""
+    wanted = f"{TAG}={tag}".encode()
+    found = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int((PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (0 if it is gone)."""
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def strays(tag: str) -> dict[int, str]:
+    """Tagged processes, less the resource tracker this test process keeps for its own pools."""
+    return {
+        pid: cmd
+        for pid, cmd in tagged(tag).items()
+        if not ("resource_tracker" in cmd and parent_of(pid) == os.getpid())
+    }
+
+
+def wait_until_gone(tag: str, seconds: float) -> dict[int, str]:
+    """Wait up to ``seconds`` for the strays of ``tag`` to end; returns those still alive."""
+    deadline = time.monotonic() + seconds
+    left = strays(tag)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = strays(tag)
+    return left
+
+
+def kill_all(pids: dict[int, str]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
