@@ -10,11 +10,27 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 TAG = "ILRMA_TEST_TAG"
 PROC = Path("/proc")
+BOUND = 180.0  # seconds allowed for an awaited event, however loaded the machine
+
+
+def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen) -> None:
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first or after :data:`BOUND` s."""
+    deadline = time.monotonic() + BOUND
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the command ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {BOUND:.0f} s")
+        time.sleep(0.05)
 
 
 def tagged(tag: str) -> dict[int, str]:

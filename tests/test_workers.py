@@ -11,8 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import leftovers
@@ -24,7 +22,6 @@ from conftest import REPO, SAMPLE
 pytestmark = pytest.mark.skipif(not leftovers.PROC.is_dir(), reason="needs Linux /proc")
 
 RATE = 16000
-BOUND = 120.0  # seconds allowed for any awaited event, however loaded the machine
 
 
 def _inputs(folder: Path) -> tuple[Path, Path]:
@@ -51,16 +48,6 @@ def _start(tmp_path: Path, *executor: str) -> tuple[subprocess.Popen[bytes], Pat
     return proc, out
 
 
-def _wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + BOUND
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"ilrma ended (exit {proc.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {BOUND:.0f} s")
-        time.sleep(0.05)
-
-
 def _files(out: Path) -> list[str]:
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
@@ -70,12 +57,12 @@ def _kill_parent_mid_run(tmp_path: Path, *executor: str) -> None:
     tag = os.environ[leftovers.TAG]
     proc, out = _start(tmp_path, *executor)
     try:
-        _wait_for(lambda: (out / "a" / "source2.wav").exists(), "output of a.wav", proc)
+        leftovers.wait_for(lambda: (out / "a" / "source2.wav").exists(), "output of a.wav", proc)
         children = {pid: cmd for pid, cmd in leftovers.tagged(tag).items() if pid != proc.pid}
         assert children, "no worker process found"
         proc.kill()
-        proc.wait(timeout=BOUND)
-        left = leftovers.wait_until_gone(tag, seconds=BOUND)
+        proc.wait(timeout=leftovers.BOUND)
+        left = leftovers.wait_until_gone(tag, seconds=leftovers.BOUND)
         assert not left, f"still running after the parent was killed: {left}"
         # No process of the run is left, so nothing can be written any more.
         assert _files(out) == ["a/source1.wav", "a/source2.wav"]
@@ -99,12 +86,12 @@ def test_a_worker_killed_from_outside_ends_the_run_instead_of_hanging(tmp_path):
     tag = os.environ[leftovers.TAG]
     proc, out = _start(tmp_path, "-j", "2")
     try:
-        _wait_for(lambda: (out / "a" / "source2.wav").exists(), "output of a.wav", proc)
+        leftovers.wait_for(lambda: (out / "a" / "source2.wav").exists(), "output of a.wav", proc)
         workers = [pid for pid, cmd in leftovers.tagged(tag).items() if "spawn_main" in cmd]
         assert len(workers) == 2
         for pid in workers:
             os.kill(pid, signal.SIGKILL)  # as the out-of-memory killer would
-        assert proc.wait(timeout=BOUND) == 1
+        assert proc.wait(timeout=leftovers.BOUND) == 1
         stderr = (tmp_path / "stderr.txt").read_text()
         assert stderr.endswith("Error: a worker process ended abruptly (killed by a signal, or "
                                "by the system for lack of memory); its work was not saved\n")  # fmt: skip
