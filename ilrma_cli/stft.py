@@ -86,15 +86,16 @@ def n_frames(n_samples: int, config: StftConfig) -> int:
 
 
 def stft(
-    x: np.ndarray, config: StftConfig = StftConfig(), dtype: type = np.complex128
+    x: np.ndarray, config: StftConfig | None = None, dtype: type = np.complex128
 ) -> np.ndarray:
     """Spectrogram ``(n_channels, n_freq, n_frames)`` of ``x`` ``(n_channels, n_samples)``, in ``dtype``.
 
     Frames cover the whole signal, including the partial ones at both borders. They
     are computed ``FRAMES_PER_BLOCK`` at a time, straight into the result: the
     temporaries stay small whatever the length (each frame is its own transform, so
-    the numbers are those of one whole-signal call).
+    the numbers are those of one whole-signal call). ``config`` defaults to ``StftConfig()``.
     """
+    config = config or StftConfig()
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (n_channels, n_samples), got {x.shape}")
@@ -110,11 +111,12 @@ def stft(
     return spec
 
 
-def istft(spec: np.ndarray, n_samples: int, config: StftConfig = StftConfig()) -> np.ndarray:
+def istft(spec: np.ndarray, n_samples: int, config: StftConfig | None = None) -> np.ndarray:
     """Inverse of :func:`stft`: ``(..., n_freq, n_frames)`` -> ``(..., n_samples)``, real.
 
-    The output is trimmed to exactly ``n_samples``.
+    The output is trimmed to exactly ``n_samples``; ``config`` defaults to ``StftConfig()``.
     """
+    config = config or StftConfig()
     spec = np.asarray(spec)
     _check_spectrogram(spec, config)
     return _transform(config).istft(spec, k1=n_samples, f_axis=-2, t_axis=-1)
