@@ -99,3 +99,55 @@ def test_a_worker_killed_from_outside_ends_the_run_instead_of_hanging(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
         leftovers.kill_all(leftovers.tagged(tag))
+
+
+ORPHAN_SCRIPT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from ilrma_cli import execute
+
+
+def start(parent, watchdog):
+    if watchdog:  # as on a system without PR_SET_PDEATHSIG
+        execute._ask_kernel_for_parent_death_signal = lambda signum: False
+    execute._init_worker(parent, False)
+
+
+def task(marker):
+    print(os.getpid(), flush=True)
+    try:
+        while True:
+            time.sleep(0.05)
+    finally:
+        Path(marker).write_text("unwound")  # what AtomicWriter's rollback stands for
+
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, get_context("spawn"), start, (os.getpid(), sys.argv[1] == "watchdog"))
+    pool.submit(execute._call, (task, sys.argv[2]))
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("how", ["kernel", "watchdog"])
+def test_a_busy_worker_unwinds_when_its_parent_is_killed(tmp_path, how):
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT)
+    marker = tmp_path / "unwound.txt"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), how, str(marker)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        worker = int(proc.stdout.readline())  # the task is running
+        proc.kill()
+        proc.wait(timeout=leftovers.BOUND)
+        left = leftovers.wait_until_gone(os.environ[leftovers.TAG], seconds=leftovers.BOUND)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    assert worker not in left and not left
+    assert marker.read_text() == "unwound"
