@@ -148,9 +148,8 @@ def _init_worker(parent_pid: int, notice: bool) -> None:
     _parent_pid = parent_pid
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop_worker)
-    if _ask_kernel_for_parent_death_signal(PARENT_DEATH_SIGNAL):
-        signal.signal(PARENT_DEATH_SIGNAL, _on_parent_signal)
-    else:
+    signal.signal(PARENT_DEATH_SIGNAL, _on_parent_signal)  # before asking for it
+    if not _ask_kernel_for_parent_death_signal(PARENT_DEATH_SIGNAL):
         threading.Thread(target=_watch_parent, name="ilrma-parent-watch", daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before we could watch it
         os._exit(1)
