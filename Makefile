@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "==> installing ilrma and its dependencies into $(VENV)/ (a minute or two)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,dask]'
-	@echo "==> compiling the numerical kernels once (about a minute; later runs load them from the cache)"
+	@echo "==> compiling the numerical kernels once (one to two minutes; later runs load them from the cache)"
 	$(BIN)/python -c 'from ilrma_cli.engine.kernels import warm_up; warm_up()'
 	touch $(STAMP)
 	@echo "==> installed: $(BIN)/ilrma"
