@@ -7,8 +7,8 @@ its ``with`` blocks (removing unfinished outputs) before the worker exits.
 
 A worker never outlives the ``ilrma`` process that started it, however that
 process ended (``kill -9`` and the out-of-memory killer included): on Linux the
-kernel signals the worker the moment its parent dies (``PR_SET_PDEATHSIG``),
-elsewhere a watchdog thread notices within :data:`WATCH_SECONDS`. The worker then
+kernel signals the worker the moment its parent dies (``PR_SET_PDEATHSIG``), and
+everywhere a watchdog thread notices within :data:`WATCH_SECONDS`. The worker then
 unwinds like on SIGTERM, so the mixture it was working on writes nothing. A
 worker that dies under a running pool breaks the pool at once
 (:class:`~concurrent.futures.process.BrokenProcessPool`), so the parent never
@@ -17,6 +17,7 @@ waits for a result that cannot come.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -27,7 +28,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import TypeVar
 
@@ -77,18 +77,22 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
-@contextmanager
+@contextlib.contextmanager
 def interruptible(what: str) -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into :class:`Terminated`, and any of them or Ctrl-C into :class:`Interrupted`.
 
     ``what`` ends the one-line message: what became of the work (exit 130, 143 or 129).
     """
     caught = [s for s in STOP_SIGNALS if s != signal.SIGINT]
-    previous = {s: signal.signal(s, _raise_terminated) for s in caught}
+    raised = False
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:  # once: a second signal must not cut the clean-up short
+            raised = True
+            raise Terminated(signum)
+
+    previous = {s: signal.signal(s, raise_terminated) for s in caught}
     try:
         yield
     except Terminated as stop:
@@ -102,41 +106,55 @@ def interruptible(what: str) -> Iterator[None]:
 
 
 _in_task = False
+_unwinding = False
 _parent_pid = 0
 
 
 def _stop_worker(signum: int, frame: object) -> None:
-    """In a task: unwind it (its outputs are removed); idle: leave at once, quietly."""
-    if _in_task:
+    """In a task: unwind it (its outputs are removed); idle: leave at once, quietly.
+
+    Signals that come while the task unwinds are ignored: a second KeyboardInterrupt
+    would cut its clean-up short (two come when the parent dies: see _on_parent_signal).
+    """
+    global _unwinding
+    if not _in_task:
+        os._exit(1)
+    if not _unwinding:
+        _unwinding = True
         raise KeyboardInterrupt
-    os._exit(1)
 
 
 def _on_parent_signal(signum: int, frame: object) -> None:
-    """The parent-death signal also comes when the parent's thread that started us ends: check."""
+    """The parent-death signal also comes when the parent's thread that started us ends: check.
+
+    A dying parent's threads end one by one, and each end sends the signal again.
+    """
     if os.getppid() != _parent_pid:
         _stop_worker(signum, frame)
 
 
 def _watch_parent() -> None:
-    """Portable fallback: poll the parent, then stop the main thread as SIGTERM would."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, list(STOP_SIGNALS))  # signals go to the main thread
+    """Poll the parent; once it is gone, stop the main thread as SIGTERM would, until it has.
+
+    The backstop of the kernel's signal, and the only watch where there is none: a
+    signal that lands while the main thread runs a handler between two tries of a
+    blocking call (a lock, a pipe) is lost, so the SIGTERM is sent again and again.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, [*STOP_SIGNALS, PARENT_DEATH_SIGNAL])
     while os.getppid() == _parent_pid:
         time.sleep(WATCH_SECONDS)
     main = threading.main_thread().ident
     assert main is not None
-    signal.pthread_kill(main, signal.SIGTERM)
+    while True:  # a daemon thread: it ends with the process
+        signal.pthread_kill(main, signal.SIGTERM)
+        time.sleep(WATCH_SECONDS)
 
 
-def _ask_kernel_for_parent_death_signal(signum: int) -> bool:
+def _ask_kernel_for_parent_death_signal(signum: int) -> None:
     """``prctl(PR_SET_PDEATHSIG, signum)``: the kernel sends ``signum`` when the parent dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
 
 def _init_worker(parent_pid: int, notice: bool) -> None:
@@ -149,8 +167,8 @@ def _init_worker(parent_pid: int, notice: bool) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop_worker)
     signal.signal(PARENT_DEATH_SIGNAL, _on_parent_signal)  # before asking for it
-    if not _ask_kernel_for_parent_death_signal(PARENT_DEATH_SIGNAL):
-        threading.Thread(target=_watch_parent, name="ilrma-parent-watch", daemon=True).start()
+    _ask_kernel_for_parent_death_signal(PARENT_DEATH_SIGNAL)  # at once, where there is one
+    threading.Thread(target=_watch_parent, name="ilrma-parent-watch", daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before we could watch it
         os._exit(1)
     announce_compiles(notice)
@@ -168,7 +186,7 @@ def _call(task: tuple[Callable[[Item], Out], Item]) -> Out:
         _in_task = False
 
 
-@contextmanager
+@contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """Set the BLAS thread variables to 1 while workers are started (they inherit them)."""
     saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}

@@ -53,7 +53,8 @@ def sdr_improvement(refs: np.ndarray, estimates: np.ndarray, mix_ref: np.ndarray
 def no_leftover_processes(monkeypatch, request):
     """Fail a test that leaves a process behind (pool worker, tracker, Dask), and end it.
 
-    Every process the test starts inherits a unique tag; afterwards they get 30 s to end.
+    Every process the test starts inherits a unique tag; afterwards they get
+    ``leftovers.BOUND`` seconds to end.
     """
     if not leftovers.PROC.is_dir():
         yield
@@ -61,7 +62,7 @@ def no_leftover_processes(monkeypatch, request):
     tag = f"{os.getpid()}-{uuid.uuid4().hex}"
     monkeypatch.setenv(leftovers.TAG, tag)
     yield
-    left = leftovers.wait_until_gone(tag, seconds=30)
+    left = leftovers.wait_until_gone(tag, seconds=leftovers.BOUND)
     leftovers.kill_all(left)
     if left:
         pytest.fail(f"{request.node.nodeid} left processes behind: {left}")

@@ -58,15 +58,6 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (0 if it is gone)."""
-    try:
-        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def strays(tag: str) -> dict[int, str]:
     """Tagged processes, less the resource tracker this test process keeps for its own pools."""
     return {

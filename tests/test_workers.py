@@ -67,7 +67,8 @@ def _kill_parent_mid_run(tmp_path: Path, *executor: str) -> None:
         # No process of the run is left, so nothing can be written any more.
         assert _files(out) == ["a/source1.wav", "a/source2.wav"]
     finally:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         leftovers.kill_all(leftovers.tagged(tag))
 
 
@@ -97,7 +98,8 @@ def test_a_worker_killed_from_outside_ends_the_run_instead_of_hanging(tmp_path):
                                "by the system for lack of memory); its work was not saved\n")  # fmt: skip
         assert not (out / "b").exists()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         leftovers.kill_all(leftovers.tagged(tag))
 
 
@@ -111,14 +113,14 @@ from ilrma_cli import execute
 
 
 def start(parent, watchdog):
-    if watchdog:  # as on a system without PR_SET_PDEATHSIG
-        execute._ask_kernel_for_parent_death_signal = lambda signum: False
+    if watchdog:  # the watchdog alone, as on a system without PR_SET_PDEATHSIG
+        execute._ask_kernel_for_parent_death_signal = lambda signum: None
     execute._init_worker(parent, False)
 
 
 def task(marker):
-    print(os.getpid(), flush=True)
     try:
+        print(os.getpid(), flush=True)
         while True:
             time.sleep(0.05)
     finally:
@@ -148,6 +150,7 @@ def test_a_busy_worker_unwinds_when_its_parent_is_killed(tmp_path, how):
         proc.wait(timeout=leftovers.BOUND)
         left = leftovers.wait_until_gone(os.environ[leftovers.TAG], seconds=leftovers.BOUND)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert worker not in left and not left
     assert marker.read_text() == "unwound"
