@@ -9,11 +9,15 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "==> make install: creating the virtual environment $(VENV)/ (once)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> installing ilrma and its dependencies into $(VENV)/ (a minute or two)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,dask]'
-	$(BIN)/python -c 'from ilrma_cli.engine.compiled import warm_up; warm_up()'  # compile once
+	@echo "==> compiling the numerical kernels once (one to two minutes; later runs load them from the cache)"
+	$(BIN)/python -c 'from ilrma_cli.engine.compiled import warm_up; warm_up()'
 	touch $(STAMP)
+	@echo "==> installed: $(BIN)/ilrma"
 
 lint: install
 	$(BIN)/ruff check .
@@ -24,11 +28,15 @@ test: install lint
 	$(BIN)/python -m pytest
 
 demo: install
+	@echo "==> separating sample_data/mix.wav (2 talkers, 2 microphones) into out/demo/mix/, scored against sample_data/src1.wav and src2.wav"
 	$(BIN)/ilrma separate sample_data/mix.wav -o out/demo --force \
 		--refs sample_data/src1.wav sample_data/src2.wav --loss-plot
+	@echo "==> wrote out/demo/mix/: source1.wav, source2.wav, loss.png (loss per iteration), report.json (the scores above)"
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/crosscheck_ssspy.py

@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases as case_lib  # noqa: E402
 from grid import _load, case_specs, seed_list  # noqa: E402
-from ilrma_cli.evaluate import score  # noqa: E402
 from quality import parse  # noqa: E402
 
+from ilrma_cli.metrics import score  # noqa: E402
 from ilrma_cli.pipeline import separate  # noqa: E402
 
 

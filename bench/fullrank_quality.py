@@ -17,7 +17,7 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
 - ``study`` / ``study@N``: SDRi of the refinement after ``--checkpoints`` iterations (10, 30,
   100) for each of ``--floors`` (1e-2, 1e-3) (``--methods study --out out/fullrank_study.jsonl``).
 
-SDR is BSS Eval v3 (:func:`ilrma_cli.evaluate.score`, best permutation) against the
+SDR is BSS Eval v3 (:func:`ilrma_cli.metrics.score`, best permutation) against the
 source images at mic 0; SDRi subtracts the SDR of mic 0 itself. ``seconds`` is the
 time of the method (the refinement's includes its ILRMA stage). One BLAS thread.
 """

@@ -13,7 +13,7 @@ of :func:`ilrma_cli.pipeline.auto_stft` resolved per case), or ``key=value`` spe
 concrete spec, so ``rule`` shares its runs with the grid setting it picks.
 
 Each run is :func:`ilrma_cli.pipeline.separate` (PCA to ``n_src`` when there are more mics)
-scored by :func:`ilrma_cli.evaluate.score` (BSS Eval v3, best permutation) at mic 0 against
+scored by :func:`ilrma_cli.metrics.score` (BSS Eval v3, best permutation) at mic 0 against
 the source images there (``sdri``) and, where known, the early images (``sdri_early``);
 SDRi subtracts the mixture channel's SDR. Rows are appended to ``out/study/runs.jsonl`` as
 runs finish; a rerun skips the (case, spec, seed) already there. Workers are niced
@@ -38,10 +38,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases as case_lib  # noqa: E402
-from ilrma_cli.evaluate import score  # noqa: E402
 from quality import parse  # noqa: E402
 
-from ilrma_cli.pipeline import auto_stft, separate  # noqa: E402
+from ilrma_cli.metrics import score  # noqa: E402
+from ilrma_cli.pipeline import separate  # noqa: E402
+from ilrma_cli.settings import auto_stft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "study"

@@ -19,15 +19,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from ilrma_cli.engine.features import demix_apply, unit_power_features
-from ilrma_cli.engine.ilrma import EPS, Result, _iterate
-from ilrma_cli.engine.iva import iva_from_features
-from ilrma_cli.engine.model import NMFModel
-from ilrma_cli.engine.reduce import expand_demix
-from ilrma_cli.engine.scaling import mixing_matrices
 from threadpoolctl import threadpool_limits
 
-from ilrma_cli.pipeline import Separation, SeparationSettings, SourceSignals, analyse
+from ilrma_cli.engine import InitialState, mixing_matrices, run
+from ilrma_cli.engine.run import EPS
+from ilrma_cli.engine.source_models import GaussNMF
+from ilrma_cli.pipeline import Separation, SourceSignals, analyse
+from ilrma_cli.settings import SeparationSettings
 
 
 def nndsvd(power: np.ndarray, n_basis: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -54,16 +52,16 @@ def nndsvd(power: np.ndarray, n_basis: int, eps: float) -> tuple[np.ndarray, np.
     return basis, activation
 
 
-def warm_model(power: np.ndarray, n_basis: int, fit_iter: int, seed: int | None = None) -> NMFModel:
+def warm_model(power: np.ndarray, n_basis: int, fit_iter: int, seed: int | None = None) -> GaussNMF:
     """The NMF start for output powers ``(n_sources, n_freq, n_frames)``: NNDSVDa (``seed``
     None, deterministic) or the engine's random start from ``seed``, then ``fit_iter``
     IS-NMF updates on ``power``."""
     if seed is None:
         parts = [nndsvd(p, n_basis, EPS) for p in power]
-        model = NMFModel(np.stack([b for b, _ in parts]), np.stack([a for _, a in parts]))
+        model = GaussNMF(np.stack([b for b, _ in parts]), np.stack([a for _, a in parts]))
     else:
         rng = np.random.default_rng(seed)
-        model = NMFModel.random(*power.shape[:2], power.shape[2], n_basis, rng, EPS)
+        model = GaussNMF.random(*power.shape[:2], power.shape[2], n_basis, rng, EPS)
     for _ in range(fit_iter):
         model.update(power, EPS)
     return model
@@ -83,22 +81,11 @@ def separate_warm(
     assert obs is not None and analysis.settings.stft is not None
     config = analysis.settings.ilrma
     with threadpool_limits(limits=1, user_api="blas"):
-        feats = unit_power_features(obs)
-        demix = iva_from_features(feats, config.iva_iter, config.update, EPS, record_loss=False)[0]
-        scaled = obs / np.sqrt(np.mean(np.abs(obs) ** 2))
-        power = np.abs(demix_apply(demix, scaled, np.complex128)) ** 2
+        ivas = run(obs, replace(config, n_iter=0, record_loss=False), n_sources=settings.n_sources)
+        power = ivas.separated.real**2 + ivas.separated.imag**2  # the IVA outputs
         model = warm_model(power, config.n_basis, fit_iter, settings.seed if random_start else None)
-        losses, n_done = _iterate(feats, demix, model, config, None)
-        result = Result(
-            demix_apply(demix, obs, np.complex128),
-            demix,
-            model.basis,
-            model.activation,
-            np.asarray(losses),
-            n_done,
-        )
-        if analysis.basis is not None:
-            result = replace(result, demix=expand_demix(result.demix, analysis.basis))
+        start = InitialState(demix=ivas.demix, basis=model.basis, activation=model.activation)
+        result = run(obs, replace(config, iva_iter=0), init=start, n_sources=settings.n_sources)
         mixing = mixing_matrices(result.demix)
     signals = SourceSignals(
         result.separated,

@@ -4,24 +4,46 @@ Every job is a picklable top-level function applied to one item; results come
 back as ``(index, result)`` in completion order. Pool workers use one BLAS
 thread each and treat SIGTERM like Ctrl-C, so a job interrupted anywhere unwinds
 its ``with`` blocks (removing unfinished outputs) before the worker exits.
+
+A worker never outlives the ``ilrma`` process that started it, however that
+process ended (``kill -9`` and the out-of-memory killer included): on Linux the
+kernel signals the worker the moment its parent dies (``PR_SET_PDEATHSIG``), and
+everywhere a watchdog thread notices within :data:`WATCH_SECONDS`. The worker then
+unwinds like on SIGTERM, so the mixture it was working on writes nothing. A
+worker that dies under a running pool breaks the pool at once
+(:class:`~concurrent.futures.process.BrokenProcessPool`), so the parent never
+waits for a result that cannot come.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import TypeVar
 
-from ilrma_cli.errors import IlrmaError, Interrupted
+from ilrma_cli.errors import IlrmaError, Interrupted, ProcessingError
+from ilrma_cli.firstrun import announce_compiles, wants_notice
 
 Item = TypeVar("Item")
 Out = TypeVar("Out")
 
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Signals that end a run like Ctrl-C, with their exit codes (128 + number).
+STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+# Sent by the kernel to a worker when its parent dies (Linux); not used for anything else.
+PARENT_DEATH_SIGNAL = signal.SIGUSR1
+WATCH_SECONDS = 0.2  # how often the portable watchdog looks at the parent
+_PR_SET_PDEATHSIG = 1
 
 
 def parse_scheduler(value: str) -> tuple[str, int | str]:
@@ -48,55 +70,135 @@ def imap_runs(
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every ``with`` block on the way cleans up."""
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that every ``with`` block on the way cleans up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-@contextmanager
+@contextlib.contextmanager
 def interruptible(what: str) -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated`, and Ctrl-C or SIGTERM into :class:`Interrupted`.
+    """Turn SIGTERM and SIGHUP into :class:`Terminated`, and any of them or Ctrl-C into :class:`Interrupted`.
 
-    ``what`` ends the one-line message: what became of the work (exit 130 or 143).
+    ``what`` ends the one-line message: what became of the work (exit 130, 143 or 129).
     """
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    caught = [s for s in STOP_SIGNALS if s != signal.SIGINT]
+    raised = False
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:  # once: a second signal must not cut the clean-up short
+            raised = True
+            raise Terminated(signum)
+
+    previous = {s: signal.signal(s, raise_terminated) for s in caught}
     try:
         yield
-    except Terminated:
-        raise Interrupted("SIGTERM", 143, what) from None
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        raise Interrupted(name, STOP_SIGNALS[signal.Signals(stop.signum)], what) from None
     except KeyboardInterrupt:
         raise Interrupted("SIGINT", 130, what) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 _in_task = False
+_unwinding = False
+_parent_pid = 0
 
 
 def _stop_worker(signum: int, frame: object) -> None:
-    """In a task: unwind it (its outputs are removed); idle: leave at once, quietly."""
-    if _in_task:
+    """In a task: unwind it (its outputs are removed); idle: leave at once, quietly.
+
+    Signals that come while the task unwinds are ignored: a second KeyboardInterrupt
+    would cut its clean-up short (two come when the parent dies: see _on_parent_signal).
+    """
+    global _unwinding
+    if not _in_task:
+        os._exit(1)
+    if not _unwinding:
+        _unwinding = True
         raise KeyboardInterrupt
-    os._exit(1)
 
 
-def _init_worker() -> None:
-    signal.signal(signal.SIGTERM, _stop_worker)
-    signal.signal(signal.SIGINT, _stop_worker)
+def _on_parent_signal(signum: int, frame: object) -> None:
+    """The parent-death signal also comes when the parent's thread that started us ends: check.
+
+    A dying parent's threads end one by one, and each end sends the signal again.
+    """
+    if os.getppid() != _parent_pid:
+        _stop_worker(signum, frame)
 
 
-def _call(task: tuple[Callable[[Item], Out], int, Item]) -> tuple[int, Out]:
+def _watch_parent() -> None:
+    """Poll the parent; once it is gone, stop the main thread as SIGTERM would, until it has.
+
+    The backstop of the kernel's signal, and the only watch where there is none: a
+    signal that lands while the main thread runs a handler between two tries of a
+    blocking call (a lock, a pipe) is lost, so the SIGTERM is sent again and again.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, [*STOP_SIGNALS, PARENT_DEATH_SIGNAL])
+    while os.getppid() == _parent_pid:
+        time.sleep(WATCH_SECONDS)
+    main = threading.main_thread().ident
+    assert main is not None
+    while True:  # a daemon thread: it ends with the process
+        signal.pthread_kill(main, signal.SIGTERM)
+        time.sleep(WATCH_SECONDS)
+
+
+def _ask_kernel_for_parent_death_signal(signum: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG, signum)``: the kernel sends ``signum`` when the parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+
+
+def _init_worker(parent_pid: int, notice: bool) -> None:
+    """Worker start-up: stop on SIGTERM, SIGINT or SIGHUP, and when ``parent_pid`` dies.
+
+    With ``notice``, a first compile of the kernels is announced on stderr.
+    """
+    global _parent_pid
+    _parent_pid = parent_pid
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop_worker)
+    signal.signal(PARENT_DEATH_SIGNAL, _on_parent_signal)  # before asking for it
+    _ask_kernel_for_parent_death_signal(PARENT_DEATH_SIGNAL)  # at once, where there is one
+    threading.Thread(target=_watch_parent, name="ilrma-parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before we could watch it
+        os._exit(1)
+    announce_compiles(notice)
+
+
+def _call(task: tuple[Callable[[Item], Out], Item]) -> Out:
     global _in_task
-    func, index, item = task
+    func, item = task
     _in_task = True
     try:
-        return index, func(item)
+        return func(item)
     except KeyboardInterrupt:
         os._exit(1)  # cleaned up already; no traceback from a stopped worker
     finally:
         _in_task = False
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Set the BLAS thread variables to 1 while workers are started (they inherit them)."""
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
+    os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def imap_processes(
@@ -104,28 +206,39 @@ def imap_processes(
 ) -> Iterator[tuple[int, Out]]:
     """Yield ``(index, func(item))`` as each finishes, from ``n_workers`` spawned processes.
 
-    Leaving the loop early, or an exception (Ctrl-C included), terminates the workers.
+    Leaving the loop early, or an exception (Ctrl-C included), terminates the workers;
+    a worker killed from outside raises :class:`~ilrma_cli.errors.ProcessingError`.
     """
-    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
-    os.environ.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))  # inherited by the workers
-    try:
-        pool = get_context("spawn").Pool(min(n_workers, len(items)), initializer=_init_worker)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with _one_blas_thread():
+        pool = ProcessPoolExecutor(
+            min(n_workers, len(items)),
+            get_context("spawn"),
+            _init_worker,
+            (os.getpid(), wants_notice()),
+        )
+        pending: dict[Future[Out], int] = {
+            pool.submit(_call, (func, item)): index for index, item in enumerate(items)
+        }
     finished = False
     try:
-        yield from pool.imap_unordered(_call, [(func, i, item) for i, item in enumerate(items)])
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise ProcessingError(
+                        "a worker process ended abruptly (killed by a signal, or by the "
+                        "system for lack of memory); its work was not saved"
+                    ) from None
+                yield index, result
         finished = True
     finally:
-        if finished:
-            pool.close()
-        else:
-            pool.terminate()
-        pool.join()
+        if not finished:
+            for process in list(pool._processes.values()):
+                process.terminate()  # SIGTERM: the task in progress removes its outputs
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def imap_dask(

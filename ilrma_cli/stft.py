@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import DTypeLike
-from scipy.signal import ShortTimeFFT, get_window
+
+if TYPE_CHECKING:
+    from scipy.signal import ShortTimeFFT
 
 WINDOWS = ("hann", "hamming", "blackman", "sqrt-hann")
 FRAMES_PER_BLOCK = (
@@ -51,6 +54,8 @@ class StftConfig:
 
 def make_window(name: str, n_fft: int) -> np.ndarray:
     """Periodic analysis window of length ``n_fft`` (``sqrt-hann`` is the root of Hann)."""
+    from scipy.signal import get_window  # scipy.signal takes ~1 s to import: only runs pay it
+
     if name == "sqrt-hann":
         return np.sqrt(get_window("hann", n_fft, fftbins=True))
     if name in WINDOWS:
@@ -70,6 +75,8 @@ def _invertible(window: np.ndarray, hop: int) -> bool:
 
 @lru_cache(maxsize=8)
 def _transform(config: StftConfig) -> ShortTimeFFT:
+    from scipy.signal import ShortTimeFFT
+
     window = make_window(config.window, config.n_fft)
     return ShortTimeFFT(window, hop=config.hop, fs=1.0, fft_mode="onesided")
 
@@ -80,15 +87,16 @@ def n_frames(n_samples: int, config: StftConfig) -> int:
 
 
 def stft(
-    x: np.ndarray, config: StftConfig = StftConfig(), dtype: DTypeLike = np.complex128
+    x: np.ndarray, config: StftConfig | None = None, dtype: DTypeLike = np.complex128
 ) -> np.ndarray:
     """Spectrogram ``(n_channels, n_freq, n_frames)`` of ``x`` ``(n_channels, n_samples)``, in ``dtype``.
 
     Frames cover the whole signal, including the partial ones at both borders. They
     are computed ``FRAMES_PER_BLOCK`` at a time, straight into the result: the
     temporaries stay small whatever the length (each frame is its own transform, so
-    the numbers are those of one whole-signal call).
+    the numbers are those of one whole-signal call). ``config`` defaults to ``StftConfig()``.
     """
+    config = config or StftConfig()
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (n_channels, n_samples), got {x.shape}")
@@ -104,11 +112,12 @@ def stft(
     return spec
 
 
-def istft(spec: np.ndarray, n_samples: int, config: StftConfig = StftConfig()) -> np.ndarray:
+def istft(spec: np.ndarray, n_samples: int, config: StftConfig | None = None) -> np.ndarray:
     """Inverse of :func:`stft`: ``(..., n_freq, n_frames)`` -> ``(..., n_samples)``, real.
 
-    The output is trimmed to exactly ``n_samples``.
+    The output is trimmed to exactly ``n_samples``; ``config`` defaults to ``StftConfig()``.
     """
+    config = config or StftConfig()
     spec = np.asarray(spec)
     _check_spectrogram(spec, config)
     return _transform(config).istft(spec, k1=n_samples, f_axis=-2, t_axis=-1)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
+import leftovers
 import numpy as np
 import pytest
 import soundfile as sf
@@ -44,3 +47,22 @@ def sdr_improvement(refs: np.ndarray, estimates: np.ndarray, mix_ref: np.ndarray
     from ilrma_cli.metrics import score
 
     return float(np.mean(score(refs, estimates, mix_ref).sdri))
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(monkeypatch, request):
+    """Fail a test that leaves a process behind (pool worker, tracker, Dask), and end it.
+
+    Every process the test starts inherits a unique tag; afterwards they get
+    ``leftovers.BOUND`` seconds to end.
+    """
+    if not leftovers.PROC.is_dir():
+        yield
+        return
+    tag = f"{os.getpid()}-{uuid.uuid4().hex}"
+    monkeypatch.setenv(leftovers.TAG, tag)
+    yield
+    left = leftovers.wait_until_gone(tag, seconds=leftovers.BOUND)
+    leftovers.kill_all(left)
+    if left:
+        pytest.fail(f"{request.node.nodeid} left processes behind: {left}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ilrma_cli.pipeline import AUTO_MIN_FRAMES, auto_stft
+from ilrma_cli.settings import AUTO_MIN_FRAMES, auto_stft
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import leftovers
 import numpy as np
 import pytest
 import soundfile as sf
@@ -257,11 +257,13 @@ def test_interrupt_while_writing_removes_everything_of_that_mixture(tmp_path, mo
 
 def _default_signals() -> None:
     """A child started from a background job inherits an ignored SIGINT; restore the default."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_signal_mid_run_keeps_finished_mixtures_and_leaves_no_partial_file(
     tmp_path, signum, code, jobs
@@ -276,13 +278,11 @@ def test_signal_mid_run_keeps_finished_mixtures_and_leaves_no_partial_file(
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
         preexec_fn=_default_signals,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (out / "a" / "source2.wav").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    proc.send_signal(signum)
     try:
-        _, stderr = proc.communicate(timeout=60)
+        # The short mixture is written long before the long one can finish: signal then.
+        leftovers.wait_for(lambda: (out / "a" / "source2.wav").exists(), "output of a.wav", proc)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=leftovers.BOUND)
     finally:
         proc.kill()
     name = signal.Signals(signum).name

@@ -26,7 +26,8 @@ from ilrma_cli.batch.plan import Job, OutputOptions, References
 from ilrma_cli.errors import IlrmaError, InputError, ProcessingError
 from ilrma_cli.figures import loss_curve_png, spectrograms_png
 from ilrma_cli.metrics import Scores, score
-from ilrma_cli.pipeline import SeparationSettings, SourceSignals, analyse, separate_analysis
+from ilrma_cli.pipeline import SourceSignals, analyse, separate_analysis
+from ilrma_cli.settings import SeparationSettings
 
 log = logging.getLogger("ilrma")
 

@@ -36,6 +36,7 @@ from ilrma_cli.commands.options import (
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib
+from ilrma_cli.firstrun import announce_compiles, wants_notice
 from ilrma_cli.logs import setup_logging
 from ilrma_cli.memory import parse_size
 from ilrma_cli.settings import SeparationSettings
@@ -277,6 +278,7 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
         if loss == loss:  # not NaN
             bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
 
+    announce_compiles(wants_notice())
     try:
         return run_job(job, settings, options, progress, workers=workers)
     except IlrmaError as err:
