@@ -32,9 +32,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ilrma_cli.engine.observation import FLOOR, LOADING
+from ilrma_cli.engine.observation import FLOOR, LOADING, Observation
 from ilrma_cli.engine.reference import log_det_sum, normalise
-from ilrma_cli.engine.source_models import GaussNMF
+from ilrma_cli.engine.source_models import GaussNMF, SourceModel
 from ilrma_cli.engine.types import Callback
 
 # Demixing rule applied inside the sweep; NO_COV skips steps 2-3.
@@ -744,9 +744,9 @@ def warm_up() -> None:
 
 
 def iterate(
-    feats: np.ndarray,
+    observation: Observation,
     demix: np.ndarray,
-    model: GaussNMF,
+    model: SourceModel,
     rule: str,
     n_iter: int,
     *,
@@ -757,12 +757,18 @@ def iterate(
 ) -> tuple[list[float], int]:
     """:func:`ilrma_cli.engine.reference.iterate` for the Gaussian NMF model, one sweep an iteration.
 
-    ``feats`` are the working-scale features ``(n_freq, m*m, n_frames)``. A first sweep
+    ``model`` must be a :class:`GaussNMF`; the sweeps read the observation's features
+    ``(n_freq, m*m, n_frames)``. A first sweep
     does the NMF update of iteration 1, so the updates run in the paper's order (NMF,
     then demixing, then normalisation). The loss is the reference's, from the sweep's
     sum ``sum(|y|^2 / R + log R)`` taken before normalising by the gains ``g``:
     ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|``.
     """
+    if not isinstance(model, GaussNMF):
+        raise TypeError(
+            f"the compiled sweeps run the Gaussian NMF model, not {type(model).__name__}"
+        )
+    feats = observation.feats
     n_freq, _, n_frames = feats.shape
     n_src = demix.shape[1]
     code = KERNEL_RULES[rule]

@@ -103,33 +103,22 @@ def run(
     model = make_source_model(
         config, n_src, n_freq, n_frames, rng, EPS, _working_scale(init, mean_power)
     )
+    loop = reference.iterate
     if backend == "compiled":
         from ilrma_cli.engine import compiled  # numba takes ~0.5 s to load: only runs pay it
 
-        assert isinstance(model, GaussNMF)
-        losses, n_done = compiled.iterate(
-            feats,
-            demix,
-            model,
-            config.update,
-            config.n_iter,
-            normalize=config.normalize,
-            record_loss=config.record_loss,
-            eps=EPS,
-            callback=callback,
-        )
-    else:
-        losses, n_done = reference.iterate(
-            observation,
-            demix,
-            model,
-            config.update,
-            config.n_iter,
-            normalize=config.normalize,
-            record_loss=config.record_loss,
-            eps=EPS,
-            callback=callback,
-        )
+        loop = compiled.iterate
+    losses, n_done = loop(
+        observation,
+        demix,
+        model,
+        config.update,
+        config.n_iter,
+        normalize=config.normalize,
+        record_loss=config.record_loss,
+        eps=EPS,
+        callback=callback,
+    )
     full_demix = demix if subspace is None else expand_demix(demix, subspace)
     fullrank = None
     if config.spatial == "fullrank" and n_done == config.n_iter:
