@@ -29,11 +29,11 @@ from ilrma_cli.engine.fullrank_refine import (  # noqa: E402
 from ilrma_cli.pipeline import SeparationSettings, separate  # noqa: E402
 from ilrma_cli.stft import istft, stft  # noqa: E402
 
-VARIANTS: dict[str, dict[str, float]] = {
-    "k4 floor 0.01": {},
-    "k16 floor 0.01": {"n_basis": 16},
+VARIANTS: dict[str, dict[str, float | None]] = {
+    "k4 floor 0.01": {"n_basis": None, "weight_floor": 0.01},
+    "k16 floor 0.01": {"n_basis": 16, "weight_floor": 0.01},
     "k16 floor 0.05": {"n_basis": 16, "weight_floor": 0.05},
-    "k4 floor 0.05": {"weight_floor": 0.05},
+    "k4 floor 0.05": {"n_basis": None, "weight_floor": 0.05},
 }
 
 

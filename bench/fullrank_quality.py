@@ -77,7 +77,15 @@ def ilrma_and_refine(
     n = mix.shape[1]
     for name, n_iter in (("wiener0", 0), ("refine", refine_iter)):
         start = time.perf_counter()
-        model = refine_fullrank(obs, result.demix, result.basis, result.activation, n_iter)
+        model = refine_fullrank(
+            obs,
+            result.demix,
+            result.basis,
+            result.activation,
+            n_iter,
+            n_basis=None,
+            weight_floor=1e-2,
+        )
         images = fullrank_images(obs, model, 0)
         estimates = istft(images, n, stft_config)
         out[name] = (sdri(refs, estimates, mix), t_ilrma + time.perf_counter() - start)

@@ -35,7 +35,11 @@ from ilrma_cli.engine.features import power_coefficients, to_hermitian, unit_pow
 from ilrma_cli.engine.fullrank import EPS, Callback, FullRankModel
 
 NMF_FIT_ITER = 30  # IS-NMF iterations when the NMF is refitted to the demixed powers
-DEFAULT_WEIGHT_FLOOR = 1e-2
+DEFAULT_WEIGHT_FLOOR = 1e-2  # of a start (initial_model)
+# refine_fullrank's defaults, the best found on the dev cases (docs/FULLRANK.md):
+# the NMF refitted to 16 bases and weights floored at 5e-2 at the start.
+REFINE_N_BASIS = 16
+REFINE_WEIGHT_FLOOR = 5e-2
 
 
 @dataclass
@@ -173,8 +177,8 @@ def refine_fullrank(
     activation: np.ndarray,
     n_iter: int = 100,
     n_src: int | None = None,
-    n_basis: int | None = None,
-    weight_floor: float = DEFAULT_WEIGHT_FLOOR,
+    n_basis: int | None = REFINE_N_BASIS,
+    weight_floor: float = REFINE_WEIGHT_FLOOR,
     seed: int = 0,
     callback: Callback | None = None,
     record_loss: bool = True,
@@ -186,7 +190,8 @@ def refine_fullrank(
     ``basis`` ``(n_det, n_freq, k)`` and ``activation`` ``(n_det, k, n_frames)`` refer
     to, as :func:`ilrma_cli.engine.ilrma.run` returns them). ``n_src`` (default
     ``n_det``) may exceed ``n_mics`` (see the module docstring); ``n_basis`` refits the
-    NMF. ``callback(it, loss)`` returning True stops after that iteration (the basis
+    NMF (None keeps ILRMA's; with ``n_basis=None, weight_floor=0`` the start is ILRMA's
+    model exactly). ``callback(it, loss)`` returning True stops after that iteration (the basis
     has then had one more update, which only lowers the loss).
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
