@@ -191,7 +191,8 @@ def refine_fullrank(
     to, as :func:`ilrma_cli.engine.ilrma.run` returns them). ``n_src`` (default
     ``n_det``) may exceed ``n_mics`` (see the module docstring); ``n_basis`` refits the
     NMF (None keeps ILRMA's; with ``n_basis=None, weight_floor=0`` the start is ILRMA's
-    model exactly). ``callback(it, loss)`` returning True stops after that iteration (the basis
+    model exactly; for ``n_src > n_mics`` pass ``n_basis=None, weight_floor=1e-2``, which did
+    far better there than the defaults, see docs/FULLRANK.md). ``callback(it, loss)`` returning True stops after that iteration (the basis
     has then had one more update, which only lowers the loss).
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
