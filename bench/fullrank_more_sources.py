@@ -96,7 +96,16 @@ def refine3(mix: np.ndarray, seed: int) -> np.ndarray:
     separation = separate(mix, SeparationSettings(seed=seed), rate=RATE)
     result = separation.result
     obs = stft(mix, DEFAULT_STFT)
-    model = refine_fullrank(obs, result.demix, result.basis, result.activation, 100, n_src=3)
+    model = refine_fullrank(
+        obs,
+        result.demix,
+        result.basis,
+        result.activation,
+        100,
+        n_src=3,
+        n_basis=None,
+        weight_floor=1e-2,
+    )
     return istft(fullrank_images(obs, model, 0), mix.shape[1], DEFAULT_STFT)
 
 

@@ -13,6 +13,7 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
 - ``ilrma@N`` / ``refine@N``: the same with the STFT N/N/4 in both stages (8192, 11000);
 - ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations);
   ``pra@8192`` / ``pra@11000`` at 8192/2048 and 11000/2750;
+- ``refine16`` / ``refine16@N``: the refinement with the NMF refitted to 16 bases, floor 5e-2;
 - ``random``: our iterations from the same kind of random start, at ``pra``'s settings;
 - ``study`` / ``study@N``: SDRi of the refinement after ``--checkpoints`` iterations (10, 30,
   100) for each of ``--floors`` (1e-2, 1e-3) (``--methods study --out out/fullrank_study.jsonl``).
@@ -77,11 +78,34 @@ def ilrma_and_refine(
     n = mix.shape[1]
     for name, n_iter in (("wiener0", 0), ("refine", refine_iter)):
         start = time.perf_counter()
-        model = refine_fullrank(obs, result.demix, result.basis, result.activation, n_iter)
+        model = refine_fullrank(
+            obs,
+            result.demix,
+            result.basis,
+            result.activation,
+            n_iter,
+            n_basis=None,
+            weight_floor=1e-2,
+        )
         images = fullrank_images(obs, model, 0)
         estimates = istft(images, n, stft_config)
         out[name] = (sdri(refs, estimates, mix), t_ilrma + time.perf_counter() - start)
     return out
+
+
+def refine16(
+    mix: np.ndarray, refs: np.ndarray, seed: int, config: StftConfig
+) -> tuple[float, float]:
+    """ILRMA, then 100 iterations with the NMF refitted to 16 bases and weight floor 5e-2."""
+    settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs))
+    start = time.perf_counter()
+    result = separate(mix, settings, rate=RATE).result
+    obs = stft(mix, config)
+    model = refine_fullrank(
+        obs, result.demix, result.basis, result.activation, 100, n_basis=16, weight_floor=0.05
+    )
+    estimates = istft(fullrank_images(obs, model, 0), mix.shape[1], config)
+    return sdri(refs, estimates, mix), time.perf_counter() - start
 
 
 def random_start(mix: np.ndarray, refs: np.ndarray, seed: int) -> tuple[float, float]:
@@ -184,6 +208,10 @@ def run(
                 if (case, seed, last) not in done:
                     got = iterations_study(mix, refs, seed, frames, checkpoints, floors)
                     rows += [(m, *v) for m, v in got.items()]
+            for frames in [f for f in FRAMES if f"refine16{f}" in methods]:
+                if (case, seed, f"refine16{frames}") not in done:
+                    got = refine16(mix, refs, seed, FRAMES[frames])
+                    rows.append((f"refine16{frames}", *got))
             if "random" in methods and (case, seed, "random") not in done:
                 rows.append(("random", *random_start(mix, refs, seed)))
             for frames, config in PRA_FRAMES.items():

@@ -119,6 +119,8 @@ SETTINGS: tuple[Setting, ...] = (
             example="rank1,fullrank", choices=SPATIAL_MODELS),
     Setting("fullrank_iter", int, 100, "Iterations of the full-rank model after the ILRMA "
             "ones (--spatial fullrank)", "engine", example="30,100", minimum=0),
+    Setting("fullrank_basis", int, 16, "NMF bases per source of the full-rank model, refitted "
+            "to the ILRMA outputs (--spatial fullrank)", "engine", example="4,16", minimum=1),
     Setting("normalize", bool, True, "Skip the per-iteration power normalisation", "engine",
             flag="--no-normalize"),
     Setting("ref_mic", int, 0, "Microphone (0-based) the sources are scaled to and scored at "

@@ -213,7 +213,10 @@ def test_agrees_with_pyroomacoustics_fastmnmf2_from_the_same_start() -> None:
 
 def test_the_engine_runs_the_full_rank_model_after_ilrma() -> None:
     obs, images = mixture()
-    config = ILRMAConfig(n_basis=2, n_iter=10, spatial="fullrank", fullrank_iter=15)
+    # the sources are rank 2: the full-rank NMF keeps 2 bases (16, the default, overfits them)
+    config = ILRMAConfig(
+        n_basis=2, n_iter=10, spatial="fullrank", fullrank_iter=15, fullrank_basis=2
+    )
     seen: list[int] = []
     result = run(obs, config, callback=lambda it, loss: seen.append(it))
     assert seen == list(range(1, 26)) and result.n_iter == 25 and len(result.loss) == 26

@@ -36,7 +36,11 @@ from ilrma_cli.engine.observation import power_coefficients, to_hermitian, unit_
 from ilrma_cli.engine.types import Callback
 
 NMF_FIT_ITER = 30  # IS-NMF iterations when the NMF is refitted to the demixed powers
-DEFAULT_WEIGHT_FLOOR = 1e-2
+DEFAULT_WEIGHT_FLOOR = 1e-2  # of a start (initial_model)
+# refine_fullrank's defaults, the best found on the dev cases (docs/FULLRANK.md):
+# the NMF refitted to 16 bases and weights floored at 5e-2 at the start.
+REFINE_N_BASIS = 16
+REFINE_WEIGHT_FLOOR = 5e-2
 
 
 @dataclass
@@ -174,8 +178,8 @@ def refine_fullrank(
     activation: np.ndarray,
     n_iter: int = 100,
     n_src: int | None = None,
-    n_basis: int | None = None,
-    weight_floor: float = DEFAULT_WEIGHT_FLOOR,
+    n_basis: int | None = REFINE_N_BASIS,
+    weight_floor: float = REFINE_WEIGHT_FLOOR,
     seed: int = 0,
     callback: Callback | None = None,
     record_loss: bool = True,
@@ -187,7 +191,9 @@ def refine_fullrank(
     ``(n_det, k, n_frames)`` a solution in its scale, as :func:`ilrma_cli.engine.run`
     returns them; the model is fitted at unit mean power (the returned one too). ``n_src`` (default
     ``n_det``) may exceed ``n_mics`` (see the module docstring); ``n_basis`` refits the
-    NMF. ``callback(it, loss)`` returning True stops after that iteration (the basis
+    NMF (None keeps ILRMA's; with ``n_basis=None, weight_floor=0`` the start is ILRMA's
+    model exactly; for ``n_src > n_mics`` pass ``n_basis=None, weight_floor=1e-2``, which did
+    far better there than the defaults, see docs/FULLRANK.md). ``callback(it, loss)`` returning True stops after that iteration (the basis
     has then had one more update, which only lowers the loss).
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled

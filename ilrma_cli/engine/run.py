@@ -164,9 +164,17 @@ def _refine_fullrank(
     each iteration and the iterations done.
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
-    from ilrma_cli.engine.fullrank_refine import initial_model
+    from ilrma_cli.engine.fullrank_refine import REFINE_WEIGHT_FLOOR, initial_model
 
-    fullrank = initial_model(feats, demix, model.basis, model.activation)
+    fullrank = initial_model(
+        feats,
+        demix,
+        model.basis,
+        model.activation,
+        None,
+        config.fullrank_basis,
+        REFINE_WEIGHT_FLOOR,
+    )
     shifted = None if callback is None else (lambda it, loss: callback(n_done + it, loss))
     losses, n_more = iterate_compiled(
         feats, fullrank, config.fullrank_iter, shifted, config.record_loss

@@ -56,6 +56,7 @@ class ILRMAConfig:
     iva_iter: int = 0  # IVA iterations before the ILRMA ones (ilrma_cli.engine.init)
     spatial: str = "rank1"
     fullrank_iter: int = 100
+    fullrank_basis: int = 16  # NMF bases per source of the full-rank model (refitted)
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -80,6 +81,8 @@ class ILRMAConfig:
             )
         if not isinstance(self.fullrank_iter, int | np.integer) or self.fullrank_iter < 0:
             raise ValueError(f"fullrank_iter must be an integer >= 0, got {self.fullrank_iter!r}")
+        if not isinstance(self.fullrank_basis, int | np.integer) or self.fullrank_basis < 1:
+            raise ValueError(f"fullrank_basis must be an integer >= 1, got {self.fullrank_basis!r}")
         if self.spatial == "fullrank" and self.model != "gauss":
             raise ValueError(
                 f"the full-rank spatial model runs the gauss model, not {self.model!r}"
