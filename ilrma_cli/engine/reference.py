@@ -26,6 +26,7 @@ from ilrma_cli.engine.observation import Observation
 from ilrma_cli.engine.projection_back import mixing_matrices
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.spatial import UPDATES
+from ilrma_cli.engine.taps import TAPS_UPDATES, TapsObservation
 from ilrma_cli.engine.types import Callback, Consistency
 
 # Output powers (n_sources, n_freq, n_frames) of demixing matrices, when the source
@@ -45,9 +46,11 @@ def negative_log_likelihood(
     """``nll(|y|^2; R) - 2 n_frames sum_f log|det W_f|`` (TASLP 2016, eq. 25, up to constants).
 
     ``power`` and ``variance`` are ``(n_sources, n_freq, n_frames)``; the source part is the
-    model's own (Gaussian: ``sum |y|^2 / R + log R``).
+    model's own (Gaussian: ``sum |y|^2 / R + log R``). An extended ``demix`` ``[W, -G]``
+    (:mod:`ilrma_cli.engine.taps`) enters through ``W`` alone.
     """
-    return model.nll(power, variance) - 2.0 * power.shape[-1] * log_det_sum(demix)
+    n_src = demix.shape[1]
+    return model.nll(power, variance) - 2.0 * power.shape[-1] * log_det_sum(demix[..., :n_src])
 
 
 def normalise(
@@ -67,7 +70,7 @@ def normalise(
 
 
 def iterate(
-    observation: Observation,
+    observation: Observation | TapsObservation,
     demix: np.ndarray,
     model: SourceModel,
     rule: str,
@@ -81,10 +84,11 @@ def iterate(
 ) -> tuple[list[float], int]:
     """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
 
-    ``demix`` ``(n_freq, n_sources, n_channels)``; ``power_of`` replaces the output powers
+    ``demix`` ``(n_freq, n_sources, n_channels)``, or ``(n_freq, n_sources, K)`` on a
+    :class:`TapsObservation` (whose ``iss`` is T-ISS); ``power_of`` replaces the output powers
     the source model sees (default ``observation.output_power``).
     """
-    update_demix = UPDATES[rule]
+    update_demix = (TAPS_UPDATES if isinstance(observation, TapsObservation) else UPDATES)[rule]
     power = observation.output_power(demix)
     variance = model.variance(eps)
     losses = [negative_log_likelihood(model, power, variance, demix)] if record_loss else []

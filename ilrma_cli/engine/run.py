@@ -2,7 +2,8 @@
 
 validate -> principal subspace (fewer sources than channels) -> unit-power scaling ->
 initial state (given | identity | IVA warm start) -> backend (compiled when it supports
-the settings, else the reference loop) -> separated spectrogram, model back to the
+the settings, else the reference loop; with taps > 0 the reference loop on the stacked
+observation of :mod:`ilrma_cli.engine.taps`) -> separated spectrogram, model back to the
 caller's scale -> :class:`Result` (which records the backend).
 """
 
@@ -14,6 +15,7 @@ from ilrma_cli.engine import init, reference
 from ilrma_cli.engine.observation import Observation, demix_apply, freq_blocks, unit_power_features
 from ilrma_cli.engine.pca import expand_demix, principal_subspace
 from ilrma_cli.engine.source_models import GaussNMF, PartitionedNMF, make_source_model
+from ilrma_cli.engine.taps import TapsObservation, extend, taps_observation
 from ilrma_cli.engine.types import (
     BACKENDS,
     Callback,
@@ -45,16 +47,19 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
 
 
 def choose_backend(config: ILRMAConfig, consistent: bool, backend: str = "auto") -> str:
-    """``compiled`` for the Gaussian NMF model without consistency, else ``reference``.
+    """``compiled`` for the Gaussian NMF model without consistency or taps, else ``reference``.
 
     ``backend`` forces one; ``compiled`` is refused for settings it does not support.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    supported = config.model == "gauss" and not consistent
+    if consistent and config.taps:
+        raise ValueError("consistent ILRMA does not run with taps > 0 (dereverberation)")
+    supported = config.model == "gauss" and not consistent and not config.taps
     if backend == "compiled" and not supported:
         raise ValueError(
-            f"the compiled backend runs the gauss model without consistency, not {config.model!r}"
+            "the compiled backend runs the gauss model without consistency or taps, "
+            f"not {config.model!r} with taps={config.taps}"
         )
     if backend == "auto":
         return "compiled" if supported else "reference"
@@ -90,14 +95,20 @@ def run(
             f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, got {n_src}"
         )
     backend = choose_backend(config, consistency is not None, backend)
+    mics = obs
     subspace = None
     if n_src < n_ch:
         obs, subspace = principal_subspace(obs.astype(np.complex128, copy=False), n_src)
         obs = obs.astype(config.complex_dtype, copy=False)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     _, n_freq, n_frames = obs.shape
-    feats, mean_power = unit_power_features(obs)
-    observation = Observation(feats)
+    observation: Observation | TapsObservation
+    if config.taps:
+        observation, mean_power = taps_observation(obs, mics, config.taps, config.delay)
+    else:
+        feats, mean_power = unit_power_features(obs)
+        observation = Observation(feats)
+        del feats  # the observation holds the only reference: released with it
 
     demix = _initial_demix(observation, config, init, subspace, backend)
     model = make_source_model(
@@ -106,9 +117,9 @@ def run(
     if backend == "compiled":
         from ilrma_cli.engine import compiled  # numba takes ~0.5 s to load: only runs pay it
 
-        assert isinstance(model, GaussNMF)
+        assert isinstance(model, GaussNMF) and isinstance(observation, Observation)
         losses, n_done = compiled.iterate(
-            feats,
+            observation.feats,
             demix,
             model,
             config.update,
@@ -135,8 +146,17 @@ def run(
             callback=callback,
             power_of=power_of,
         )
-    del feats, observation
-    separated = demix_apply(demix, obs, config.complex_dtype)
+    filters = None
+    if isinstance(observation, TapsObservation):
+        # The dereverberated outputs; W alone scales them back to the mics.
+        separated = observation.demix_apply(demix) * np.sqrt(mean_power)
+        del observation
+        separated = separated.astype(config.complex_dtype, copy=False)
+        filters = -demix[..., n_src:]
+        demix = np.ascontiguousarray(demix[..., :n_src])
+    else:
+        del observation
+        separated = demix_apply(demix, obs, config.complex_dtype)
     model.rescale(
         np.full(n_src, mean_power)
     )  # the caller's scale: basis @ activation ~ |separated|^2
@@ -149,30 +169,41 @@ def run(
         n_iter=n_done,
         backend=backend,
         partition=model.partition if isinstance(model, PartitionedNMF) else None,
+        filters=filters,
     )
 
 
 def _initial_demix(
-    observation: Observation,
+    observation: Observation | TapsObservation,
     config: ILRMAConfig,
     given: InitialState | None,
     subspace: np.ndarray | None,
     backend: str,
 ) -> np.ndarray:
-    """The given demixing matrices (into the subspace), else the identity then ``config.iva_iter`` IVA iterations."""
-    n_freq, _, _ = observation.feats.shape
+    """The given demixing matrices (into the subspace), else the identity then ``config.iva_iter`` IVA iterations.
+
+    With taps they are extended with zero filters (:func:`ilrma_cli.engine.taps.extend`)
+    and the IVA warm start is IVA-T: the same loop on the stacked observation.
+    """
+    n_freq = observation.n_freq
     n_ch = observation.n_channels
     if given is not None and given.demix is not None:
         demix = np.array(given.demix, dtype=np.complex128)
         expected = (n_freq, n_ch, n_ch if subspace is None else subspace.shape[1])
         if demix.shape != expected:
             raise ValueError(f"initial demix must have shape {expected}, got {demix.shape}")
-        return demix if subspace is None else demix @ subspace
+        demix = demix if subspace is None else demix @ subspace
+        if isinstance(observation, TapsObservation):
+            demix = extend(demix, observation.width)
+        return demix
     demix = init.identity(n_freq, n_ch, n_ch)
+    if isinstance(observation, TapsObservation):
+        demix = extend(demix, observation.width)
     if config.iva_iter:
         if backend == "compiled":
             from ilrma_cli.engine import compiled
 
+            assert isinstance(observation, Observation)
             compiled.iterate_iva(observation.feats, demix, config.update, config.iva_iter, EPS)
         else:
             init.iva_reference(

@@ -36,7 +36,9 @@ class ILRMAConfig:
 
     The source model is chosen by ``model`` (``gauss``, ``t`` with ``dof``, or
     ``partition``) with ``n_basis`` bases per source; the spatial model is rank 1
-    (one demixing row per source and frequency) updated by ``update``.
+    (one demixing row per source and frequency) updated by ``update``. With ``taps``
+    L > 0 the demixing is convolutional: ``y_t = W x_t - sum_{l<L} G_l x_{t-delay-l}``
+    (joint dereverberation and separation; ``iss`` is then T-ISS).
     """
 
     n_basis: int = 2
@@ -48,6 +50,8 @@ class ILRMAConfig:
     model: str = "gauss"
     dof: float = 1.0  # degrees of freedom of the t model
     iva_iter: int = 0  # IVA iterations before the ILRMA ones (ilrma_cli.engine.init)
+    taps: int = 0  # past frames of the dereverberation filter (0: none; ilrma_cli.engine.taps)
+    delay: int = 2  # prediction delay in frames before the first tap
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -66,6 +70,10 @@ class ILRMAConfig:
             raise ValueError(f"dof must be positive, got {self.dof!r}")
         if not isinstance(self.iva_iter, int | np.integer) or self.iva_iter < 0:
             raise ValueError(f"iva_iter must be an integer >= 0, got {self.iva_iter!r}")
+        if not isinstance(self.taps, int | np.integer) or self.taps < 0:
+            raise ValueError(f"taps must be an integer >= 0, got {self.taps!r}")
+        if not isinstance(self.delay, int | np.integer) or self.delay < 1:
+            raise ValueError(f"delay must be an integer >= 1, got {self.delay!r}")
 
     @property
     def complex_dtype(self) -> np.dtype:
@@ -95,7 +103,9 @@ class Result:
     """Outcome of :func:`ilrma_cli.engine.run`, in the caller's scale.
 
     ``separated`` ``(n_sources, n_freq, n_frames)`` equals ``demix @ obs`` per
-    frequency and ``basis @ activation`` models its power; ``loss`` has one entry
+    frequency (with taps: ``demix @ x_t - filters @ [x_{t-D}; ...; x_{t-D-L+1}]``, the
+    dereverberated outputs, whose projection back still goes through ``demix^{-1}``)
+    and ``basis @ activation`` models its power; ``loss`` has one entry
     for the initial point and one per iteration done (empty when not recorded);
     ``backend`` names the loop that ran (``compiled`` or ``reference``).
     """
@@ -108,3 +118,6 @@ class Result:
     n_iter: int = 0
     backend: str = "compiled"
     partition: np.ndarray | None = None
+    # Dereverberation filters G (n_freq, n_sources, taps * n_channels) when taps > 0: entry
+    # l * n_channels + i weighs mic i delayed by delay + l frames.
+    filters: np.ndarray | None = None
