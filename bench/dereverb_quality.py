@@ -3,6 +3,7 @@
     python bench/dereverb_quality.py run --seeds 0 1 2            # appends to out/dereverb.jsonl
     python bench/dereverb_quality.py run --wpe 10 20 40 --seeds 0 # WPE (nara_wpe) -> ilrma cascade
     python bench/dereverb_quality.py table                        # markdown table of the runs
+    python bench/dereverb_quality.py timing                       # seconds per iteration vs taps
 
 Every run goes through :func:`ilrma_cli.pipeline.separate` with today's defaults
 (``DEFAULT_ILRMA``) except the STFT and ``taps``/``delay``; the outputs at mic 0
@@ -32,7 +33,14 @@ DEV = ROOT.parent / "shared" / "data" / "dev"
 OUT = ROOT / "out" / "dereverb.jsonl"
 REVERBERANT = ("arctic_2src_rt600", "arctic_2src_rt900", "arctic_4mic_2src_rt600")
 DRY = ("arctic_2src_rt250", "music_guitar_synth_rt300")
-STFTS = {"1024/256": StftConfig(1024, 256, "hann"), "2048/512": StftConfig(2048, 512, "hann")}
+STFTS = {
+    "1024/256": StftConfig(1024, 256, "hann"),
+    "2048/512": StftConfig(2048, 512, "hann"),
+    "4096/1024": StftConfig(4096, 1024, "hann"),  # today's default at 16 kHz
+}
+# WPE (the cascade baseline) runs at the STFT of nara_wpe's examples scaled to 16 kHz;
+# the separation after it at the row's STFT. The row's delay is then WPE's.
+WPE_STFT = StftConfig(1024, 256, "hann")
 
 
 def load_case(name: str) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
@@ -50,16 +58,16 @@ def load_case(name: str) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
     return mix.T, refs, rate
 
 
-def wpe_front_end(mix: np.ndarray, stft: StftConfig, taps: int, delay: int) -> np.ndarray:
-    """nara_wpe's offline WPE (numpy) on ``mix`` ``(n_mic, n)``, back in the time domain."""
+def wpe_front_end(mix: np.ndarray, taps: int, delay: int) -> np.ndarray:
+    """nara_wpe's offline WPE (numpy, 3 iterations) on ``mix`` ``(n_mic, n)`` at ``WPE_STFT``."""
     from nara_wpe.wpe import wpe
 
     from ilrma_cli.stft import istft
     from ilrma_cli.stft import stft as forward
 
-    spec = forward(mix, stft, np.complex128)  # (n_mic, n_freq, n_frames)
+    spec = forward(mix, WPE_STFT, np.complex128)  # (n_mic, n_freq, n_frames)
     out = wpe(spec.transpose(1, 0, 2), taps=taps, delay=delay, iterations=3)
-    return istft(out.transpose(1, 0, 2), mix.shape[1], stft)
+    return istft(out.transpose(1, 0, 2), mix.shape[1], WPE_STFT)
 
 
 def one_run(
@@ -74,7 +82,7 @@ def one_run(
         stft=stft, ilrma=ilrma, seed=seed, n_sources=n_src if n_src < mix.shape[0] else None
     )
     start = time.perf_counter()
-    observed = wpe_front_end(mix, stft, wpe_taps, delay) if wpe_taps else mix
+    observed = wpe_front_end(mix, wpe_taps, delay) if wpe_taps else mix
     separation = separate(observed, settings, rate=rate)
     seconds = time.perf_counter() - start
     estimates = separation.sources
@@ -158,6 +166,36 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def timing(case: str, stft_name: str, n_iter: int, repeats: int) -> str:
+    """Engine seconds per iteration (best of ``repeats``) against taps, one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    from ilrma_cli.engine import run
+    from ilrma_cli.stft import stft as forward
+
+    mix, _, _ = load_case(case)
+    obs = forward(mix, STFTS[stft_name], np.complex128)
+    lines = [
+        f"{case}, {stft_name}, {obs.shape[0]} mics, {obs.shape[2]} frames, {n_iter} iterations:",
+        "| taps | backend | s/iter | x taps=0 compiled |",
+        "|---|---|---|---|",
+    ]
+    settings = [(0, "compiled"), (0, "reference"), (2, "reference"), (5, "reference")]
+    settings.append((10, "reference"))
+    base = None
+    for taps, backend in settings:
+        config = replace(DEFAULT_ILRMA, n_iter=n_iter, iva_iter=0, taps=taps)
+        best = np.inf
+        with threadpool_limits(limits=1, user_api="blas"):
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run(obs, config, backend=backend)
+                best = min(best, (time.perf_counter() - start) / n_iter)
+        base = best if base is None else base
+        lines.append(f"| {taps} | {backend} | {best:.4f} | {best / base:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,9 +207,16 @@ def main() -> None:
     grid.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     grid.add_argument("--wpe", nargs="+", type=int, default=[], help="WPE taps (cascade)")
     sub.add_parser("table")
+    times = sub.add_parser("timing")
+    times.add_argument("--case", default="arctic_2src_rt600")
+    times.add_argument("--stft", default="1024/256", choices=list(STFTS))
+    times.add_argument("--n-iter", type=int, default=10)
+    times.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     if args.command == "run":
         run_grid(args)
+    elif args.command == "timing":
+        print(timing(args.case, args.stft, args.n_iter, args.repeats))
     else:
         print(table())
 
