@@ -16,6 +16,8 @@ from ilrma_cli.engine.observation import Observation, unit_power_features
 from ilrma_cli.engine.source_models import make_source_model
 from ilrma_cli.engine.taps import taps_observation
 from ilrma_cli.memory import engine_bytes
+from ilrma_cli.pipeline import SeparationSettings, separate
+from ilrma_cli.stft import StftConfig, istft
 
 
 @pytest.fixture(autouse=True)
@@ -190,3 +192,26 @@ def test_memory_estimate_counts_the_stacked_statistics():
     assert engine_bytes(*args, backend="reference", taps=10) > engine_bytes(
         *args, backend="reference", taps=5
     )
+
+
+def test_the_pipeline_outputs_the_dereverberated_sources_projected_back():
+    """``separate`` with taps: its signals are the dereverberated outputs scaled by ``W^{-1}``."""
+    rng = np.random.default_rng(5)
+    n_samples = 8000
+    dry = rng.standard_normal((2, n_samples)) * (rng.random((2, n_samples // 400, 1)) ** 2).repeat(
+        400, axis=1
+    ).reshape(2, n_samples)
+    decay = rng.standard_normal((2, 2, 600)) * np.exp(-np.arange(600) / 150)
+    mix = np.stack(
+        [sum(np.convolve(dry[n], decay[m, n])[:n_samples] for n in range(2)) for m in range(2)]
+    )
+    config = StftConfig(256, 64, "hann")
+    settings = SeparationSettings(
+        stft=config, ilrma=ILRMAConfig(n_iter=5, iva_iter=2, taps=3, delay=2)
+    )
+    separation = separate(mix, settings)
+    result = separation.result
+    assert result.filters is not None and result.filters.shape == (129, 2, 6)
+    expected = istft(project_back(result.separated, result.demix, 0), n_samples, config)
+    np.testing.assert_allclose(separation.sources, expected, rtol=1e-7, atol=1e-9)
+    assert separation.settings.to_dict()["taps"] == 3
