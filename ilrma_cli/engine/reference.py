@@ -10,9 +10,11 @@ source model and the spatial rule injected):
 5. output powers ``|w_n^H x|^2`` of the new demixing matrices;
 6. power normalisation (:func:`normalise`), then the loss (:func:`negative_log_likelihood`).
 
-It runs every source model (:mod:`ilrma_cli.engine.source_models`) and consistent ILRMA,
-and is what the compiled sweeps (:mod:`ilrma_cli.engine.compiled`) are tested against
-from the same initial state. Per-bin arrays are float64 whatever the precision.
+It runs every source model (:mod:`ilrma_cli.engine.source_models`), consistent ILRMA
+and, on the stacked-taps observation (:mod:`ilrma_cli.engine.taps`), joint
+dereverberation and separation with extended demixing matrices ``[W, -G]``; it is what
+the compiled sweeps (:mod:`ilrma_cli.engine.compiled`) are tested against from the same
+initial state. Per-bin arrays are float64 whatever the precision.
 """
 
 from __future__ import annotations
