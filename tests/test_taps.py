@@ -14,7 +14,8 @@ from ilrma_cli.engine import reference as ref_loop
 from ilrma_cli.engine.init import identity
 from ilrma_cli.engine.observation import Observation, unit_power_features
 from ilrma_cli.engine.source_models import make_source_model
-from ilrma_cli.engine.taps import taps_observation
+from ilrma_cli.engine.spatial import UPDATES
+from ilrma_cli.engine.taps import taps_observation, update_tap_columns
 from ilrma_cli.memory import engine_bytes
 from ilrma_cli.pipeline import SeparationSettings, separate
 from ilrma_cli.stft import StftConfig, istft
@@ -215,3 +216,31 @@ def test_the_pipeline_outputs_the_dereverberated_sources_projected_back():
     expected = istft(project_back(result.separated, result.demix, 0), n_samples, config)
     np.testing.assert_allclose(separation.sources, expected, rtol=1e-7, atol=1e-9)
     assert separation.settings.to_dict()["taps"] == 3
+
+
+def _extended_state(n_ch: int = 2, taps: int = 3):
+    """Random extended demixing matrices and the covariances of a reverberant mixture."""
+    mix, _ = reverberant(n_ch, n_frames=150, seed=7)
+    observation, _ = taps_observation(mix, mix, taps, 1)
+    rng = np.random.default_rng(2)
+    shape = (mix.shape[1], n_ch, observation.width)
+    demix = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    weights = rng.gamma(1.0, 1.0, (n_ch,) + mix.shape[1:])
+    return demix, observation.weighted_covariances(weights)
+
+
+def test_ip_on_extended_rows_is_the_joint_optimum_of_separation_and_filter():
+    """ILRMA-T's IP: ``U_n p_n`` is zero on the tap entries and ``p_n^H U_n p_n = 1``."""
+    demix, cov = _extended_state()
+    UPDATES["ip"](demix, cov)
+    u_p = np.einsum("fnij,fnj->fni", cov, demix.conj())
+    np.testing.assert_allclose(u_p[..., 2:], 0, atol=1e-8 * np.abs(u_p).max())
+    np.testing.assert_allclose(np.einsum("fni,fni->fn", demix, u_p).real, 1.0, rtol=1e-8)
+
+
+def test_t_iss_tap_step_is_the_weighted_least_squares_solution_of_its_column():
+    """After the tap steps, the last tap column's coefficient cannot lower ``p^H U p``."""
+    demix, cov = _extended_state()
+    update_tap_columns(demix, cov)
+    row_cov = np.einsum("fnk,fnkj->fnj", demix, cov)
+    np.testing.assert_allclose(row_cov[..., -1], 0, atol=1e-9 * np.abs(row_cov).max())
