@@ -58,6 +58,7 @@ def engine_bytes(
     precision: str,
     backend: str = "compiled",
     spatial: str = "rank1",
+    taps: int = 0,
 ) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
@@ -67,10 +68,22 @@ def engine_bytes(
     per bin, the reference loop (``backend="reference"``: models without a compiled
     form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values. Finishing: the spectrogram and the separated spectrogram
     made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
+
+    With ``taps`` L > 0 (:mod:`ilrma_cli.engine.taps`, always the reference loop) the
+    features give way to the stacked frames ``K B 16`` (complex128, ``K = m (1 + L)``) and
+    the extended covariances ``m K^2 n_freq 16``; finishing holds the stacked frames and
+    two complex128 copies of the outputs ``2 m B 16`` (not yet measured with tracemalloc).
     """
     cplx = ITEMSIZE[precision][1]
     m, bins = n_channels, n_freq * n_frames
     spectrogram = m * bins * cplx
+    if taps:
+        width = m * (1 + taps)
+        stacked = width * bins * 16
+        nmf = 2 * m * n_basis * (n_freq + n_frames) * 8
+        iterating = spectrogram + stacked + m * width**2 * n_freq * 16 + nmf
+        iterating += REFERENCE_ARRAYS * m * bins * 8
+        return ENGINE_SCRATCH + max(iterating, spectrogram + stacked + 2 * m * bins * 16)
     iterating = spectrogram + m * m * bins * 8 + 2 * m * n_basis * (n_freq + n_frames) * 8
     if backend == "reference":
         iterating += REFERENCE_ARRAYS * m * bins * 8
@@ -93,12 +106,15 @@ def estimate_peak_bytes(
     precision: str,
     backend: str = "compiled",
     spatial: str = "rank1",
+    taps: int = 0,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
     ``backend`` is the engine's (:func:`ilrma_cli.engine.run.choose_backend`).
     """
-    phases = phase_bytes(n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial)
+    phases = phase_bytes(
+        n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps
+    )
     return int(BASELINE + MARGIN * max(phases.values()))
 
 
@@ -111,6 +127,7 @@ def phase_bytes(
     precision: str,
     backend: str = "compiled",
     spatial: str = "rank1",
+    taps: int = 0,
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
@@ -127,7 +144,7 @@ def phase_bytes(
     return {
         "read": waveform,
         "stft": waveform + spectrogram + stft_block,
-        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend, spatial),
+        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend, spatial, taps),
         "output": spectrogram + output_block + fullrank_images_bytes(m, n_freq * frames, spatial),
     }
 

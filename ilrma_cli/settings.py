@@ -121,6 +121,11 @@ SETTINGS: tuple[Setting, ...] = (
             "ones (--spatial fullrank)", "engine", example="30,100", minimum=0),
     Setting("fullrank_basis", int, 16, "NMF bases per source of the full-rank model, refitted "
             "to the ILRMA outputs (--spatial fullrank)", "engine", example="4,16", minimum=1),
+    Setting("taps", int, 0, "Joint dereverberation: past frames of the convolutional demixing "
+            "filter (0: none; 2 helps reverberant rooms, at several times the time)", "engine",
+            example="0,2,5", minimum=0),
+    Setting("delay", int, 2, "Prediction delay of the dereverberation filter, in frames "
+            "(--taps)", "engine", example="1,2,3", minimum=1),
     Setting("normalize", bool, True, "Skip the per-iteration power normalisation", "engine",
             flag="--no-normalize"),
     Setting("ref_mic", int, 0, "Microphone (0-based) the sources are scaled to and scored at "

@@ -214,7 +214,7 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
                                  "iva_iter": 20, "normalize": True, "ref_mic": 0,
                                  "model": "gauss", "dof": 1.0, "precision": "double",
                                  "spatial": "rank1", "fullrank_iter": 100,
-                                 "fullrank_basis": 16}  # fmt: skip
+                                 "fullrank_basis": 16, "taps": 0, "delay": 2}  # fmt: skip
     assert [(s["n_basis"], s["update"], s["n_runs"]) for s in document["summary"]] == [
         (2, "ip", 2), (2, "iss", 2), (4, "ip", 2), (4, "iss", 2)
     ]  # fmt: skip

@@ -173,7 +173,7 @@ def memory_problem(
         mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
         resolved.stft.n_fft, resolved.stft.hop,
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
-        resolved.ilrma.spatial,
+        resolved.ilrma.spatial, resolved.ilrma.taps,
     )  # fmt: skip
     if need <= limit:
         return None

@@ -13,6 +13,7 @@ import numpy as np
 from ilrma_cli.engine import reference
 from ilrma_cli.engine.observation import Observation, unit_power_features
 from ilrma_cli.engine.source_models import SphericalIVA
+from ilrma_cli.engine.taps import TapsObservation
 
 
 def identity(n_freq: int, n_sources: int, n_channels: int) -> np.ndarray:
@@ -21,7 +22,7 @@ def identity(n_freq: int, n_sources: int, n_channels: int) -> np.ndarray:
 
 
 def iva_reference(
-    observation: Observation,
+    observation: Observation | TapsObservation,
     demix: np.ndarray,
     rule: str,
     n_iter: int,
@@ -34,8 +35,7 @@ def iva_reference(
     ``sum(|y|^2 / r + log r) - 2 n_frames sum_f log|det W_f|``; the variance update is
     exact and the rules are MM steps, so it never rises.
     """
-    n_freq = observation.feats.shape[0]
-    model = SphericalIVA(np.empty((demix.shape[1], 0)), n_freq)
+    model = SphericalIVA(np.empty((demix.shape[1], 0)), observation.n_freq)
     model.update(observation.output_power(demix), eps)  # exact start: r = mean_f |y|^2
     losses, _ = reference.iterate(
         observation, demix, model, rule, n_iter, normalize=False, record_loss=record_loss, eps=eps

@@ -175,6 +175,10 @@ class Observation:
     def n_channels(self) -> int:
         return int(round(np.sqrt(self.feats.shape[1])))
 
+    @property
+    def n_freq(self) -> int:
+        return self.feats.shape[0]
+
     def weighted_covariances(self, weights: np.ndarray) -> np.ndarray:
         """:func:`weighted_covariances` ``(n_freq, n_sources, m, m)`` of ``weights`` ``(n_sources, n_freq, n_frames)``."""
         return weighted_covariances(self.feats, weights)

@@ -10,8 +10,11 @@ source model and the spatial rule injected):
 5. output powers ``|w_n^H x|^2`` of the new demixing matrices;
 6. power normalisation (:func:`normalise`), then the loss (:func:`negative_log_likelihood`).
 
-It runs every source model (:mod:`ilrma_cli.engine.source_models`) and is what the compiled sweeps (:mod:`ilrma_cli.engine.compiled`) are tested against
-from the same initial state. Per-bin arrays are float64 whatever the precision.
+It runs every source model (:mod:`ilrma_cli.engine.source_models`) and, on the
+stacked-taps observation (:mod:`ilrma_cli.engine.taps`), joint dereverberation and
+separation with extended demixing matrices ``[W, -G]``; it is what the compiled sweeps
+(:mod:`ilrma_cli.engine.compiled`) are tested against from the same initial state.
+Per-bin arrays are float64 whatever the precision.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ilrma_cli.engine import linalg
 from ilrma_cli.engine.observation import Observation
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.spatial import UPDATES
+from ilrma_cli.engine.taps import TAPS_UPDATES, TapsObservation
 from ilrma_cli.engine.types import Callback
 
 
@@ -37,9 +41,11 @@ def negative_log_likelihood(
     """``nll(|y|^2; R) - 2 n_frames sum_f log|det W_f|`` (TASLP 2016, eq. 25, up to constants).
 
     ``power`` and ``variance`` are ``(n_sources, n_freq, n_frames)``; the source part is the
-    model's own (Gaussian: ``sum |y|^2 / R + log R``).
+    model's own (Gaussian: ``sum |y|^2 / R + log R``). An extended ``demix`` ``[W, -G]``
+    (:mod:`ilrma_cli.engine.taps`) enters through ``W`` alone.
     """
-    return model.nll(power, variance) - 2.0 * power.shape[-1] * log_det_sum(demix)
+    n_src = demix.shape[1]
+    return model.nll(power, variance) - 2.0 * power.shape[-1] * log_det_sum(demix[..., :n_src])
 
 
 def normalise(
@@ -59,7 +65,7 @@ def normalise(
 
 
 def iterate(
-    observation: Observation,
+    observation: Observation | TapsObservation,
     demix: np.ndarray,
     model: SourceModel,
     rule: str,
@@ -70,9 +76,12 @@ def iterate(
     eps: float,
     callback: Callback | None = None,
 ) -> tuple[list[float], int]:
-    """``n_iter`` iterations in place on ``demix`` ``(n_freq, n_sources, n_channels)`` and
-    ``model``; ``(losses, n_done)``."""
-    update_demix = UPDATES[rule]
+    """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
+
+    ``demix`` ``(n_freq, n_sources, n_channels)``, or ``(n_freq, n_sources, K)`` on a
+    :class:`TapsObservation` (whose ``iss`` is T-ISS).
+    """
+    update_demix = (TAPS_UPDATES if isinstance(observation, TapsObservation) else UPDATES)[rule]
     power = observation.output_power(demix)
     variance = model.variance(eps)
     losses = [negative_log_likelihood(model, power, variance, demix)] if record_loss else []

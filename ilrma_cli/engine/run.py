@@ -2,12 +2,14 @@
 
 validate -> principal subspace (fewer sources than channels) -> unit-power scaling ->
 initial state (given | identity | IVA warm start) -> backend (compiled when it supports
-the settings, else the reference loop) -> separated spectrogram, model back to the
+the settings, else the reference loop; with taps > 0 the reference loop on the stacked
+observation of :mod:`ilrma_cli.engine.taps`) -> separated spectrogram, model back to the
 caller's scale -> :class:`Result` (which records the backend).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +18,7 @@ from ilrma_cli.engine import init, reference
 from ilrma_cli.engine.observation import Observation, demix_apply, freq_blocks, unit_power_features
 from ilrma_cli.engine.pca import expand_demix, principal_subspace
 from ilrma_cli.engine.source_models import GaussNMF, PartitionedNMF, make_source_model
+from ilrma_cli.engine.taps import TapsObservation, extend, taps_observation
 from ilrma_cli.engine.types import (
     BACKENDS,
     Callback,
@@ -49,15 +52,18 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
 
 
 def choose_backend(config: ILRMAConfig, backend: str = "auto") -> str:
-    """``compiled`` for the Gaussian NMF model, else ``reference``.
+    """``compiled`` for the Gaussian NMF model without taps, else ``reference``.
 
     ``backend`` forces one; ``compiled`` is refused for settings it does not support.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    supported = config.model == "gauss"
+    supported = config.model == "gauss" and not config.taps
     if backend == "compiled" and not supported:
-        raise ValueError(f"the compiled backend runs the gauss model, not {config.model!r}")
+        raise ValueError(
+            "the compiled backend runs the gauss model without taps, "
+            f"not {config.model!r} with taps={config.taps}"
+        )
     if backend == "auto":
         return "compiled" if supported else "reference"
     return backend
@@ -90,21 +96,27 @@ def run(
             f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, got {n_src}"
         )
     backend = choose_backend(config, backend)
-    subspace, full_obs = None, obs
+    mics = obs
+    subspace = None
     if n_src < n_ch:
         obs, subspace = principal_subspace(obs.astype(np.complex128, copy=False), n_src)
         obs = obs.astype(config.complex_dtype, copy=False)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     _, n_freq, n_frames = obs.shape
-    feats, mean_power = unit_power_features(obs)
-    observation = Observation(feats)
+    observation: Observation | TapsObservation
+    if config.taps:
+        observation, mean_power = taps_observation(obs, mics, config.taps, config.delay)
+    else:
+        feats, mean_power = unit_power_features(obs)
+        observation = Observation(feats)
+        del feats  # the observation holds the only reference: released with it
 
     demix = _initial_demix(observation, config, init, subspace, backend)
     model = make_source_model(
         config, n_src, n_freq, n_frames, rng, EPS, _working_scale(init, mean_power)
     )
-    loop = reference.iterate
-    if backend == "compiled":
+    loop: Callable[..., tuple[list[float], int]] = reference.iterate
+    if backend == "compiled":  # supports this observation and model (choose_backend)
         from ilrma_cli.engine import compiled  # numba takes ~0.5 s to load: only runs pay it
 
         loop = compiled.iterate
@@ -119,20 +131,29 @@ def run(
         eps=EPS,
         callback=callback,
     )
+    separated, filters = None, None
+    if isinstance(observation, TapsObservation):
+        # The dereverberated outputs; W alone scales them back to the mics.
+        separated = observation.demix_apply(demix) * np.sqrt(mean_power)
+        separated = separated.astype(config.complex_dtype, copy=False)
+        filters = -demix[..., n_src:]
+        demix = np.ascontiguousarray(demix[..., :n_src])
     full_demix = demix if subspace is None else expand_demix(demix, subspace)
     fullrank = None
     if config.spatial == "fullrank" and n_done == config.n_iter:
-        assert isinstance(model, GaussNMF)
-        full_feats = feats if subspace is None else unit_power_features(full_obs)[0]
-        del feats, observation
+        assert isinstance(model, GaussNMF) and isinstance(observation, Observation)
+        full_feats = observation.feats if subspace is None else unit_power_features(mics)[0]
+        del observation
         fullrank, more, n_more = _refine_fullrank(
             full_feats, full_demix, model, config, n_done, callback
         )
+        del full_feats
         losses += more
         n_done += n_more
     else:
-        del feats, observation
-    separated = demix_apply(demix, obs, config.complex_dtype)
+        del observation
+    if separated is None:  # after the features are gone: the memory estimate counts on it
+        separated = demix_apply(demix, obs, config.complex_dtype)
     # the caller's scale: basis @ activation ~ |separated|^2
     model.rescale(np.full(n_src, mean_power))
     return Result(
@@ -145,6 +166,7 @@ def run(
         backend=backend,
         partition=model.partition if isinstance(model, PartitionedNMF) else None,
         fullrank=fullrank,
+        filters=filters,
     )
 
 
@@ -183,26 +205,36 @@ def _refine_fullrank(
 
 
 def _initial_demix(
-    observation: Observation,
+    observation: Observation | TapsObservation,
     config: ILRMAConfig,
     given: InitialState | None,
     subspace: np.ndarray | None,
     backend: str,
 ) -> np.ndarray:
-    """The given demixing matrices (into the subspace), else the identity then ``config.iva_iter`` IVA iterations."""
-    n_freq, _, _ = observation.feats.shape
+    """The given demixing matrices (into the subspace), else the identity then ``config.iva_iter`` IVA iterations.
+
+    With taps they are extended with zero filters (:func:`ilrma_cli.engine.taps.extend`)
+    and the IVA warm start is IVA-T: the same loop on the stacked observation.
+    """
+    n_freq = observation.n_freq
     n_ch = observation.n_channels
     if given is not None and given.demix is not None:
         demix = np.array(given.demix, dtype=np.complex128)
         expected = (n_freq, n_ch, n_ch if subspace is None else subspace.shape[1])
         if demix.shape != expected:
             raise ValueError(f"initial demix must have shape {expected}, got {demix.shape}")
-        return demix if subspace is None else demix @ subspace
+        demix = demix if subspace is None else demix @ subspace
+        if isinstance(observation, TapsObservation):
+            demix = extend(demix, observation.width)
+        return demix
     demix = init.identity(n_freq, n_ch, n_ch)
+    if isinstance(observation, TapsObservation):
+        demix = extend(demix, observation.width)
     if config.iva_iter:
         if backend == "compiled":
             from ilrma_cli.engine import compiled
 
+            assert isinstance(observation, Observation)
             compiled.iterate_iva(observation.feats, demix, config.update, config.iva_iter, EPS)
         else:
             init.iva_reference(

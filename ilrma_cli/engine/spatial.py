@@ -1,5 +1,8 @@
 """The rank-1 spatial model's demixing-matrix updates: IP, IP2 and ISS.
 
+They also run on extended demixing matrices ``[W, -G]`` ``(n_freq, n_sources, K)`` with
+extended covariances ``(n_freq, n_sources, K, K)`` (:mod:`ilrma_cli.engine.taps`).
+
 Layouts: demixing matrices ``demix`` ``(n_freq, n_sources, n_channels)`` whose row n
 is ``w_n^H``; weighted covariances ``cov`` ``(n_freq, n_sources, n_ch, n_ch)`` with
 ``cov[f, n] = U_n = mean_t x x^H / b_n``
@@ -21,6 +24,22 @@ from ilrma_cli.engine import linalg
 from ilrma_cli.engine.observation import FLOOR
 
 
+def steering_column(demix: np.ndarray, n: int) -> np.ndarray:
+    """Column n of ``W^{-1}`` ``(n_freq, K)``, ``W`` = ``demix[..., :n_sources]``, zero-padded to ``K``.
+
+    ``K = n_channels`` for a plain demixing matrix (then exactly ``W^{-1} e_n``); for an
+    extended one ``[W, -G]`` (:mod:`ilrma_cli.engine.taps`) it is column n of the inverse
+    of ``[[W, -G], [0, I]]``, whose determinant is ``det W``.
+    """
+    n_src, width = demix.shape[1], demix.shape[2]
+    column = linalg.inv_column(demix[..., :n_src], n)
+    if width == n_src:
+        return column
+    padded = np.zeros(column.shape[:-1] + (width,), dtype=column.dtype)
+    padded[..., :n_src] = column
+    return padded
+
+
 def update_ip(demix: np.ndarray, cov: np.ndarray) -> None:
     """Iterative projection (Ono, WASPAA 2011): ``w_n = (W U_n)^{-1} e_n``, then ``w_n^H U_n w_n = 1``.
 
@@ -32,7 +51,7 @@ def update_ip(demix: np.ndarray, cov: np.ndarray) -> None:
     """
     low = linalg.cholesky(cov)  # (n_freq, n_src, n_ch, n_ch)
     for n in range(demix.shape[1]):
-        z = linalg.solve_lower(low[:, n], linalg.inv_column(demix, n)[..., None])
+        z = linalg.solve_lower(low[:, n], steering_column(demix, n)[..., None])
         w = linalg.solve_lower(low[:, n], z, adjoint=True)[..., 0]
         with np.errstate(invalid="ignore", divide="ignore"):
             w /= np.linalg.norm(z[..., 0], axis=-1)[:, None]
@@ -134,7 +153,7 @@ def update_ip2(demix: np.ndarray, cov: np.ndarray) -> None:
     n_sources = demix.shape[1]
     pairs = [(0, 1)] if n_sources == 2 else [(n, (n + 1) % n_sources) for n in range(n_sources)]
     for i, j in pairs:
-        basis = np.stack([linalg.inv_column(demix, i), linalg.inv_column(demix, j)], axis=-1)
+        basis = np.stack([steering_column(demix, i), steering_column(demix, j)], axis=-1)
         z_i = linalg.solve_lower(low[:, i], basis)  # (n_freq, n_ch, 2)
         z_j = linalg.solve_lower(low[:, j], basis)
         g_i, g_j = _gram(z_i), _gram(z_j)

@@ -42,7 +42,9 @@ class ILRMAConfig:
     ``partition``) with ``n_basis`` bases per source; the spatial model is rank 1
     (one demixing row per source and frequency) updated by ``update``, and with
     ``spatial="fullrank"`` then refined by ``fullrank_iter`` iterations of the full-rank
-    model (Gaussian NMF only).
+    model (Gaussian NMF only). With ``taps`` L > 0 the demixing is convolutional:
+    ``y_t = W x_t - sum_{l<L} G_l x_{t-delay-l}`` (joint dereverberation and separation;
+    ``iss`` is then T-ISS).
     """
 
     n_basis: int = 2
@@ -57,6 +59,8 @@ class ILRMAConfig:
     spatial: str = "rank1"
     fullrank_iter: int = 100
     fullrank_basis: int = 16  # NMF bases per source of the full-rank model (refitted)
+    taps: int = 0  # past frames of the dereverberation filter (0: none; ilrma_cli.engine.taps)
+    delay: int = 2  # prediction delay in frames before the first tap
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -87,6 +91,12 @@ class ILRMAConfig:
             raise ValueError(
                 f"the full-rank spatial model runs the gauss model, not {self.model!r}"
             )
+        if not isinstance(self.taps, int | np.integer) or self.taps < 0:
+            raise ValueError(f"taps must be an integer >= 0, got {self.taps!r}")
+        if not isinstance(self.delay, int | np.integer) or self.delay < 1:
+            raise ValueError(f"delay must be an integer >= 1, got {self.delay!r}")
+        if self.spatial == "fullrank" and self.taps:
+            raise ValueError("the full-rank spatial model does not run with taps > 0")
 
     @property
     def total_iter(self) -> int:
@@ -121,7 +131,9 @@ class Result:
     """Outcome of :func:`ilrma_cli.engine.run`, in the caller's scale.
 
     ``separated`` ``(n_sources, n_freq, n_frames)`` equals ``demix @ obs`` per
-    frequency and ``basis @ activation`` models its power; ``loss`` has one entry
+    frequency (with taps: ``demix @ x_t - filters @ [x_{t-D}; ...; x_{t-D-L+1}]``, the
+    dereverberated outputs, whose projection back still goes through ``demix^{-1}``)
+    and ``basis @ activation`` models its power; ``loss`` has one entry
     for the initial point and one per iteration done (empty when not recorded);
     ``backend`` names the loop that ran (``compiled`` or ``reference``). With the
     full-rank spatial model, ``fullrank`` is the refined model (at unit mean power) and
@@ -138,3 +150,6 @@ class Result:
     backend: str = "compiled"
     partition: np.ndarray | None = None
     fullrank: FullRankModel | None = None
+    # Dereverberation filters G (n_freq, n_sources, taps * n_channels) when taps > 0: entry
+    # l * n_channels + i weighs mic i delayed by delay + l frames.
+    filters: np.ndarray | None = None
