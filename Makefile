@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/crosscheck_ssspy.py
+	$(BIN)/python bench/fullrank_bench.py
 
 quality: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
