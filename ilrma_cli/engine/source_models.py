@@ -76,8 +76,18 @@ def sum_log(values: np.ndarray, group: int = 16) -> float:
     return head + float(np.sum(np.log(values[n_head:]), dtype=np.float64))
 
 
+class Gaussian:
+    """The Gaussian likelihood ``y ~ N_c(0, R)``: spatial weights ``1 / R`` and its nll."""
+
+    def weights(self, power: np.ndarray, variance: np.ndarray) -> np.ndarray:
+        return 1.0 / variance
+
+    def nll(self, power: np.ndarray, variance: np.ndarray) -> float:
+        return gaussian_nll(power, variance)
+
+
 @dataclass
-class GaussNMF:
+class GaussNMF(Gaussian):
     """Gaussian ILRMA: ``y_nft ~ N_c(0, R_nft)``, ``R[n] = basis[n] @ activation[n]``."""
 
     basis: np.ndarray  # (n_sources, n_freq, n_basis)
@@ -127,12 +137,6 @@ class GaussNMF:
         self.activation *= np.sqrt(numerator / np.maximum(denominator, eps))
         np.maximum(self.activation, eps, out=self.activation)
 
-    def weights(self, power: np.ndarray, variance: np.ndarray) -> np.ndarray:
-        return 1.0 / variance
-
-    def nll(self, power: np.ndarray, variance: np.ndarray) -> float:
-        return gaussian_nll(power, variance)
-
     def rescale(self, gain: np.ndarray) -> None:
         """Multiply each source's variance by ``gain`` ``(n_sources,)``."""
         self.basis *= gain[:, None, None]
@@ -167,7 +171,7 @@ class StudentNMF(GaussNMF):
 
 
 @dataclass
-class PartitionedNMF:
+class PartitionedNMF(Gaussian):
     """``R[n] = (basis * partition[n]) @ activation``: bases shared by all sources.
 
     ``basis`` ``(n_freq, n_bases)``, ``activation`` ``(n_bases, n_frames)``,
@@ -222,12 +226,6 @@ class PartitionedNMF:
         self._normalise()
         return self.variance(eps)
 
-    def weights(self, power: np.ndarray, variance: np.ndarray) -> np.ndarray:
-        return 1.0 / variance
-
-    def nll(self, power: np.ndarray, variance: np.ndarray) -> float:
-        return gaussian_nll(power, variance)
-
     def rescale(self, gain: np.ndarray) -> None:
         """Multiply each source's variance by ``gain`` ``(n_sources,)``."""
         self.partition *= gain[:, None]
@@ -245,7 +243,7 @@ class PartitionedNMF:
 
 
 @dataclass
-class SphericalIVA:
+class SphericalIVA(Gaussian):
     """IVA's source model: one variance per source and frame, shared by all frequencies.
 
     ``y_nft ~ N_c(0, r_nt)`` (Gaussian IVA with a time-varying scale; Ono, WASPAA 2011).
@@ -264,12 +262,6 @@ class SphericalIVA:
     def update(self, power: np.ndarray, eps: float) -> np.ndarray:
         self.scale = np.maximum(power.sum(axis=1) / self.n_freq, eps)
         return self.variance(eps)
-
-    def weights(self, power: np.ndarray, variance: np.ndarray) -> np.ndarray:
-        return 1.0 / variance
-
-    def nll(self, power: np.ndarray, variance: np.ndarray) -> float:
-        return gaussian_nll(power, variance)
 
     def rescale(self, gain: np.ndarray) -> None:
         self.scale = self.scale * gain[:, None]
