@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
-from scipy.fft import next_fast_len
 
 from ilrma_cli.engine import MODELS, PRECISIONS, RULES, SPATIAL_MODELS, ILRMAConfig
 from ilrma_cli.stft import WINDOWS, StftConfig
@@ -148,6 +147,19 @@ GRID_SETTINGS = tuple(s for s in SETTINGS if s.sweep == "grid")
 
 # Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
 DEFAULT_ILRMA = ILRMAConfig(**{s.name: s.default for s in SETTINGS if s.home == "engine"})
+
+
+def next_fast_len(target: int) -> int:
+    """Smallest length >= ``target`` with no prime factor above 11 (fast for the FFT)."""
+    length = max(target, 1)
+    while True:
+        rest = length
+        for prime in (2, 3, 5, 7, 11):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return length
+        length += 1
 
 
 def auto_stft(rate: int, window: str = "hann", n_samples: int | None = None) -> StftConfig:

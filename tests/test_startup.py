@@ -36,10 +36,25 @@ def test_help_and_version_import_no_numerical_library(option):
     assert {name.split(".")[0] for name in _modules_after(code)} & set(HEAVY) == set()
 
 
-def test_the_stft_module_imports_scipy_signal_only_when_a_transform_is_made():
-    assert "scipy.signal" not in _modules_after("import ilrma_cli.stft")
-    made = "from ilrma_cli.stft import StftConfig, make_window\nmake_window('hann', 8)"
-    assert "scipy.signal" in _modules_after(made)
+SEPARATION = """
+from ilrma_cli.cli import cli
+try:
+    cli(['separate', {mix!r}, '-o', {out!r}, '-q', '--no-progress', '--n-iter', '2',
+         '--iva-iter', '1'])
+except SystemExit as stop:
+    assert stop.code == 0, stop.code
+"""
+
+
+def test_a_separation_without_refs_imports_neither_scipy_signal_nor_the_metrics(tmp_path):
+    """scipy.signal (~1 s), scipy.optimize and scipy.stats are not on the separation path."""
+    from conftest import SAMPLE
+
+    modules = _modules_after(SEPARATION.format(mix=str(SAMPLE / "mix.wav"), out=str(tmp_path)))
+    assert "ilrma_cli.engine.compiled" in modules  # it did separate
+    assert any((tmp_path / "mix").glob("source1.wav"))
+    slow = {"scipy.signal", "scipy.optimize", "scipy.stats", "ilrma_cli.metrics", "mir_eval"}
+    assert modules & slow == set()
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ilrma_cli.stft import WINDOWS, StftConfig, istft, n_frames, stft
+from ilrma_cli.stft import WINDOWS, StftConfig, istft, make_window, n_frames, stft
 
 
 @pytest.mark.parametrize("window", WINDOWS)
@@ -61,3 +61,27 @@ def test_stft_rejects_one_dimensional_input():
         ValueError, match=r"x must have shape \(n_channels, n_samples\), got \(100,\)"
     ):
         stft(np.zeros(100))
+
+
+@pytest.mark.parametrize("window", ["hann", "hamming", "blackman"])
+@pytest.mark.parametrize("n_fft", [2, 3, 64, 777, 4096, 11000])
+def test_windows_are_scipys_periodic_windows(window, n_fft):
+    from scipy.signal import get_window
+
+    assert np.array_equal(make_window(window, n_fft), get_window(window, n_fft, fftbins=True))
+    assert np.array_equal(make_window("sqrt-hann", n_fft), np.sqrt(make_window("hann", n_fft)))
+
+
+def test_fast_lengths_are_scipys():
+    from scipy.fft import next_fast_len as scipys
+
+    from ilrma_cli.settings import next_fast_len
+
+    assert [next_fast_len(n) for n in range(1, 20000)] == [scipys(n) for n in range(1, 20000)]
+
+
+def test_istft_refuses_a_length_its_frames_do_not_cover():
+    config = StftConfig(256, 64)
+    spec = stft(np.zeros((1, 1000)), config)
+    with pytest.raises(ValueError, match="frames give between"):
+        istft(spec, 5000, config)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,9 +26,11 @@ from ilrma_cli.audio import (
 from ilrma_cli.batch.plan import Job, OutputOptions, References
 from ilrma_cli.errors import IlrmaError, InputError, ProcessingError
 from ilrma_cli.figures import loss_curve_png, spectrograms_png
-from ilrma_cli.metrics import Scores, score
 from ilrma_cli.pipeline import SourceSignals, analyse, separate_analysis
 from ilrma_cli.settings import SeparationSettings
+
+if TYPE_CHECKING:
+    from ilrma_cli.metrics import Scores
 
 log = logging.getLogger("ilrma")
 
@@ -284,6 +287,10 @@ def score_against(
         )
         record.warnings.append(message)
         log.warning("%s: %s", path, message)
+    from ilrma_cli.metrics import (
+        score,  # scipy.optimize and BSS Eval: only runs with --refs load them
+    )
+
     try:
         return score(
             references.signals[:, :n_samples], estimates[:, :n_samples], mixture_ref[:n_samples]
