@@ -157,10 +157,11 @@ def _ask_kernel_for_parent_death_signal(signum: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
 
-def _init_worker(parent_pid: int, notice: bool) -> None:
+def _init_worker(parent_pid: int, notice: bool, threads: int = 1) -> None:
     """Worker start-up: stop on SIGTERM, SIGINT or SIGHUP, and when ``parent_pid`` dies.
 
-    With ``notice``, a first compile of the kernels is announced on stderr.
+    With ``notice``, a first compile of the kernels is announced on stderr. The
+    sweeps run on ``threads`` threads.
     """
     global _parent_pid
     _parent_pid = parent_pid
@@ -172,6 +173,25 @@ def _init_worker(parent_pid: int, notice: bool) -> None:
     if os.getppid() != parent_pid:  # the parent died before we could watch it
         os._exit(1)
     announce_compiles(notice)
+    _set_threads(threads)
+
+
+def _set_threads(threads: int) -> None:
+    from ilrma_cli.engine.threads import set_threads  # the engine only where runs happen
+
+    set_threads(threads)
+
+
+def _with_threads(func: Callable[[Item], Out], threads: int, item: Item) -> Out:
+    """``func(item)`` with the sweeps on ``threads`` threads (a Dask task)."""
+    _set_threads(threads)
+    return func(item)
+
+
+def _current_threads() -> int:
+    from ilrma_cli.engine.threads import get_threads
+
+    return get_threads()
 
 
 def _call(task: tuple[Callable[[Item], Out], Item]) -> Out:
@@ -206,6 +226,8 @@ def imap_processes(
 ) -> Iterator[tuple[int, Out]]:
     """Yield ``(index, func(item))`` as each finishes, from ``n_workers`` spawned processes.
 
+    Each worker runs the sweeps on as many threads as this process does.
+
     Leaving the loop early, or an exception (Ctrl-C included), terminates the workers;
     a worker killed from outside raises :class:`~ilrma_cli.errors.ProcessingError`.
     """
@@ -214,7 +236,7 @@ def imap_processes(
             min(n_workers, len(items)),
             get_context("spawn"),
             _init_worker,
-            (os.getpid(), wants_notice()),
+            (os.getpid(), wants_notice(), _current_threads()),
         )
         pending: dict[Future[Out], int] = {
             pool.submit(_call, (func, item)): index for index, item in enumerate(items)
@@ -247,7 +269,8 @@ def imap_dask(
     """Yield ``(index, func(item))`` as each finishes on a Dask cluster.
 
     ``scheduler`` is ``local:N`` (a :class:`LocalCluster` of N single-threaded worker
-    processes, closed afterwards) or the address of a running scheduler. Dask re-runs
+    processes, closed afterwards) or the address of a running scheduler. Each task
+    runs the sweeps on as many threads as this process does. Dask re-runs
     the tasks of a lost worker; leaving the loop early cancels what has not started.
     """
     try:
@@ -274,7 +297,8 @@ def imap_dask(
         raise IlrmaError(f"{scheduler}: cannot reach the Dask scheduler ({err})") from None
     futures = []
     try:
-        futures = [client.submit(func, item, pure=False) for item in items]
+        threads = _current_threads()
+        futures = [client.submit(_with_threads, func, threads, item, pure=False) for item in items]
         index = {future.key: i for i, future in enumerate(futures)}
         for future in as_completed(futures):
             yield index[future.key], future.result()

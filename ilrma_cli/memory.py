@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 
+from ilrma_cli.engine.threads import N_CHUNKS
 from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
 
 BASELINE = 106 * 2**20  # VmRSS after `import ilrma_cli.cli` (numpy, scipy, soundfile, click)
@@ -65,7 +66,8 @@ def engine_bytes(
     Iterating: the spectrogram ``m B c``, the outer-product features ``m^2 B 8``
     (float64 in either precision) and the NMF factors with their update sums
     ``2 m n_basis (n_freq + n_frames) 8``; the compiled sweeps keep nothing else
-    per bin, the reference loop (``backend="reference"``: models without a compiled
+    per bin, only each frequency chunk's activation sums ``2 N_CHUNKS m n_basis
+    n_frames 8`` (whatever the thread count), the reference loop (``backend="reference"``: models without a compiled
     form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values. Finishing: the spectrogram and the separated spectrogram
     made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
 
@@ -87,6 +89,8 @@ def engine_bytes(
     iterating = spectrogram + m * m * bins * 8 + 2 * m * n_basis * (n_freq + n_frames) * 8
     if backend == "reference":
         iterating += REFERENCE_ARRAYS * m * bins * 8
+    else:  # each frequency chunk's activation sums (ilrma_cli.engine.threads)
+        iterating += 2 * min(N_CHUNKS, n_freq) * m * n_basis * n_frames * 8
     return ENGINE_SCRATCH + max(
         iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial)
     )

@@ -273,12 +273,16 @@ pad_option = click.option(
 
 
 def execution_options(jobs_help: str) -> Callable[[F], F]:
-    """``-j/--jobs`` (what runs in parallel: ``jobs_help``) and ``--scheduler``."""
+    """``-j/--jobs`` (what runs in parallel: ``jobs_help``), ``--scheduler`` and ``--threads``."""
     return stacked(
         click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                      help=f"Worker processes, one BLAS thread each: {jobs_help}."),
         click.option("--scheduler", default=None, metavar="ADDRESS|local:N",
                      help="Run on a Dask cluster (tcp://host:8786), or on local:N workers."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Threads per process for the sweeps over frequencies [default: the "
+                          "usable cores divided by the processes at work; 1 on Dask]. Any "
+                          "count gives the same bits."),
     )  # fmt: skip
 
 

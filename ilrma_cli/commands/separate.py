@@ -33,6 +33,8 @@ from ilrma_cli.commands.options import (
     report_options,
     settings_options,
 )
+from ilrma_cli.cores import threads_per_process
+from ilrma_cli.engine.threads import set_threads
 from ilrma_cli.errors import IlrmaError
 from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib
@@ -139,6 +141,7 @@ def separate(
     refs: tuple[Path, ...],
     jobs: int,
     scheduler: str | None,
+    threads: int | None,
     max_memory: str | None,
     keep_going: bool,
     force: bool,
@@ -188,6 +191,8 @@ def separate(
     for record in failed:
         _report_failure(record.error or "failed")
     show_progress = not (no_progress or quiet)
+    parallel = len(planned) if len(planned) > 1 else settings.restarts  # what -j runs at once
+    set_threads(threads_per_process(threads, min(jobs, parallel), scheduler))
     records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress,
                        quiet)  # fmt: skip
     for record in records:

@@ -28,6 +28,8 @@ from ilrma_cli.commands.options import (
     settings_options,
     sweep_grid,
 )
+from ilrma_cli.cores import threads_per_process
+from ilrma_cli.engine.threads import set_threads
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
 from ilrma_cli.execute import imap_processes, imap_runs, interruptible
 from ilrma_cli.logs import setup_logging
@@ -101,8 +103,8 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @report_options
 def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
           restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
-          no_figures: bool, jobs: int, scheduler: str | None, quiet: bool, verbose: bool,
-          no_progress: bool, as_json: bool, **values: Any) -> None:  # fmt: skip
+          no_figures: bool, jobs: int, scheduler: str | None, threads: int | None, quiet: bool,
+          verbose: bool, no_progress: bool, as_json: bool, **values: Any) -> None:  # fmt: skip
     """Separate the mixture INPUT over a grid of settings and seeds and score every run.
 
     INPUT is one multichannel file, or the mono microphone files of one mixture.
@@ -155,6 +157,7 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
                    + (f" ({retried} failed before: retried)" if retried else ""),
                    err=True)  # fmt: skip
 
+    set_threads(threads_per_process(threads, min(jobs, len(todo)), scheduler))
     _execute(todo, data, log, jobs, scheduler, not (no_progress or quiet))
     log.sort([run.key for run in runs])
     logged = log.load()

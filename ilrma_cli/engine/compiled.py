@@ -35,6 +35,7 @@ import numpy as np
 from ilrma_cli.engine.observation import FLOOR, LOADING, Observation
 from ilrma_cli.engine.reference import log_det_sum, normalise
 from ilrma_cli.engine.source_models import GaussNMF, SourceModel
+from ilrma_cli.engine.threads import chunk_bounds, run_chunks
 from ilrma_cli.engine.types import Callback
 
 # Demixing rule applied inside the sweep; NO_COV skips steps 2-3.
@@ -51,7 +52,7 @@ KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}
 # gave other last bits than the runs after it. The price is a longer first
 # compile (about 45 s, once; ``make install`` does it, see :func:`warm_up`).
 _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, nogil=True)
 _hot = numba.njit(
     cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, inline="always"
 )
@@ -644,8 +645,11 @@ def sweep(
     eps,
     loading,
     floor,
+    f_lo,
+    f_hi,
 ):  # pragma: no cover - compiled
-    """One pass over the frequencies (module docstring); returns ``sum(|y|^2 / r + log r)``.
+    """One pass over the frequencies ``f_lo <= f < f_hi`` (module docstring); returns
+    their share of ``sum(|y|^2 / r + log r)``.
 
     ``rule`` is NO_COV or one of ``KERNEL_RULES`` (``demix`` updated in place). With ``update_basis``
     the basis is updated in place and the activation update's numerator and
@@ -653,9 +657,11 @@ def sweep(
     n_frames)``. Unless ``power_sum`` is empty, the output powers (after the
     demixing update) are summed into it per source ``(n_src,)``, for the power
     normalisation. The returned loss part uses these powers and the variances
-    before the basis update (0 unless ``want_loss``).
+    before the basis update (0 unless ``want_loss``). Calls on disjoint frequency
+    ranges with their own ``act_num``, ``act_den`` and ``power_sum`` may run at once
+    (:mod:`ilrma_cli.engine.threads`).
     """
-    n_freq, _, n_frames = feats.shape
+    n_frames = feats.shape[2]
     n_src, n_ch = demix.shape[1], demix.shape[2]
     n_basis = basis.shape[2]
     inv_var = np.empty((n_src, n_frames))
@@ -666,7 +672,7 @@ def sweep(
     means = np.empty((n_src, n_ch * n_ch))
     want_sum = power_sum.shape[0] > 0
     loss = 0.0
-    for f in range(n_freq):
+    for f in range(f_lo, f_hi):
         for n in range(n_src):
             _inverse_variance(basis, activation, n, f, eps, inv_var[n])
         if rule != NO_COV:
@@ -704,22 +710,25 @@ def sweep(
 
 
 @_jit
-def iva_sweep(feats, demix, inv_var, power_sum, rule, loading, floor):  # pragma: no cover
-    """One pass of IVA (:class:`ilrma_cli.engine.source_models.SphericalIVA`) over the frequencies.
+def iva_sweep(
+    feats, demix, inv_var, power_sum, rule, loading, floor, f_lo, f_hi
+):  # pragma: no cover
+    """One pass of IVA (:class:`ilrma_cli.engine.source_models.SphericalIVA`) over the
+    frequencies ``f_lo <= f < f_hi``.
 
     ``inv_var`` ``(n_src, n_frames)`` holds the inverse shared variances
     ``1 / r_nt``; ``rule`` is as in :func:`sweep`. Afterwards, ``power_sum``
-    ``(n_src, n_frames)`` receives ``sum_f |y_nft|^2`` of the (updated) demixing
-    matrices, from which the next variances follow.
+    ``(n_src, n_frames)`` receives ``sum_f |y_nft|^2`` over these frequencies of the
+    (updated) demixing matrices, from which the next variances follow.
     """
-    n_freq, _, n_frames = feats.shape
+    n_frames = feats.shape[2]
     n_src, n_ch = demix.shape[1], demix.shape[2]
     power = np.empty(n_frames)
     mats, vecs, pair = _workspace(n_src, n_ch)
     cov_f = np.empty((n_src, n_ch, n_ch), dtype=np.complex128)
     means = np.empty((n_src, n_ch * n_ch))
     power_sum[:] = 0.0
-    for f in range(n_freq):
+    for f in range(f_lo, f_hi):
         if rule != NO_COV:
             _covariances(feats, f, inv_var, loading, floor, means, cov_f)
             _update_demix(rule, demix[f], cov_f, floor, mats, vecs, pair)
@@ -737,10 +746,10 @@ def warm_up() -> None:
     basis = np.ones((n_src, n_freq, n_basis))
     activation = np.ones((n_src, n_basis, n_frames))
     act_num, act_den = np.zeros_like(activation), np.zeros_like(activation)
-    args = (np.zeros(n_src), RULE_IP, True, True, 1e-12, 1e-14, 1e-12)
+    args = (np.zeros(n_src), RULE_IP, True, True, 1e-12, 1e-14, 1e-12, 0, n_freq)
     sweep(feats, demix, basis, activation, act_num, act_den, *args)
     power = np.zeros((n_src, n_frames))
-    iva_sweep(feats, demix, np.ones((n_src, n_frames)), power, RULE_IP, 1e-14, 1e-12)
+    iva_sweep(feats, demix, np.ones((n_src, n_frames)), power, RULE_IP, 1e-14, 1e-12, 0, n_freq)
 
 
 def iterate(
@@ -763,6 +772,8 @@ def iterate(
     then demixing, then normalisation). The loss is the reference's, from the sweep's
     sum ``sum(|y|^2 / R + log R)`` taken before normalising by the gains ``g``:
     ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|``.
+    Each sweep runs over the frequency chunks of :mod:`ilrma_cli.engine.threads`; the
+    chunks' sums ``(n_chunks, n_src, n_basis, n_frames)`` are added in chunk order.
     """
     if not isinstance(model, GaussNMF):
         raise TypeError(
@@ -772,18 +783,26 @@ def iterate(
     n_freq, _, n_frames = feats.shape
     n_src = demix.shape[1]
     code = KERNEL_RULES[rule]
-    act_num = np.empty_like(model.activation)
-    act_den = np.empty_like(model.activation)
-    power_sum = np.zeros(n_src if normalize else 0)
+    bounds = chunk_bounds(n_freq)
+    act_num = np.empty((len(bounds), *model.activation.shape))
+    act_den = np.empty_like(act_num)
+    power_sum = np.zeros((len(bounds), n_src if normalize else 0))
 
     def one_sweep(rule_code: int, update_basis: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
         power_sum.fill(0.0)
-        args = (power_sum, rule_code, update_basis, record_loss, eps, LOADING, FLOOR)
-        part = sweep(feats, demix, model.basis, model.activation, act_num, act_den, *args)
+
+        def chunk(c: int, lo: int, hi: int) -> float:
+            flags = (rule_code, update_basis, record_loss, eps, LOADING, FLOOR, lo, hi)
+            return float(
+                sweep(feats, demix, model.basis, model.activation, act_num[c], act_den[c],
+                      power_sum[c], *flags)
+            )  # fmt: skip
+
+        part = run_chunks(chunk, bounds)
         if update_basis:
-            model.update_activation(act_num, act_den, eps)
+            model.update_activation(act_num.sum(axis=0), act_den.sum(axis=0), eps)
         return part
 
     def loss(part: float, gain: np.ndarray) -> float:
@@ -800,7 +819,7 @@ def iterate(
         part = one_sweep(code, it < n_iter)
         gain = np.ones(n_src)
         if normalize:
-            gain = normalise(demix, model, power_sum / (n_freq * n_frames), eps)
+            gain = normalise(demix, model, power_sum.sum(axis=0) / (n_freq * n_frames), eps)
         n_done = it
         value = float("nan")
         if record_loss:
@@ -813,12 +832,22 @@ def iterate(
 
 def iterate_iva(feats: np.ndarray, demix: np.ndarray, rule: str, n_iter: int, eps: float) -> None:
     """``n_iter`` IVA iterations in place on ``demix``: the reference loop with
-    :class:`ilrma_cli.engine.source_models.SphericalIVA`, without normalisation or loss."""
+    :class:`ilrma_cli.engine.source_models.SphericalIVA`, without normalisation or loss.
+    The chunks' powers ``(n_chunks, n_src, n_frames)`` are added in chunk order."""
     n_freq, _, n_frames = feats.shape
     n_src = demix.shape[1]
-    power_sum = np.empty((n_src, n_frames))  # sum_f |y_nft|^2
+    bounds = chunk_bounds(n_freq)
+    power_sum = np.empty((len(bounds), n_src, n_frames))  # sum_f |y_nft|^2 per chunk
     inv_var = np.ones((n_src, n_frames))
-    iva_sweep(feats, demix, inv_var, power_sum, NO_COV, LOADING, FLOOR)
+
+    def one_sweep(rule_code: int) -> None:
+        def chunk(c: int, lo: int, hi: int) -> float:
+            iva_sweep(feats, demix, inv_var, power_sum[c], rule_code, LOADING, FLOOR, lo, hi)
+            return 0.0
+
+        run_chunks(chunk, bounds)
+
+    one_sweep(NO_COV)
     for _ in range(n_iter):
-        np.divide(1.0, np.maximum(power_sum / n_freq, eps), out=inv_var)
-        iva_sweep(feats, demix, inv_var, power_sum, KERNEL_RULES[rule], LOADING, FLOOR)
+        np.divide(1.0, np.maximum(power_sum.sum(axis=0) / n_freq, eps), out=inv_var)
+        one_sweep(KERNEL_RULES[rule])

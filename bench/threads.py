@@ -1,0 +1,101 @@
+"""Time per iteration against the thread count (``--threads``), and against pyroomacoustics.
+
+Inputs: a 2-channel dev case tiled to 60 s and 10 min, and the 4-microphone case
+tiled to 10 min (4 sources, the determined case), at the automatic STFT of
+``ilrma separate`` (16 kHz). For each input and thread count (1, 2, ..., all usable
+cores) the engine runs the default ILRMA (IP, 4 bases) in this process and the
+median time between iteration callbacks is taken, the thread counts interleaved
+over ``--repeats`` rounds. pyroomacoustics' ``bss.ilrma`` (its own BLAS threads)
+runs 1 and 3 iterations on the same STFT; its time per iteration is the
+difference over 2. Prints a markdown table; the outputs of every thread count are
+checked to be identical. Needs the ``bench`` extra; run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inputs import dev_case, read, tile  # noqa: E402
+
+from ilrma_cli.cores import usable_cores  # noqa: E402
+from ilrma_cli.engine import ILRMAConfig, run  # noqa: E402
+from ilrma_cli.engine.threads import set_threads  # noqa: E402
+from ilrma_cli.settings import auto_stft  # noqa: E402
+from ilrma_cli.stft import stft  # noqa: E402
+
+RATE = 16000
+
+
+def inputs() -> dict[str, np.ndarray]:
+    two = dev_case("arctic_2src_rt250")[0]
+    four = read(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"
+                / "arctic_4mic_2src_rt600" / "mix.wav")  # fmt: skip
+    return {"60 s, 2 ch": tile(two, 60), "10 min, 2 ch": tile(two, 600),
+            "10 min, 4 ch": tile(four, 600)}  # fmt: skip
+
+
+def ilrma_seconds_per_iteration(obs: np.ndarray, n_iter: int) -> tuple[float, np.ndarray]:
+    """Median seconds between iteration callbacks, and the demixing matrices."""
+    stamps: list[float] = []
+
+    def callback(iteration: int, loss: float) -> bool:
+        stamps.append(time.perf_counter())
+        return False
+
+    config = ILRMAConfig(n_iter=n_iter, record_loss=False)
+    result = run(obs, config, seed=0, callback=callback)
+    return statistics.median(np.diff(stamps)), result.demix
+
+
+def pyroomacoustics_seconds_per_iteration(obs: np.ndarray) -> float:
+    import pyroomacoustics as pra
+
+    times = {}
+    for n_iter in (1, 3):
+        start = time.perf_counter()
+        pra.bss.ilrma(obs.transpose(2, 1, 0), n_iter=n_iter, n_components=4)
+        times[n_iter] = time.perf_counter() - start
+    return (times[3] - times[1]) / 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-iter", type=int, default=8)
+    args = parser.parse_args()
+    cores = usable_cores()
+    counts = sorted({1, 2, cores} if cores >= 2 else {1})
+    print(f"{cores} usable cores; thread counts {counts}; medians over {args.repeats} rounds\n")
+    header = ["input", "STFT", *[f"{n} thr (ms/it)" for n in counts]]
+    header += [f"speed-up {counts[-1]} thr", "pyroomacoustics (ms/it)", "ratio to pra"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, signal in inputs().items():
+        config = auto_stft(RATE, n_samples=signal.shape[1])
+        obs = stft(signal, config)
+        seconds: dict[int, list[float]] = {n: [] for n in counts}
+        demix: dict[int, np.ndarray] = {}
+        for _ in range(args.repeats):
+            for n in counts:
+                set_threads(n)
+                value, demix[n] = ilrma_seconds_per_iteration(obs, args.n_iter)
+                seconds[n].append(value)
+        if any(not np.array_equal(demix[n], demix[1]) for n in counts):
+            raise SystemExit(f"{name}: the thread counts gave different results")
+        median = {n: statistics.median(v) for n, v in seconds.items()}
+        peer = pyroomacoustics_seconds_per_iteration(obs)
+        best = median[counts[-1]]
+        row = [name, f"{config.n_fft}/{config.hop}", *[f"{1e3 * median[n]:.1f}" for n in counts],
+               f"{median[1] / best:.2f}x", f"{1e3 * peer:.0f}", f"{peer / best:.0f}x"]  # fmt: skip
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

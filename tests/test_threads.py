@@ -1,0 +1,112 @@
+"""Threads over frequency chunks: the same bits for any thread count, and how cores are shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+from conftest import SAMPLE
+
+from ilrma_cli.cli import cli
+from ilrma_cli.cores import cgroup_cpu_quota, threads_per_process, usable_cores
+from ilrma_cli.engine import ILRMAConfig, run
+from ilrma_cli.engine.threads import N_CHUNKS, chunk_bounds, get_threads, set_threads
+
+# Enough frequencies (2049) for every chunk; few iterations.
+FAST = ["--n-iter", "6", "--n-fft", "4096", "--hop", "1024"]
+
+
+@pytest.fixture
+def restore_threads():
+    before = get_threads()
+    yield
+    set_threads(before)
+
+
+def _observation(n_ch: int, n_freq: int = 40, n_frames: int = 30) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    shape = (n_ch, n_freq, n_frames)
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def test_chunks_cover_the_frequencies_whatever_their_number():
+    for n_freq in (1, 2, 15, 16, 17, 2049):
+        bounds = chunk_bounds(n_freq)
+        assert len(bounds) == min(N_CHUNKS, n_freq)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n_freq
+        assert all(hi == lo for (_, hi), (lo, _) in zip(bounds[:-1], bounds[1:], strict=True))
+        assert all(hi > lo for lo, hi in bounds)
+
+
+@pytest.mark.parametrize("n_ch", [2, 3])
+@pytest.mark.parametrize("update", ["ip", "iss", "ip2"])
+def test_every_thread_count_gives_the_same_bits(n_ch, update, restore_threads):
+    obs = _observation(n_ch)
+    config = ILRMAConfig(n_basis=3, n_iter=12, update=update, iva_iter=5, record_loss=True)
+    results = []
+    for threads in (1, 2, 3, 16):
+        set_threads(threads)
+        results.append(run(obs, config, seed=3))
+    assert results[0].backend == "compiled" and len(results[0].loss) == 13
+    for other in results[1:]:
+        assert np.array_equal(other.demix, results[0].demix)
+        assert np.array_equal(other.separated, results[0].separated)
+        assert np.array_equal(other.loss, results[0].loss)
+        assert np.array_equal(other.activation, results[0].activation)
+
+
+def test_a_thread_count_below_one_is_refused(restore_threads):
+    with pytest.raises(ValueError, match="at least 1"):
+        set_threads(0)
+
+
+def test_processes_and_threads_share_the_cores():
+    cores = usable_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    assert threads_per_process(None, 1, None) == cores
+    assert threads_per_process(None, cores, None) == 1
+    assert threads_per_process(None, 4 * cores, None) == 1
+    assert threads_per_process(None, 1, "local:2") == 1  # Dask: one thread unless told
+    assert threads_per_process(5, 2, "local:2") == 5
+
+
+def test_the_cgroup_quota_is_read_in_both_versions(tmp_path: Path):
+    (tmp_path / "cpu.max").write_text("250000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 2.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.5
+
+
+def test_threads_and_jobs_give_the_same_files(tmp_path: Path, restore_threads):
+    data, rate = sf.read(SAMPLE / "mix.wav")
+    inputs = []
+    for name, part in (("a", data[: 3 * rate]), ("b", data[3 * rate : 6 * rate])):
+        inputs.append(tmp_path / f"{name}.wav")
+        sf.write(inputs[-1], part, rate, subtype="FLOAT")
+    runs = {
+        "one thread": ["--threads", "1"],
+        "three threads": ["--threads", "3"],
+        "two processes of two threads": ["-j", "2", "--threads", "2"],
+    }
+    for name, extra in runs.items():
+        result = CliRunner().invoke(
+            cli, ["separate", *map(str, inputs), "-o", str(tmp_path / name), "-q", *FAST, *extra]
+        )
+        assert result.exit_code == 0, result.output
+    expected = sorted((tmp_path / "one thread").rglob("*.wav"))
+    assert len(expected) == 4
+    for name in runs:
+        for path in expected:
+            other = tmp_path / name / path.relative_to(tmp_path / "one thread")
+            assert other.read_bytes() == path.read_bytes(), (name, path.name)
