@@ -69,14 +69,24 @@ def engine_bytes(
     form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values. Finishing: the spectrogram and the separated spectrogram
     made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
 
-    With ``taps`` L > 0 (:mod:`ilrma_cli.engine.taps`, always the reference loop) the
-    features give way to the stacked frames ``K B 16`` (complex128, ``K = m (1 + L)``) and
-    the extended covariances ``m K^2 n_freq 16``; finishing holds the stacked frames and
-    two complex128 copies of the outputs ``2 m B 16`` (not yet measured with tracemalloc).
+    With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
+    instead of the features, each mic's frames once ``m B 16`` (float64 real and imaginary
+    planes, the stack is never formed), the NMF factors and the activation update's two
+    sums, and no per-bin statistics; finishing adds the
+    complex128 outputs ``m B 16`` and their copy in the output precision (single only).
+    The reference loop (:mod:`ilrma_cli.engine.taps`) holds the stacked frames ``K B 16``
+    (complex128, ``K = m (1 + L)``) and the extended covariances ``m K^2 n_freq 16``;
+    finishing holds the stacked frames and two complex128 copies of the outputs ``2 m B 16``.
     """
     cplx = ITEMSIZE[precision][1]
     m, bins = n_channels, n_freq * n_frames
     spectrogram = m * bins * cplx
+    if taps and backend == "compiled":
+        frames = m * bins * 16
+        nmf = m * n_basis * (n_freq + 3 * n_frames) * 8  # the factors and the activation sums
+        iterating = spectrogram + frames + nmf
+        outputs = m * bins * 16 + (m * bins * cplx if cplx < 16 else 0)
+        return ENGINE_SCRATCH + max(iterating, spectrogram + frames + nmf + outputs)
     if taps:
         width = m * (1 + taps)
         stacked = width * bins * 16

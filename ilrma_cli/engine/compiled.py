@@ -29,6 +29,8 @@ Layouts: ``feats`` ``(n_freq, m*m, n_frames)`` float64 (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -758,30 +760,68 @@ def iterate(
     """:func:`ilrma_cli.engine.reference.iterate` for the Gaussian NMF model, one sweep an iteration.
 
     ``model`` must be a :class:`GaussNMF`; the sweeps read the observation's features
-    ``(n_freq, m*m, n_frames)``. A first sweep
+    ``(n_freq, m*m, n_frames)`` (:func:`run_sweeps` does the rest).
+    """
+    feats = observation.feats
+
+    def one_sweep(*args: object) -> float:
+        return float(sweep(feats, *args))
+
+    return run_sweeps(
+        one_sweep,
+        demix,
+        model,
+        rule,
+        n_iter,
+        (feats.shape[0], feats.shape[2]),
+        normalize=normalize,
+        record_loss=record_loss,
+        eps=eps,
+        callback=callback,
+    )
+
+
+def run_sweeps(
+    one_sweep: Callable[..., float],
+    demix: np.ndarray,
+    model: SourceModel,
+    rule: str,
+    n_iter: int,
+    shape: tuple[int, int],
+    *,
+    normalize: bool,
+    record_loss: bool,
+    eps: float,
+    callback: Callback | None = None,
+) -> tuple[list[float], int]:
+    """The iterations around a sweep: ``one_sweep(demix, basis, activation, act_num, act_den,
+    power_sum, rule, update_basis, want_loss, eps, loading, floor)`` as :func:`sweep` after its
+    observation argument; ``shape`` is ``(n_freq, n_frames)``.
+
+    ``model`` must be a :class:`GaussNMF`. A first sweep
     does the NMF update of iteration 1, so the updates run in the paper's order (NMF,
     then demixing, then normalisation). The loss is the reference's, from the sweep's
     sum ``sum(|y|^2 / R + log R)`` taken before normalising by the gains ``g``:
-    ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|``.
+    ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|`` (``W`` the first
+    ``n_sources`` columns of an extended ``demix``).
     """
     if not isinstance(model, GaussNMF):
         raise TypeError(
             f"the compiled sweeps run the Gaussian NMF model, not {type(model).__name__}"
         )
-    feats = observation.feats
-    n_freq, _, n_frames = feats.shape
+    n_freq, n_frames = shape
     n_src = demix.shape[1]
     code = KERNEL_RULES[rule]
     act_num = np.empty_like(model.activation)
     act_den = np.empty_like(model.activation)
     power_sum = np.zeros(n_src if normalize else 0)
 
-    def one_sweep(rule_code: int, update_basis: bool) -> float:
+    def sweep_once(rule_code: int, update_basis: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
         power_sum.fill(0.0)
         args = (power_sum, rule_code, update_basis, record_loss, eps, LOADING, FLOOR)
-        part = sweep(feats, demix, model.basis, model.activation, act_num, act_den, *args)
+        part = one_sweep(demix, model.basis, model.activation, act_num, act_den, *args)
         if update_basis:
             model.update_activation(act_num, act_den, eps)
         return part
@@ -790,14 +830,14 @@ def iterate(
         return (
             part
             - n_freq * n_frames * float(np.sum(np.log(gain)))
-            - 2.0 * n_frames * log_det_sum(demix)
+            - 2.0 * n_frames * log_det_sum(demix[..., :n_src])
         )
 
-    part = one_sweep(NO_COV, n_iter > 0)
+    part = sweep_once(NO_COV, n_iter > 0)
     losses = [loss(part, np.ones(n_src))] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        part = one_sweep(code, it < n_iter)
+        part = sweep_once(code, it < n_iter)
         gain = np.ones(n_src)
         if normalize:
             gain = normalise(demix, model, power_sum / (n_freq * n_frames), eps)
