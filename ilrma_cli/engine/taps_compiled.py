@@ -141,33 +141,42 @@ def _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, out):  
     n_frames = planes.shape[3]
     scale = 1.0 / n_frames
     for a in range(width):
-        re_a, im_a, sa = planes[rows[a], f, 0], planes[rows[a], f, 1], shifts[a]
         for b in range(a, width):
-            re_b, im_b, sb = planes[rows[b], f, 0], planes[rows[b], f, 1], shifts[b]
-            lo = max(sa, sb)
+            # Frames t >= lo of both rows, as slices: the loops index from 0 (no wraparound
+            # checks in the way of the vectoriser).
+            lo = max(shifts[a], shifts[b])
+            count = n_frames - lo
+            if count <= 0:
+                for n in range(n_src):
+                    out[n, a, b] = 0j
+                continue
+            start_a, start_b = lo - shifts[a], lo - shifts[b]
+            re_a = planes[rows[a], f, 0, start_a : start_a + count]
+            im_a = planes[rows[a], f, 1, start_a : start_a + count]
+            re_b = planes[rows[b], f, 0, start_b : start_b + count]
+            im_b = planes[rows[b], f, 1, start_b : start_b + count]
             if n_src == 2:
+                w0, w1 = inv_var[0, lo:], inv_var[1, lo:]
                 r0, i0, r1, i1 = 0.0, 0.0, 0.0, 0.0
-                for t in range(lo, n_frames):
-                    xr, xi, yr, yi = re_a[t - sa], im_a[t - sa], re_b[t - sb], im_b[t - sb]
-                    pr = xr * yr + xi * yi
-                    pi = xi * yr - xr * yi
-                    w0, w1 = inv_var[0, t], inv_var[1, t]
-                    r0 += w0 * pr
-                    i0 += w0 * pi
-                    r1 += w1 * pr
-                    i1 += w1 * pi
+                for t in range(count):
+                    pr = re_a[t] * re_b[t] + im_a[t] * im_b[t]
+                    pi = im_a[t] * re_b[t] - re_a[t] * im_b[t]
+                    r0 += w0[t] * pr
+                    i0 += w0[t] * pi
+                    r1 += w1[t] * pr
+                    i1 += w1[t] * pi
                 out[0, a, b] = complex(r0 * scale, i0 * scale)
                 out[1, a, b] = complex(r1 * scale, i1 * scale)
                 continue
-            for t in range(lo, n_frames):
-                xr, xi, yr, yi = re_a[t - sa], im_a[t - sa], re_b[t - sb], im_b[t - sb]
-                prod[0, t] = xr * yr + xi * yi
-                prod[1, t] = xi * yr - xr * yi
+            for t in range(count):
+                prod[0, t] = re_a[t] * re_b[t] + im_a[t] * im_b[t]
+                prod[1, t] = im_a[t] * re_b[t] - re_a[t] * im_b[t]
             for n in range(n_src):
+                w = inv_var[n, lo:]
                 acc_r, acc_i = 0.0, 0.0
-                for t in range(lo, n_frames):
-                    acc_r += inv_var[n, t] * prod[0, t]
-                    acc_i += inv_var[n, t] * prod[1, t]
+                for t in range(count):
+                    acc_r += w[t] * prod[0, t]
+                    acc_i += w[t] * prod[1, t]
                 out[n, a, b] = complex(acc_r * scale, acc_i * scale)
     for n in range(n_src):
         trace = 0.0
@@ -189,10 +198,14 @@ def _outputs(planes, f, rows, shifts, row, y_re, y_im):  # pragma: no cover - co
         y_im[t] = 0.0
     for k in range(row.shape[0]):
         cr, ci = row[k].real, row[k].imag
-        re, im, s = planes[rows[k], f, 0], planes[rows[k], f, 1], shifts[k]
-        for t in range(s, n_frames):
-            y_re[t] += cr * re[t - s] - ci * im[t - s]
-            y_im[t] += cr * im[t - s] + ci * re[t - s]
+        count = n_frames - shifts[k]
+        if count <= 0:
+            continue
+        re, im = planes[rows[k], f, 0, :count], planes[rows[k], f, 1, :count]
+        out_re, out_im = y_re[shifts[k] :], y_im[shifts[k] :]
+        for t in range(count):
+            out_re[t] += cr * re[t] - ci * im[t]
+            out_im[t] += cr * im[t] + ci * re[t]
 
 
 @_hot
