@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,dask]'
 	@echo "==> compiling the numerical kernels once (one to two minutes; later runs load them from the cache)"
-	$(BIN)/python -c 'from ilrma_cli.engine import compiled, fullrank_compiled; compiled.warm_up(); fullrank_compiled.warm_up()'
+	$(BIN)/python -c 'from ilrma_cli.engine import compiled, fullrank_compiled, taps_compiled; compiled.warm_up(); fullrank_compiled.warm_up(); taps_compiled.warm_up()'
 	touch $(STAMP)
 	@echo "==> installed: $(BIN)/ilrma"
 
@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/crosscheck_ssspy.py
 	$(BIN)/python bench/fullrank_bench.py
+	$(BIN)/python bench/taps_bench.py --markdown
 
 quality: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -66,19 +66,30 @@ def engine_bytes(
     Iterating: the spectrogram ``m B c``, the outer-product features ``m^2 B 8``
     (float64 in either precision) and the NMF factors with their update sums
     ``2 m n_basis (n_freq + n_frames) 8``; the compiled sweeps keep nothing else
-    per bin, only each frequency chunk's activation sums ``2 N_CHUNKS m n_basis
-    n_frames 8`` (whatever the thread count), the reference loop (``backend="reference"``: models without a compiled
-    form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values. Finishing: the spectrogram and the separated spectrogram
-    made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
+    per bin, only each frequency chunk's activation sums ``2 N_CHUNKS m n_basis n_frames 8``
+    (whatever the thread count); the reference loop (``backend="reference"``: models
+    without a compiled form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values.
+    Finishing: the spectrogram and the separated spectrogram made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
 
-    With ``taps`` L > 0 (:mod:`ilrma_cli.engine.taps`, always the reference loop) the
-    features give way to the stacked frames ``K B 16`` (complex128, ``K = m (1 + L)``) and
-    the extended covariances ``m K^2 n_freq 16``; finishing holds the stacked frames and
-    two complex128 copies of the outputs ``2 m B 16`` (not yet measured with tracemalloc).
+    With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
+    instead of the features, each mic's frames once ``m B 16`` (float64 real and imaginary
+    planes, the stack is never formed), the NMF factors and the activation update's two
+    sums per frequency chunk, and no per-bin statistics; finishing adds the
+    complex128 outputs ``m B 16`` and their copy in the output precision (single only).
+    The reference loop (:mod:`ilrma_cli.engine.taps`) holds the stacked frames ``K B 16``
+    (complex128, ``K = m (1 + L)``) and the extended covariances ``m K^2 n_freq 16``;
+    finishing holds the stacked frames and two complex128 copies of the outputs ``2 m B 16``.
     """
     cplx = ITEMSIZE[precision][1]
     m, bins = n_channels, n_freq * n_frames
     spectrogram = m * bins * cplx
+    chunk_sums = 2 * min(N_CHUNKS, n_freq) * m * n_basis * n_frames * 8  # engine.threads
+    if taps and backend == "compiled":
+        frames = m * bins * 16
+        nmf = m * n_basis * (n_freq + n_frames) * 8 + chunk_sums  # the factors and their sums
+        iterating = spectrogram + frames + nmf
+        outputs = m * bins * 16 + (m * bins * cplx if cplx < 16 else 0)
+        return ENGINE_SCRATCH + max(iterating, spectrogram + frames + nmf + outputs)
     if taps:
         width = m * (1 + taps)
         stacked = width * bins * 16
@@ -89,8 +100,8 @@ def engine_bytes(
     iterating = spectrogram + m * m * bins * 8 + 2 * m * n_basis * (n_freq + n_frames) * 8
     if backend == "reference":
         iterating += REFERENCE_ARRAYS * m * bins * 8
-    else:  # each frequency chunk's activation sums (ilrma_cli.engine.threads)
-        iterating += 2 * min(N_CHUNKS, n_freq) * m * n_basis * n_frames * 8
+    else:
+        iterating += chunk_sums
     return ENGINE_SCRATCH + max(
         iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial)
     )

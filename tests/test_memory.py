@@ -1,7 +1,6 @@
 import pytest
 
 from ilrma_cli.engine.threads import N_CHUNKS
-
 from ilrma_cli.memory import (
     BASELINE,
     ENGINE_SCRATCH,

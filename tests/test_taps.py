@@ -115,7 +115,8 @@ def test_loss_never_rises(n_ch, update, model):
     mix, _ = reverberant(n_ch, n_frames=200, seed=n_ch)
     config = ILRMAConfig(n_iter=25, iva_iter=0, update=update, model=model, taps=3, delay=1)
     result = run(mix, config, seed=1)
-    assert result.backend == "reference" and result.filters.shape == (24, n_ch, 3 * n_ch)
+    backend = "compiled" if model == "gauss" else "reference"
+    assert result.backend == backend and result.filters.shape == (24, n_ch, 3 * n_ch)
     steps = np.diff(result.loss)
     assert np.all(steps <= 1e-9 * np.abs(result.loss[:-1])), steps.max()
     assert result.loss[-1] < result.loss[0]
@@ -178,7 +179,7 @@ def test_bad_settings_are_refused():
         ILRMAConfig(delay=0)
     mix, _ = reverberant(2, n_frames=40)
     with pytest.raises(ValueError, match="compiled"):
-        run(mix, ILRMAConfig(taps=2), backend="compiled")
+        run(mix, ILRMAConfig(taps=2, model="t"), backend="compiled")
     with pytest.raises(ValueError, match="full-rank"):
         ILRMAConfig(taps=2, spatial="fullrank")
 

@@ -59,6 +59,20 @@ def test_every_thread_count_gives_the_same_bits(n_ch, update, restore_threads):
         assert np.array_equal(other.activation, results[0].activation)
 
 
+@pytest.mark.parametrize("update", ["ip", "iss"])
+def test_the_taps_sweeps_give_the_same_bits_for_every_thread_count(update, restore_threads):
+    obs = _observation(2, n_frames=40)
+    config = ILRMAConfig(n_basis=2, n_iter=8, update=update, iva_iter=4, taps=2, delay=1)
+    results = []
+    for threads in (1, 3):
+        set_threads(threads)
+        results.append(run(obs, config, seed=1))
+    assert results[0].backend == "compiled" and results[0].filters is not None
+    assert np.array_equal(results[1].demix, results[0].demix)
+    assert np.array_equal(results[1].filters, results[0].filters)
+    assert np.array_equal(results[1].separated, results[0].separated)
+
+
 def test_a_thread_count_below_one_is_refused(restore_threads):
     with pytest.raises(ValueError, match="at least 1"):
         set_threads(0)

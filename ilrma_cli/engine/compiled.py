@@ -29,6 +29,8 @@ Layouts: ``feats`` ``(n_freq, m*m, n_frames)`` float64 (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -767,20 +769,58 @@ def iterate(
     """:func:`ilrma_cli.engine.reference.iterate` for the Gaussian NMF model, one sweep an iteration.
 
     ``model`` must be a :class:`GaussNMF`; the sweeps read the observation's features
-    ``(n_freq, m*m, n_frames)``. A first sweep
+    ``(n_freq, m*m, n_frames)`` (:func:`run_sweeps` does the rest).
+    """
+    feats = observation.feats
+
+    def one_sweep(*args: object) -> float:
+        return float(sweep(feats, *args))
+
+    return run_sweeps(
+        one_sweep,
+        demix,
+        model,
+        rule,
+        n_iter,
+        (feats.shape[0], feats.shape[2]),
+        normalize=normalize,
+        record_loss=record_loss,
+        eps=eps,
+        callback=callback,
+    )
+
+
+def run_sweeps(
+    one_sweep: Callable[..., float],
+    demix: np.ndarray,
+    model: SourceModel,
+    rule: str,
+    n_iter: int,
+    shape: tuple[int, int],
+    *,
+    normalize: bool,
+    record_loss: bool,
+    eps: float,
+    callback: Callback | None = None,
+) -> tuple[list[float], int]:
+    """The iterations around a sweep: ``one_sweep(demix, basis, activation, act_num, act_den,
+    power_sum, rule, update_basis, want_loss, eps, loading, floor, f_lo, f_hi)`` as
+    :func:`sweep` after its observation argument; ``shape`` is ``(n_freq, n_frames)``.
+
+    ``model`` must be a :class:`GaussNMF`. A first sweep
     does the NMF update of iteration 1, so the updates run in the paper's order (NMF,
     then demixing, then normalisation). The loss is the reference's, from the sweep's
     sum ``sum(|y|^2 / R + log R)`` taken before normalising by the gains ``g``:
-    ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|``.
-    Each sweep runs over the frequency chunks of :mod:`ilrma_cli.engine.threads`; the
-    chunks' sums ``(n_chunks, n_src, n_basis, n_frames)`` are added in chunk order.
+    ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|`` (``W`` the first
+    ``n_sources`` columns of an extended ``demix``). Each sweep runs over the frequency
+    chunks of :mod:`ilrma_cli.engine.threads`; the chunks' sums ``(n_chunks, n_src,
+    n_basis, n_frames)`` are added in chunk order.
     """
     if not isinstance(model, GaussNMF):
         raise TypeError(
             f"the compiled sweeps run the Gaussian NMF model, not {type(model).__name__}"
         )
-    feats = observation.feats
-    n_freq, _, n_frames = feats.shape
+    n_freq, n_frames = shape
     n_src = demix.shape[1]
     code = KERNEL_RULES[rule]
     bounds = chunk_bounds(n_freq)
@@ -788,17 +828,15 @@ def iterate(
     act_den = np.empty_like(act_num)
     power_sum = np.zeros((len(bounds), n_src if normalize else 0))
 
-    def one_sweep(rule_code: int, update_basis: bool) -> float:
+    def sweep_once(rule_code: int, update_basis: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
         power_sum.fill(0.0)
 
         def chunk(c: int, lo: int, hi: int) -> float:
             flags = (rule_code, update_basis, record_loss, eps, LOADING, FLOOR, lo, hi)
-            return float(
-                sweep(feats, demix, model.basis, model.activation, act_num[c], act_den[c],
-                      power_sum[c], *flags)
-            )  # fmt: skip
+            return one_sweep(demix, model.basis, model.activation, act_num[c], act_den[c],
+                             power_sum[c], *flags)  # fmt: skip
 
         part = run_chunks(chunk, bounds)
         if update_basis:
@@ -809,14 +847,14 @@ def iterate(
         return (
             part
             - n_freq * n_frames * float(np.sum(np.log(gain)))
-            - 2.0 * n_frames * log_det_sum(demix)
+            - 2.0 * n_frames * log_det_sum(demix[..., :n_src])
         )
 
-    part = one_sweep(NO_COV, n_iter > 0)
+    part = sweep_once(NO_COV, n_iter > 0)
     losses = [loss(part, np.ones(n_src))] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        part = one_sweep(code, it < n_iter)
+        part = sweep_once(code, it < n_iter)
         gain = np.ones(n_src)
         if normalize:
             gain = normalise(demix, model, power_sum.sum(axis=0) / (n_freq * n_frames), eps)
@@ -832,22 +870,41 @@ def iterate(
 
 def iterate_iva(feats: np.ndarray, demix: np.ndarray, rule: str, n_iter: int, eps: float) -> None:
     """``n_iter`` IVA iterations in place on ``demix``: the reference loop with
-    :class:`ilrma_cli.engine.source_models.SphericalIVA`, without normalisation or loss.
-    The chunks' powers ``(n_chunks, n_src, n_frames)`` are added in chunk order."""
-    n_freq, _, n_frames = feats.shape
+    :class:`ilrma_cli.engine.source_models.SphericalIVA`, without normalisation or loss."""
+
+    def one_sweep(*args: object) -> None:
+        iva_sweep(feats, *args)
+
+    run_iva_sweeps(one_sweep, demix, (feats.shape[0], feats.shape[2]), rule, n_iter, eps)
+
+
+def run_iva_sweeps(
+    one_sweep: Callable[..., None],
+    demix: np.ndarray,
+    shape: tuple[int, int],
+    rule: str,
+    n_iter: int,
+    eps: float,
+) -> None:
+    """The IVA iterations around ``one_sweep(demix, inv_var, power_sum, rule, loading, floor,
+    f_lo, f_hi)`` (:func:`iva_sweep` after its observation); ``shape`` is ``(n_freq, n_frames)``.
+
+    The chunks' powers ``(n_chunks, n_src, n_frames)`` are added in chunk order.
+    """
+    n_freq, n_frames = shape
     n_src = demix.shape[1]
     bounds = chunk_bounds(n_freq)
     power_sum = np.empty((len(bounds), n_src, n_frames))  # sum_f |y_nft|^2 per chunk
     inv_var = np.ones((n_src, n_frames))
 
-    def one_sweep(rule_code: int) -> None:
+    def sweep_once(rule_code: int) -> None:
         def chunk(c: int, lo: int, hi: int) -> float:
-            iva_sweep(feats, demix, inv_var, power_sum[c], rule_code, LOADING, FLOOR, lo, hi)
+            one_sweep(demix, inv_var, power_sum[c], rule_code, LOADING, FLOOR, lo, hi)
             return 0.0
 
         run_chunks(chunk, bounds)
 
-    one_sweep(NO_COV)
+    sweep_once(NO_COV)
     for _ in range(n_iter):
         np.divide(1.0, np.maximum(power_sum.sum(axis=0) / n_freq, eps), out=inv_var)
-        one_sweep(KERNEL_RULES[rule])
+        sweep_once(KERNEL_RULES[rule])

@@ -2,9 +2,10 @@
 
 validate -> principal subspace (fewer sources than channels) -> unit-power scaling ->
 initial state (given | identity | IVA warm start) -> backend (compiled when it supports
-the settings, else the reference loop; with taps > 0 the reference loop on the stacked
-observation of :mod:`ilrma_cli.engine.taps`) -> separated spectrogram, model back to the
-caller's scale -> :class:`Result` (which records the backend).
+the settings, else the reference loop; with taps > 0 on the stacked observation of
+:mod:`ilrma_cli.engine.taps`, compiled in :mod:`ilrma_cli.engine.taps_compiled`) ->
+separated spectrogram, model back to the caller's scale -> :class:`Result` (which
+records the backend).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ilrma_cli.engine.types import (
 DEFAULT_CONFIG = ILRMAConfig()
 if TYPE_CHECKING:
     from ilrma_cli.engine.fullrank import FullRankModel
+    from ilrma_cli.engine.taps_compiled import TapsFrames
 
 # Floor of the model variances and NMF factors in the working (unit mean power) scale.
 EPS = 1e-12
@@ -52,18 +54,15 @@ def validate_observation(obs: np.ndarray) -> np.ndarray:
 
 
 def choose_backend(config: ILRMAConfig, backend: str = "auto") -> str:
-    """``compiled`` for the Gaussian NMF model without taps, else ``reference``.
+    """``compiled`` for the Gaussian NMF model (with or without taps, every rule), else ``reference``.
 
     ``backend`` forces one; ``compiled`` is refused for settings it does not support.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    supported = config.model == "gauss" and not config.taps
+    supported = config.model == "gauss"
     if backend == "compiled" and not supported:
-        raise ValueError(
-            "the compiled backend runs the gauss model without taps, "
-            f"not {config.model!r} with taps={config.taps}"
-        )
+        raise ValueError(f"the compiled backend runs the gauss model, not {config.model!r}")
     if backend == "auto":
         return "compiled" if supported else "reference"
     return backend
@@ -103,8 +102,12 @@ def run(
         obs = obs.astype(config.complex_dtype, copy=False)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     _, n_freq, n_frames = obs.shape
-    observation: Observation | TapsObservation
-    if config.taps:
+    observation: Observation | TapsObservation | TapsFrames
+    if config.taps and backend == "compiled":
+        from ilrma_cli.engine import taps_compiled
+
+        observation, mean_power = taps_compiled.taps_frames(obs, mics, config.taps, config.delay)
+    elif config.taps:
         observation, mean_power = taps_observation(obs, mics, config.taps, config.delay)
     else:
         feats, mean_power = unit_power_features(obs)
@@ -116,7 +119,11 @@ def run(
         config, n_src, n_freq, n_frames, rng, EPS, _working_scale(init, mean_power)
     )
     loop: Callable[..., tuple[list[float], int]] = reference.iterate
-    if backend == "compiled":  # supports this observation and model (choose_backend)
+    if backend == "compiled" and config.taps:
+        from ilrma_cli.engine import taps_compiled
+
+        loop = taps_compiled.iterate
+    elif backend == "compiled":  # supports this observation and model (choose_backend)
         from ilrma_cli.engine import compiled  # numba takes ~0.5 s to load: only runs pay it
 
         loop = compiled.iterate
@@ -132,9 +139,10 @@ def run(
         callback=callback,
     )
     separated, filters = None, None
-    if isinstance(observation, TapsObservation):
+    if config.taps:
         # The dereverberated outputs; W alone scales them back to the mics.
-        separated = observation.demix_apply(demix) * np.sqrt(mean_power)
+        assert not isinstance(observation, Observation)
+        separated = observation.demix_apply(demix, np.sqrt(mean_power))
         separated = separated.astype(config.complex_dtype, copy=False)
         filters = -demix[..., n_src:]
         demix = np.ascontiguousarray(demix[..., :n_src])
@@ -205,7 +213,7 @@ def _refine_fullrank(
 
 
 def _initial_demix(
-    observation: Observation | TapsObservation,
+    observation: Observation | TapsObservation | TapsFrames,
     config: ILRMAConfig,
     given: InitialState | None,
     subspace: np.ndarray | None,
@@ -224,19 +232,24 @@ def _initial_demix(
         if demix.shape != expected:
             raise ValueError(f"initial demix must have shape {expected}, got {demix.shape}")
         demix = demix if subspace is None else demix @ subspace
-        if isinstance(observation, TapsObservation):
+        if not isinstance(observation, Observation):
             demix = extend(demix, observation.width)
         return demix
     demix = init.identity(n_freq, n_ch, n_ch)
-    if isinstance(observation, TapsObservation):
+    if not isinstance(observation, Observation):
         demix = extend(demix, observation.width)
     if config.iva_iter:
-        if backend == "compiled":
+        if backend == "compiled" and not isinstance(observation, Observation | TapsObservation):
+            from ilrma_cli.engine import taps_compiled
+
+            taps_compiled.iterate_iva(observation, demix, config.update, config.iva_iter, EPS)
+        elif backend == "compiled":
             from ilrma_cli.engine import compiled
 
             assert isinstance(observation, Observation)
             compiled.iterate_iva(observation.feats, demix, config.update, config.iva_iter, EPS)
         else:
+            assert isinstance(observation, Observation | TapsObservation)
             init.iva_reference(
                 observation, demix, config.update, config.iva_iter, EPS, record_loss=False
             )

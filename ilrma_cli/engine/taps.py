@@ -97,9 +97,9 @@ class TapsObservation:
         cov[..., diag, diag] += (LOADING * np.maximum(trace, FLOOR))[..., None]
         return cov
 
-    def demix_apply(self, demix: np.ndarray) -> np.ndarray:
-        """``y`` ``(n_sources, n_freq, n_frames)`` of ``demix`` ``(n_freq, n_sources, K)`` (complex128)."""
-        return (demix @ self.stacked).transpose(1, 0, 2)
+    def demix_apply(self, demix: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """``scale * y`` ``(n_sources, n_freq, n_frames)`` of ``demix`` ``(n_freq, n_sources, K)`` (complex128)."""
+        return (demix @ self.stacked).transpose(1, 0, 2) * scale
 
     def output_power(self, demix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``|p_n^H z|^2`` ``(n_sources, n_freq, n_frames)`` of ``demix`` ``(n_freq, n_sources, K)``."""
