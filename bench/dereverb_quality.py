@@ -7,7 +7,7 @@
 
 Every run goes through :func:`ilrma_cli.pipeline.separate` with today's defaults
 (``DEFAULT_ILRMA``) except the STFT and ``taps``/``delay``; the outputs at mic 0
-(projection back through ``W^{-1}``) are scored with :func:`ilrma_cli.evaluate.score`
+(projection back through ``W^{-1}``) are scored with :func:`ilrma_cli.metrics.score`
 (SDRi, best permutation) against the early images ``earlyK.wav`` at mic 0 where the case
 has them and against the full images ``srcK.wav``. Each run is one JSON line (resumable:
 a line already present is skipped), with the engine's seconds per iteration.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from ilrma_cli.evaluate import score
 
+from ilrma_cli.metrics import score
 from ilrma_cli.pipeline import DEFAULT_ILRMA, SeparationSettings, separate
 from ilrma_cli.stft import StftConfig
 
