@@ -46,6 +46,8 @@ bench: install
 quality: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/quality.py
+	@echo "==> reverberant dev rooms: SDRi against the early image and the full image (joint dereverberation, WPE cascade)"
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/quality.py --set reverb
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -55,6 +55,8 @@ class JobRecord:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict | None = None
     table: str | None = None
+    metrics_early: dict | None = None  # against --early-refs
+    table_early: str | None = None
 
 
 def run_job(
@@ -68,8 +70,8 @@ def run_job(
 
     ``workers`` processes run the restarts of the separation. Memory stays bounded:
     the waveform is dropped once its STFT exists (only the reference mic's channel is
-    kept, for ``--refs`` or ``--spectrograms``), and the sources are written block by
-    block (:func:`write_sources`).
+    kept, for ``--refs``, ``--early-refs`` or ``--spectrograms``), and the sources are
+    written block by block (:func:`write_sources`).
     """
     record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
     start = time.perf_counter()
@@ -82,7 +84,8 @@ def run_job(
         log.warning("%s: %s", path, message)
     try:
         analysis = analyse(audio.data, settings, rate=rate)
-        wanted = job.references is not None or job.spectrograms is not None
+        scored = job.references is not None or job.early_references is not None
+        wanted = scored or job.spectrograms is not None
         mixture_ref = audio.data[settings.ref_mic].astype(np.float64) if wanted else None
         del audio  # the STFT holds the mixture from here on
         separation = separate_analysis(analysis, callback=progress, workers=workers)
@@ -112,13 +115,9 @@ def run_job(
         if level_message:
             record.warnings.append(level_message)
             log.warning("%s: %s", path, level_message)
-        if job.references is not None:
+        if scored:
             assert at_ref is not None and mixture_ref is not None
-            scores = score_against(job.references, at_ref.fitted, mixture_ref, path, rate, record)
-            record.metrics = scores.to_dict()
-            record.table = scores.format_table(
-                [p.name for p in job.references.paths], [p.name for p in job.targets]
-            )
+            _score_job(job, at_ref.fitted, mixture_ref, path, record)
         if job.loss_plot is not None:
             writer.write_bytes(
                 job.loss_plot,
@@ -256,39 +255,48 @@ def _silence(sources: list[int], peaks: list[float], subtype: str) -> str:
     return "; ".join(parts)
 
 
+def _score_job(
+    job: Job, estimates: np.ndarray, mixture_ref: np.ndarray, path: Path, record: JobRecord
+) -> None:
+    """Scores and tables of ``record`` against the job's references and early references."""
+    names = [p.name for p in job.targets]
+    if job.references is not None:
+        scores = score_against(job.references, estimates, mixture_ref, path, record)
+        record.metrics = scores.to_dict()
+        record.table = scores.format_table([p.name for p in job.references.paths], names)
+    if job.early_references is not None:
+        scores = score_against(job.early_references, estimates, mixture_ref, path, record)
+        record.metrics_early = scores.to_dict()
+        record.table_early = scores.format_table(
+            [p.name for p in job.early_references.paths], names
+        )
+
+
 def score_against(
     references: References,
     estimates: np.ndarray,
     mixture_ref: np.ndarray,
     path: Path,
-    rate: int,
     record: JobRecord,
 ) -> Scores:
     """Score ``estimates`` ``(n_sources, n_samples)``, with the mixture's ref-mic channel as baseline.
 
-    ``mixture_ref`` ``(n_samples,)`` is that channel of the mixture read from ``path`` at ``rate``.
+    ``mixture_ref`` ``(n_samples,)`` is that channel of the mixture read from ``path``; the
+    count and rate of ``references`` were checked when the job was planned
+    (:meth:`References.check`). Different lengths are scored on the common start, with a
+    warning.
     """
-    if references.rate != rate:
-        raise InputError(
-            references.paths[0],
-            f"sample rate {references.rate} Hz differs from {path} ({rate} Hz)",
-        )
-    if len(references.signals) != len(estimates):
-        raise InputError(
-            references.paths[0],
-            f"{len(references.signals)} references given for {len(estimates)} separated sources",
-        )
     n_mixture = len(mixture_ref)
     n_samples = min(references.signals.shape[1], n_mixture)
     if n_samples < max(references.signals.shape[1], n_mixture):
         message = (
-            f"references have {references.signals.shape[1]} samples, the mixture "
+            f"the {references.option} files have {references.signals.shape[1]} samples, the mixture "
             f"{n_mixture}: scored on the first {n_samples}"
         )
         record.warnings.append(message)
         log.warning("%s: %s", path, message)
     from ilrma_cli.metrics import (
-        score,  # scipy.optimize and BSS Eval: only runs with --refs load them
+        score,  # scipy.optimize and BSS Eval: only runs with references load them
     )
 
     try:
@@ -296,7 +304,7 @@ def score_against(
             references.signals[:, :n_samples], estimates[:, :n_samples], mixture_ref[:n_samples]
         )
     except ValueError as err:
-        raise ProcessingError(f"{path}: cannot score against --refs: {err}") from None
+        raise ProcessingError(f"{path}: cannot score against {references.option}: {err}") from None
 
 
 def _report_json(record: JobRecord, job: Job, settings: SeparationSettings) -> bytes:
@@ -304,9 +312,13 @@ def _report_json(record: JobRecord, job: Job, settings: SeparationSettings) -> b
         "track": record.track,
         "inputs": record.inputs,
         "references": [str(p) for p in job.references.paths] if job.references else [],
+        "early_references": (
+            [str(p) for p in job.early_references.paths] if job.early_references else []
+        ),
         "estimates": [str(p) for p in job.targets],
         "settings": settings.to_dict(),
         "metrics": record.metrics,
+        "metrics_early": record.metrics_early,
     }
     return (json.dumps(report, indent=2) + "\n").encode()
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ilrma_cli.audio import MixtureInput, check_audio_format
 from ilrma_cli.engine import choose_backend
-from ilrma_cli.errors import OutputError, ProcessingError
+from ilrma_cli.errors import InputError, OutputError, ProcessingError
 from ilrma_cli.memory import available_bytes, estimate_peak_bytes, gib
 from ilrma_cli.settings import SeparationSettings
 
@@ -48,15 +48,33 @@ class Job:
     spectrograms: Path | None = None
     report: Path | None = None
     references: References | None = None
+    early_references: References | None = None  # the early images (direct path + 50 ms)
 
 
 @dataclass(frozen=True)
 class References:
-    """Reference signals to score against: ``(n_sources, n_samples)`` at the reference mic."""
+    """Reference signals to score against: ``(n_sources, n_samples)`` at the reference mic.
+
+    ``option`` names them in messages: ``--refs`` (the source images) or ``--early-refs``.
+    """
 
     signals: np.ndarray
     rate: int
     paths: tuple[Path, ...]
+    option: str = "--refs"
+
+    def check(self, n_sources: int, mixture: MixtureInput) -> None:
+        """``InputError`` unless there is one reference per separated source at the mixture's rate."""
+        if self.rate != mixture.rate:
+            raise InputError(
+                self.paths[0],
+                f"sample rate {self.rate} Hz differs from {mixture.paths[0]} ({mixture.rate} Hz)",
+            )
+        if len(self.signals) != n_sources:
+            raise InputError(
+                self.paths[0],
+                f"{len(self.signals)} references given for {n_sources} separated sources",
+            )
 
 
 def check_template(template: str) -> None:
@@ -95,11 +113,13 @@ def plan_outputs(
     force: bool,
     references: References | None = None,
     n_sources: int | None = None,
+    early_references: References | None = None,
 ) -> list[Job]:
     """Every target of every mixture, checked before any work: writable, distinct, not existing.
 
-    One file per source: ``n_sources`` if given, else one per channel. ``references``
-    (for a single mixture) adds a ``report.json`` beside the outputs.
+    One file per source: ``n_sources`` if given, else one per channel. ``references`` or
+    ``early_references`` (for a single mixture; one per source, at its rate) add a
+    ``report.json`` beside the outputs.
     """
     check_out_dir(options.out_dir)
     jobs = []
@@ -108,6 +128,10 @@ def plan_outputs(
             options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
             for i in range(min(n_sources or mixture.n_channels, mixture.n_channels))
         )
+        for given in (references, early_references):
+            if given is not None:
+                given.check(len(targets), mixture)
+        scored = references is not None or early_references is not None
         figure = partial(
             _figure_path, targets=targets, out_dir=options.out_dir, track=mixture.track
         )
@@ -117,8 +141,9 @@ def plan_outputs(
                 targets,
                 figure(options.loss_plot, "loss.png"),
                 figure(options.spectrograms, "spectrograms.png"),
-                figure("" if references else None, "report.json"),
+                figure("" if scored else None, "report.json"),
                 references,
+                early_references,
             )
         )
 

@@ -47,6 +47,15 @@ def audio_files(folder: Path) -> list[Path]:
     help="Reference files, one per source. The list ends at the next option or at '--'.",
 )
 @click.option(
+    "--early-refs",
+    "early_references",
+    cls=VariadicOption,
+    metavar="REF...",
+    type=click.Path(path_type=Path),
+    help="Early images of the sources (direct path + early reflections), one per source: "
+    "also score against them (a second table; metrics_early in --json; rows in --csv).",
+)
+@click.option(
     "--est-dir",
     type=click.Path(path_type=Path),
     help="Score every audio file in DIR, sorted by name, instead of ESTIMATE files.",
@@ -84,6 +93,7 @@ def audio_files(folder: Path) -> list[Path]:
 def evaluate(
     estimates: tuple[Path, ...],
     references: tuple[Path, ...],
+    early_references: tuple[Path, ...],
     est_dir: Path | None,
     mixture: Path | None,
     ref_mic: int,
@@ -101,6 +111,8 @@ def evaluate(
       ilrma evaluate --refs piano.wav violin.wav --json -- est1.wav est2.wav
 
     Estimates may come in any order: the permutation with the highest mean SIR is used.
+    With --early-refs (the early images: what a dereverberated estimate aims at) the
+    estimates are scored against those too, each reference set on its own.
     """
     setup_logging(quiet, False)
     if estimates and est_dir is not None:
@@ -112,7 +124,49 @@ def evaluate(
             "or use --est-dir"
         )
     _check_counts(estimate_paths, list(references), est_dir)
-    paths = [*references, *estimate_paths] + ([mixture] if mixture is not None else [])
+    if early_references:
+        _check_counts(estimate_paths, list(early_references), est_dir)
+    scored = [
+        (refs, *_scores(refs, estimate_paths, mixture, ref_mic, backend))
+        for refs in (references, early_references)
+        if refs
+    ]
+    est_names = [str(path) for path in estimate_paths]
+    if csv_path is not None:
+        write_atomically(csv_path, _csv_text(scored, est_names))
+    if as_json:
+        refs, scores, rate, n_samples = scored[0]
+        document = _json_document(scores, _names(refs), est_names, mixture, rate, n_samples)
+        if early_references:
+            refs, scores, _, n_samples = scored[1]
+            early = _json_document(scores, _names(refs), est_names, mixture, rate, n_samples)
+            document["metrics_early"] = {
+                k: v for k, v in early.items() if k not in ("estimates", "mixture", "rate")
+            }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        tables = [
+            scores.format_table(short_names(refs), short_names(estimate_paths))
+            for refs, scores, _, _ in scored
+        ]
+        if len(tables) > 1:
+            tables[1] = f"\nagainst the early images (--early-refs):\n{tables[1]}"
+        click.echo("\n".join(tables))
+
+
+def _scores(
+    references: tuple[Path, ...],
+    estimates: list[Path],
+    mixture: Path | None,
+    ref_mic: int,
+    backend: str,
+) -> tuple[Scores, int, int]:
+    """The scores of ``estimates`` against ``references``, the rate and the samples scored.
+
+    Each reference set is read with the estimates and the mixture on its own, so the
+    lengths of one set never trim the other's.
+    """
+    paths = [*references, *estimates] + ([mixture] if mixture is not None else [])
     signals, rate = load_signals(paths, ref_mic)
     n_sources = len(references)
     try:
@@ -124,15 +178,11 @@ def evaluate(
         )
     except ValueError as err:
         raise InputError(references[0], f"cannot be scored: {err}") from None
-    ref_names = [str(path) for path in references]
-    est_names = [str(path) for path in estimate_paths]
-    if csv_path is not None:
-        write_atomically(csv_path, _csv_text(scores, ref_names, est_names))
-    if as_json:
-        document = _json_document(scores, ref_names, est_names, mixture, rate, signals.shape[1])
-        click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(scores.format_table(short_names(references), short_names(estimate_paths)))
+    return scores, rate, signals.shape[1]
+
+
+def _names(paths: tuple[Path, ...]) -> list[str]:
+    return [str(path) for path in paths]
 
 
 def short_names(paths: list[Path] | tuple[Path, ...]) -> list[str]:
@@ -179,13 +229,16 @@ def _json_document(
     return document
 
 
-def _csv_text(scores: Scores, ref_names: list[str], est_names: list[str]) -> str:
-    """One row per reference then a ``mean`` row; values in dB, full precision."""
+def _csv_text(scored: list[tuple[tuple[Path, ...], Scores, int, int]], est_names: list[str]) -> str:
+    """Per reference set (the --refs, then any --early-refs): one row per reference then a
+    ``mean`` row (``mean early`` for the early images); values in dB, full precision."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["reference", "estimate", *scores.metrics])
-    for ref, est in enumerate(scores.permutation):
-        values = [float(getattr(scores, name)[ref]) for name in scores.metrics]
-        writer.writerow([ref_names[ref], est_names[est], *values])
-    writer.writerow(["mean", "", *scores.means().values()])
+    writer.writerow(["reference", "estimate", *scored[0][1].metrics])
+    for index, (references, scores, _, _) in enumerate(scored):
+        ref_names = _names(references)
+        for ref, est in enumerate(scores.permutation):
+            values = [float(getattr(scores, name)[ref]) for name in scores.metrics]
+            writer.writerow([ref_names[ref], est_names[est], *values])
+        writer.writerow(["mean early" if index else "mean", "", *scores.means().values()])
     return buffer.getvalue()

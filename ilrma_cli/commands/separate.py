@@ -126,6 +126,14 @@ log = logging.getLogger("ilrma")
     help="Reference source files (one per source, in any order): score the result, "
     "write report.json beside the outputs and a table on stderr.",
 )
+@click.option(
+    "--early-refs",
+    cls=VariadicOption,
+    type=click.Path(path_type=Path),
+    metavar="REF...",
+    help="Early images of the sources (direct path + early reflections), one per source: "
+    "score against them too, as --refs does (metrics_early in report.json and --json).",
+)
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @report_options
 def separate(
@@ -139,6 +147,7 @@ def separate(
     spectrograms: str | None,
     pad: bool,
     refs: tuple[Path, ...],
+    early_refs: tuple[Path, ...],
     jobs: int,
     scheduler: str | None,
     threads: int | None,
@@ -182,8 +191,8 @@ def separate(
 
     failed: list[JobRecord] = []
     try:
-        planned = _plan(inputs, refs, settings, options, force, keep_going, memory_limit,
-                        scheduler is None, failed)  # fmt: skip
+        planned = _plan(inputs, (refs, early_refs), settings, options, force, keep_going,
+                        memory_limit, scheduler is None, failed)  # fmt: skip
     except IlrmaError as err:
         if as_json:
             _print_document(failed, settings, options, str(err))
@@ -196,8 +205,9 @@ def separate(
     records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress,
                        quiet)  # fmt: skip
     for record in records:
-        if record.table and not quiet:
-            click.echo(f"{record.track}: scores in dB against --refs\n{record.table}", err=True)
+        for option, table in (("--refs", record.table), ("--early-refs", record.table_early)):
+            if table and not quiet:
+                click.echo(f"{record.track}: scores in dB against {option}\n{table}", err=True)
     records = _in_input_order(failed + records, inputs)
     if as_json:
         _print_document(records, settings, options)
@@ -213,11 +223,13 @@ def read_input_list(handle: TextIO | None) -> tuple[Path, ...]:
     return tuple(Path(line) for line in lines if line and not line.startswith("#"))
 
 
-def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: SeparationSettings,
+def _plan(inputs: tuple[Path, ...], refs: tuple[tuple[Path, ...], tuple[Path, ...]],
+          settings: SeparationSettings,
           options: OutputOptions, force: bool, keep_going: bool, memory_limit: int | None,
           check_memory: bool, failed: list[JobRecord]) -> list[Job]:  # fmt: skip
     """The jobs to run; the inputs that failed already go to ``failed``, as records.
 
+    ``refs`` are the ``--refs`` and the ``--early-refs`` files (either may be empty).
     Without ``keep_going`` the first failure is recorded and raised: nothing has been
     done yet.
     """
@@ -236,13 +248,14 @@ def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: Separation
     ]
     if failures and not keep_going:
         raise failures[0].error
-    references = None
-    if refs:
-        if len(mixtures) + len(failures) > 1:
-            raise click.UsageError("--refs scores one mixture: give a single mixture with it")
-        signals, rate = load_signals(refs, settings.ref_mic)
-        references = References(signals, rate, refs)
-    return plan_outputs(mixtures, options, force, references, settings.n_sources)
+    references: list[References | None] = []
+    for option, paths in zip(("--refs", "--early-refs"), refs, strict=True):
+        if paths and len(mixtures) + len(failures) > 1:
+            raise click.UsageError(f"{option} scores one mixture: give a single mixture with it")
+        signals, rate = load_signals(paths, settings.ref_mic) if paths else (None, 0)
+        references.append(None if signals is None else References(signals, rate, paths, option))
+    return plan_outputs(mixtures, options, force, references[0], settings.n_sources,
+                        references[1])  # fmt: skip
 
 
 def _in_input_order(records: list[JobRecord], inputs: tuple[Path, ...]) -> list[JobRecord]:
@@ -355,6 +368,7 @@ def _print_document(records: list[JobRecord], settings: SeparationSettings,
                 "resolved": r.resolved,
                 "warnings": r.warnings,
                 "metrics": r.metrics,
+                "metrics_early": r.metrics_early,
                 "seconds": r.seconds,
             }
             for r in records

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from click.core import ParameterSource
 from tqdm import tqdm
 
@@ -70,6 +71,15 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Reference signals, one per source (mono, or images scored at --ref-mic).",
 )
 @click.option(
+    "--early-refs",
+    "early_references",
+    cls=VariadicOption,
+    metavar="REF...",
+    type=click.Path(path_type=Path),
+    help="Early images of the sources (direct path + early reflections), one per source, "
+    "like --refs: adds the sdr_early_*, ..., sdri_early columns and early statistics.",
+)
+@click.option(
     "-o",
     "--out-dir",
     required=True,
@@ -101,7 +111,8 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (no matplotlib needed).")
 @execution_options("runs in parallel")
 @report_options
-def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
+def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...],
+          early_references: tuple[Path, ...], out_dir: Path,
           restarts: int, seeds: list[int] | None, pad: bool, save_audio: bool,
           no_figures: bool, jobs: int, scheduler: str | None, threads: int | None, quiet: bool,
           verbose: bool, no_progress: bool, as_json: bool, **values: Any) -> None:  # fmt: skip
@@ -113,7 +124,8 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
     axis when given a list: --no-normalize=no,yes. The automatic STFT (auto) is the
     one separate picks for the input's sample rate. Each run is scored against the --refs (SDR, SIR, SAR per source;
     SDRi over the mixture at --ref-mic) and logged to DIR/runs.csv as it finishes.
-    Separated audio is not written unless --save-audio.
+    Separated audio is not written unless --save-audio. With --early-refs (the early
+    images) every run is also scored against them: sdri_early and its statistics.
 
     \b
       ilrma sweep mix.wav --refs s1.wav s2.wav -o study/ --n-basis 2-9 --restarts 10 -j 2
@@ -139,14 +151,15 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
         figures.require_matplotlib("ilrma sweep (or use --no-figures)")
     check_out_dir(out_dir)
 
-    data = _load(inputs, references, ref_mic, pad, out_dir / "audio" if save_audio else None)
+    data = _load(inputs, (references, early_references), ref_mic, pad,
+                 out_dir / "audio" if save_audio else None)  # fmt: skip
     try:
         runs = plan_runs(grid, seeds, data.data_id, data.rate, data.mixture.shape[1])
     except ValueError as err:  # a grid point whose settings cannot go together
         raise click.UsageError(str(err)) from None
     for settings in {run.settings.stft: run.settings for run in runs}.values():
         _check(data, settings)
-    log = RunLog(out_dir, columns(len(data.references)), data.data_id)
+    log = RunLog(out_dir, columns(len(data.references), data.early is not None), data.data_id)
     logged = _load_log(log)
     todo = [run for run in runs if logged.get(run.key, {}).get("status") != OK]
     retried = sum(run.key in logged for run in todo)
@@ -188,6 +201,15 @@ def sweep(inputs: tuple[Path, ...], references: tuple[Path, ...], out_dir: Path,
                     "n_runs": s.n_runs,
                     "n_failed": s.n_failed,
                     "sdri": {k: v if s.n_runs else None for k, v in s.sdri.items()},
+                    **(
+                        {
+                            "sdri_early": {
+                                k: v if s.n_runs else None for k, v in s.sdri_early.items()
+                            }
+                        }
+                        if s.sdri_early is not None
+                        else {}
+                    ),
                 }
                 for s in summaries
             ],
@@ -217,9 +239,10 @@ def _run_name(row: dict[str, str]) -> str:
     return f"{row['key']} ({settings})"
 
 
-def _load(inputs: tuple[Path, ...], references: tuple[Path, ...], ref_mic: int, pad: bool,
-          audio_dir: Path | None) -> StudyData:  # fmt: skip
-    """Read the one mixture and its references; refuse what cannot make a study."""
+def _load(inputs: tuple[Path, ...], references: tuple[tuple[Path, ...], tuple[Path, ...]],
+          ref_mic: int, pad: bool, audio_dir: Path | None) -> StudyData:  # fmt: skip
+    """Read the one mixture, its references and any early images (``references``: the
+    ``--refs`` and the ``--early-refs`` files); refuse what cannot make a study."""
     mixtures = plan_mixtures(inputs)
     if len(mixtures) > 1:
         raise click.UsageError(
@@ -230,21 +253,34 @@ def _load(inputs: tuple[Path, ...], references: tuple[Path, ...], ref_mic: int, 
     if ref_mic >= audio.n_channels:
         raise click.BadParameter(f"{ref_mic} does not exist: the input has {audio.n_channels} "
                                  "channels", param_hint="--ref-mic")  # fmt: skip
-    if len(references) != audio.n_channels:
+    signals = [
+        _references(paths, option, audio.n_channels, audio.n_samples, audio.rate, ref_mic)
+        for paths, option in zip(references, ("--refs", "--early-refs"), strict=True)
+        if paths
+    ]
+    paths = [*mixtures[0].paths, *references[0], *references[1]]
+    return StudyData(audio.data, signals[0], audio.rate, " ".join(map(str, mixtures[0].paths)),
+                     study_grid.fingerprint(paths), audio_dir,
+                     signals[1] if len(signals) > 1 else None)  # fmt: skip
+
+
+def _references(paths: tuple[Path, ...], option: str, n_channels: int, n_samples: int,
+                rate: int, ref_mic: int) -> np.ndarray:  # fmt: skip
+    """The ``option`` files at ``ref_mic``, ``(n_sources, n_samples)``: one per channel, at the
+    mixture's rate and length."""
+    if len(paths) != n_channels:
         raise click.UsageError(
-            f"{len(references)} --refs for a mixture of {audio.n_channels} channels: "
+            f"{len(paths)} {option} for a mixture of {n_channels} channels: "
             "ILRMA finds one source per channel, give one reference per source"
         )
-    refs, rate = load_signals(references, ref_mic)
-    if rate != audio.rate:
-        raise InputError(references[0], f"sample rate {rate} Hz differs from the mixture's "
-                                        f"({audio.rate} Hz)")  # fmt: skip
-    if refs.shape[1] != audio.n_samples:
-        raise InputError(references[0], f"has {refs.shape[1]} samples, the mixture "
-                                        f"{audio.n_samples}: references must match it")  # fmt: skip
-    paths = [*mixtures[0].paths, *references]
-    return StudyData(audio.data, refs, rate, " ".join(map(str, mixtures[0].paths)),
-                           study_grid.fingerprint(paths), audio_dir)  # fmt: skip
+    refs, refs_rate = load_signals(paths, ref_mic)
+    if refs_rate != rate:
+        raise InputError(paths[0], f"sample rate {refs_rate} Hz differs from the mixture's "
+                                   f"({rate} Hz)")  # fmt: skip
+    if refs.shape[1] != n_samples:
+        raise InputError(paths[0], f"has {refs.shape[1]} samples, the mixture "
+                                   f"{n_samples}: references must match it")  # fmt: skip
+    return refs
 
 
 def _check(data: StudyData, settings: SeparationSettings) -> None:

@@ -1,8 +1,8 @@
 """A study's run log: two files in its folder, only ever appended to while runs finish.
 
 ``runs.csv``
-    one row per finished run: its key, input, every setting, seed, scores, loss, time,
-    and its ``status``: ``ok``, or ``failed`` with the ``error`` (scores left empty);
+    one row per finished run: its key, input, every setting, seed, scores (also against
+    the early images when the study has them), loss, time, and its ``status``: ``ok``, or ``failed`` with the ``error`` (scores left empty);
 ``losses.jsonl``
     one line per successful run: ``{"key": ..., "loss": [...]}`` (written before its row).
 
@@ -25,16 +25,20 @@ RUNS_FILE = "runs.csv"
 LOSSES_FILE = "losses.jsonl"
 
 
-def columns(n_sources: int) -> list[str]:
-    """Header of ``runs.csv`` for a study of ``n_sources`` sources."""
-    return ["key", "input", "data_id", *SETTING_COLUMNS, "seed", *result_columns(n_sources),
-            "seconds", "status", "error"]  # fmt: skip
+def columns(n_sources: int, early: bool = False) -> list[str]:
+    """Header of ``runs.csv`` for a study of ``n_sources`` sources (``early``: with early images)."""
+    return ["key", "input", "data_id", *SETTING_COLUMNS, "seed",
+            *result_columns(n_sources, early), "seconds", "status", "error"]  # fmt: skip
 
 
-def result_columns(n_sources: int) -> list[str]:
-    """The columns of ``runs.csv`` that only a successful run fills."""
-    scores = [f"{m}_{j}" for j in range(1, n_sources + 1) for m in ("sdr", "sir", "sar")]
-    return [*scores, "sdri", "final_loss", "iterations"]
+def result_columns(n_sources: int, early: bool = False) -> list[str]:
+    """The columns of ``runs.csv`` that only a successful run fills: ``sdr_1``, ``sir_1``,
+    ..., ``sdri``, and with ``early`` the same against the early images (``sdr_early_1``,
+    ..., ``sdri_early``)."""
+    kinds = ["", "_early"] if early else [""]
+    metrics = ("sdr", "sir", "sar")
+    scores = [f"{m}{k}_{j}" for k in kinds for j in range(1, n_sources + 1) for m in metrics]
+    return [*scores, *(f"sdri{k}" for k in kinds), "final_loss", "iterations"]
 
 
 class RunLog:

@@ -25,7 +25,8 @@ RUN_FAILURES = (ValueError, ArithmeticError, MemoryError)
 @dataclass(frozen=True)
 class StudyData:
     """What every run needs: the mixture ``(n_channels, n_samples)``, references at the
-    reference microphone ``(n_sources, n_samples)``, names, and where to save audio (if at all)."""
+    reference microphone ``(n_sources, n_samples)`` (and the early images there, if given),
+    names, and where to save audio (if at all)."""
 
     mixture: np.ndarray
     references: np.ndarray
@@ -33,11 +34,13 @@ class StudyData:
     input_name: str
     data_id: str
     audio_dir: Path | None = None
+    early: np.ndarray | None = None
 
 
 def execute_run(run: Run, data: StudyData) -> tuple[dict[str, str], list[float]]:
-    """Separate, score against the references (the mixture at the reference mic as
-    baseline for SDRi), optionally save the sources; returns the CSV row and the losses.
+    """Separate, score against the references and any early images (the mixture at the
+    reference mic as baseline for SDRi), optionally save the sources; returns the CSV row
+    and the losses.
 
     A run that fails (:data:`RUN_FAILURES`) returns a row with status ``failed``, the
     error, empty scores, and no losses; the sweep goes on with the other runs.
@@ -47,11 +50,13 @@ def execute_run(run: Run, data: StudyData) -> tuple[dict[str, str], list[float]]
            "seed": str(run.settings.seed)}  # fmt: skip
     try:
         separation = separate(data.mixture, run.settings)
-        scores = score(
-            data.references, separation.sources, mixture=data.mixture[run.settings.ref_mic]
-        )
+        baseline = data.mixture[run.settings.ref_mic]
+        scored = {"": score(data.references, separation.sources, mixture=baseline)}
+        if data.early is not None:
+            scored["_early"] = score(data.early, separation.sources, mixture=baseline)
     except RUN_FAILURES as err:
-        scoreless = dict.fromkeys(result_columns(len(data.references)), "")
+        columns = result_columns(len(data.references), data.early is not None)
+        scoreless = dict.fromkeys(columns, "")
         message = " ".join(str(err).split()) or type(err).__name__
         row.update(scoreless, seconds=f"{time.perf_counter() - start:.3f}", status=FAILED,
                    error=message)  # fmt: skip
@@ -62,11 +67,12 @@ def execute_run(run: Run, data: StudyData) -> tuple[dict[str, str], list[float]]
                 writer.write(data.audio_dir / run.key / f"source{index}.wav", source, data.rate)
             writer.commit()
     loss = [float(v) for v in separation.result.loss]
-    for j in range(len(data.references)):
-        for metric in ("sdr", "sir", "sar"):
-            row[f"{metric}_{j + 1}"] = str(float(getattr(scores, metric)[j]))
-    assert scores.sdri is not None  # scored with the mixture
-    row["sdri"] = str(float(np.mean(scores.sdri)))
+    for kind, scores in scored.items():
+        for j in range(len(data.references)):
+            for metric in ("sdr", "sir", "sar"):
+                row[f"{metric}{kind}_{j + 1}"] = str(float(getattr(scores, metric)[j]))
+        assert scores.sdri is not None  # scored with the mixture
+        row[f"sdri{kind}"] = str(float(np.mean(scores.sdri)))
     row["final_loss"] = str(loss[-1]) if loss else "nan"
     row["iterations"] = str(separation.result.n_iter)
     row["seconds"] = f"{time.perf_counter() - start:.3f}"

@@ -1,4 +1,5 @@
-"""A study's summary: runs grouped by setting, SDRi statistics, tables and figure data."""
+"""A study's summary: runs grouped by setting, SDRi statistics (also against the early
+images when the study has them), tables and figure data."""
 
 from __future__ import annotations
 
@@ -65,58 +66,87 @@ def loss_data(
 
 @dataclass(frozen=True)
 class SettingSummary:
-    """Mean SDRi statistics over the successful runs (seeds) of one setting; NaN if none."""
+    """Mean SDRi statistics over the successful runs (seeds) of one setting; NaN if none.
+
+    ``sdri_early``: the same against the early images, None when the study has none.
+    """
 
     setting: dict[str, str]
     n_runs: int  # successful runs, those the statistics are over
     n_failed: int
     sdri: dict[str, float]  # keys: STATISTICS
+    sdri_early: dict[str, float] | None = None
+
+
+def _statistics(values: Sequence[float]) -> dict[str, float]:
+    """Mean, median, min and max of ``values``; NaN for each when there are none."""
+    if not values:
+        return dict.fromkeys(STATISTICS, float("nan"))
+    return {
+        "mean": statistics.fmean(values),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def summarize(rows: Sequence[dict[str, str]]) -> list[SettingSummary]:
-    """Mean, median, min and max of the mean SDRi per setting, in order of first appearance."""
+    """Mean, median, min and max of the mean SDRi per setting (and of ``sdri_early`` where
+    the rows have it), in order of first appearance."""
     summaries = []
+    early = bool(rows) and "sdri_early" in rows[0]
     for group in group_by_setting(rows):
-        values = [float(row["sdri"]) for row in succeeded(group)]
-        stats = dict.fromkeys(STATISTICS, float("nan"))
-        if values:
-            stats = {
-                "mean": statistics.fmean(values),
-                "median": statistics.median(values),
-                "min": min(values),
-                "max": max(values),
-            }
+        ok = succeeded(group)
+        stats = _statistics([float(row["sdri"]) for row in ok])
+        stats_early = _statistics([float(row["sdri_early"]) for row in ok]) if early else None
         setting = {name: group[0][name] for name in SETTING_COLUMNS}
-        summaries.append(SettingSummary(setting, len(values), len(group) - len(values), stats))
+        summaries.append(SettingSummary(setting, len(ok), len(group) - len(ok), stats, stats_early))
     return summaries
 
 
 def summary_csv(summaries: Sequence[SettingSummary]) -> str:
     """``summary.csv``: every setting column, the successful and failed run counts and the
-    SDRi statistics in dB (``nan`` for a setting whose runs all failed)."""
+    SDRi statistics in dB (``nan`` for a setting whose runs all failed), then ``sdri_early_*``
+    when the study has early images."""
+    early = bool(summaries) and summaries[0].sdri_early is not None
     header = [*SETTING_COLUMNS, "n_runs", "n_failed", *(f"sdri_{s}" for s in STATISTICS)]
+    header += [f"sdri_early_{s}" for s in STATISTICS] if early else []
     lines = [header] + [
-        [*s.setting.values(), str(s.n_runs), str(s.n_failed), *(str(s.sdri[k]) for k in STATISTICS)]
+        [
+            *s.setting.values(),
+            str(s.n_runs),
+            str(s.n_failed),
+            *(str(s.sdri[k]) for k in STATISTICS),
+            *(str(s.sdri_early[k]) for k in STATISTICS if s.sdri_early is not None),
+        ]
         for s in summaries
     ]
     return csv_lines(lines)
 
 
 def summary_table(summaries: Sequence[SettingSummary], names: Sequence[str]) -> str:
-    """Aligned text: the ``names`` columns (or one ``setting`` column), runs, SDRi stats (dB).
+    """Aligned text: the ``names`` columns (or one ``setting`` column), runs, SDRi stats (dB),
+    then the early-image SDRi stats when the study has them.
 
     A ``failed`` column follows ``runs`` when any run failed; statistics of a setting
     without a successful run show as ``-``.
     """
     failures = any(s.n_failed for s in summaries)
+    early = bool(summaries) and summaries[0].sdri_early is not None
     header = [*(names or ["setting"]), "runs", *(["failed"] if failures else []),
-              *(f"SDRi {s}" for s in STATISTICS)]  # fmt: skip
+              *(f"SDRi {s}" for s in STATISTICS),
+              *(f"early {s}" for s in STATISTICS if early)]  # fmt: skip
     rows = [
         [
             *([s.setting[n] for n in names] or ["all runs"]),
             str(s.n_runs),
             *([str(s.n_failed)] if failures else []),
             *(f"{s.sdri[k]:.2f}" if s.n_runs else "-" for k in STATISTICS),
+            *(
+                f"{s.sdri_early[k]:.2f}" if s.n_runs else "-"
+                for k in STATISTICS
+                if s.sdri_early is not None
+            ),
         ]  # fmt: skip
         for s in summaries
     ]
