@@ -22,6 +22,7 @@ from ilrma_cli.batch.plan import (
     check_template,
     memory_problem,
     plan_outputs,
+    with_memory_plan,
 )
 from ilrma_cli.commands.options import (
     VariadicCommand,
@@ -38,6 +39,7 @@ from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.firstrun import announce_compiles, wants_notice
 from ilrma_cli.logs import setup_logging
+from ilrma_cli.longform import progress_steps
 from ilrma_cli.memory import parse_size
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.signals import load_signals
@@ -237,7 +239,8 @@ def _plan(inputs: tuple[Path, ...], refs: tuple[Path, ...], settings: Separation
             raise click.UsageError("--refs scores one mixture: give a single mixture with it")
         signals, rate = load_signals(refs, settings.ref_mic)
         references = References(signals, rate, refs)
-    return plan_outputs(mixtures, options, force, references, settings.n_sources)
+    jobs = plan_outputs(mixtures, options, force, references, settings.n_sources)
+    return with_memory_plan(jobs, settings, memory_limit)
 
 
 def _in_input_order(records: list[JobRecord], inputs: tuple[Path, ...]) -> list[JobRecord]:
@@ -270,7 +273,7 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
              show_progress: bool, workers: int = 1) -> JobRecord:  # fmt: skip
-    bar = tqdm(total=settings.ilrma.total_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
+    bar = tqdm(total=progress_steps(job, settings, options.subtype), desc=job.mixture.track, unit="it", file=sys.stderr,
                disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
 
     def progress(iteration: int, loss: float) -> None:
