@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/crosscheck_ssspy.py
 	$(BIN)/python bench/fullrank_bench.py
+	$(BIN)/python bench/long_memory.py
 
 quality: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

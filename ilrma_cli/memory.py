@@ -29,6 +29,12 @@ Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
 (2048/512 has the bins of 4096/1024.) For 60 s the estimate is a few % further
 above the measured peak (the constants weigh more). After a change of the
 engine, refit :func:`engine_bytes` on ``make bench``'s memory table.
+
+The long path (:mod:`ilrma_cli.longform`, taken when this estimate exceeds the limit)
+holds the engine on ``fit_frames`` frames, or one streamed span
+(:func:`long_phase_bytes`): neither grows with the length, and :func:`long_fit_frames`
+chooses the most frames that fit ``LONG_SAFETY`` of the limit (measured:
+``bench/long_memory.py``, BENCHMARKS.md "Long inputs").
 """
 
 from __future__ import annotations

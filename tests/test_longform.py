@@ -219,3 +219,17 @@ def test_mono_microphones_are_read_piece_by_piece_with_padding(tmp_path):
         block = reader.read(2400, 3000)
     np.testing.assert_array_equal(block[0], a[2400:])
     np.testing.assert_array_equal(block[1], np.r_[b[2400:], np.zeros(500)])
+
+
+@pytest.mark.parametrize("subtype", ["float", "pcm16"])
+def test_progress_counts_the_iterations_then_every_block(long_mix, tmp_path, monkeypatch, subtype):
+    monkeypatch.setattr(longform, "SPAN_SAMPLES", SPAN)
+    job = plan.Job(plan_mixtures([long_mix])[0], (tmp_path / "o" / "s1.wav",
+                   tmp_path / "o" / "s2.wav"), None, fit_frames=256)  # fmt: skip
+    settings = SeparationSettings.from_values(QUICK)
+    steps = []
+    options = plan.OutputOptions(tmp_path / "o", subtype=subtype)
+    record = longform.run_long_job(job, settings, options, lambda i, loss: steps.append(i))
+    assert steps == list(range(1, longform.progress_steps(job, settings, subtype) + 1))
+    assert len(steps) > QUICK["n_iter"] + 100
+    assert len(record.outputs) == 2

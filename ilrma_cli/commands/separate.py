@@ -110,7 +110,8 @@ log = logging.getLogger("ilrma")
     "--max-memory",
     default=None,
     metavar="SIZE",
-    help="Memory a mixture may use (e.g. 8G); default: what the system has available now.",
+    help="Memory a mixture may use (e.g. 8G); above it a long input is streamed (README, "
+    "Long recordings); default: the smaller of 2G and what the system has available now.",
 )
 @click.option(
     "--keep-going",

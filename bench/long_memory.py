@@ -1,0 +1,164 @@
+"""Long inputs: peak memory and time against length, and the quality of the long path.
+
+``python bench/long_memory.py [--quick] [--part memory|quality|all]`` (``make bench``).
+
+memory: 10-minute, 1-hour and 3-hour recordings at 16 kHz, 2 and 4 channels, each
+separated by ``ilrma separate`` with its defaults in a child process; its peak resident
+set (``ru_maxrss`` of a small wrapper's waited child), wall time and time per audio
+second, the path it took and its fit frames (``--json``). The recordings are a
+10-minute static scene (bench/cases.py: pyroomacoustics shoebox, ARCTIC voices, one
+source per mic) written again and again with each source image shifted by its own
+random offset (a static scene, never periodic), as 16-bit PCM in a temporary folder
+that is deleted afterwards (a 3-hour 4-channel file is 1.4 GB, its outputs 2.8 GB).
+
+quality: four 10-minute two-speaker scenes (two mics, RT60 250-700 ms) separated
+whole (the default for them) and by the long path (forced with ``--max-memory``):
+SDR improvement (BSS Eval v3 at mic 0, against the source images) of each, and the
+difference. Results go to ``bench/long_results.jsonl`` as they come and a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from cases import RATE, CaseSpec, load  # noqa: E402
+
+RESULTS = HERE / "long_results.jsonl"
+LENGTHS = (600, 3600, 10800)  # seconds
+CHANNELS = (4, 2)
+QUALITY_CASES = (
+    CaseSpec("long10min_rt250", ("speech", "speech"), 2, 0.25, 600.0, 71),
+    CaseSpec("long10min_rt400", ("speech", "speech"), 2, 0.40, 600.0, 72),
+    CaseSpec("long10min_rt550", ("speech", "speech"), 2, 0.55, 600.0, 73),
+    CaseSpec("long10min_rt700", ("speech", "speech"), 2, 0.70, 600.0, 74),
+)
+FORCED_LIMIT = "900M"  # makes the 10-minute quality scenes take the long path
+BLOCK = 2**20  # samples written at a time
+
+
+def run_child(args: list[str]) -> dict:
+    """``ilrma separate ARGS --json`` in a fresh process: its peak RSS, wall time and document."""
+    wrapper = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n"
+        "seconds = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "sys.stderr.write(f'{peak} {seconds} {done.returncode}\\n')\n"
+        "sys.stdout.buffer.write(done.stdout)\n"
+    )
+    command = [sys.executable, "-c", wrapper, sys.executable, "-m", "ilrma_cli", "separate"]
+    done = subprocess.run(command + args + ["--json", "-q", "--no-progress"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    peak, seconds, code = done.stderr.strip().splitlines()[-1].split()
+    if int(code) != 0:
+        raise RuntimeError(f"ilrma separate failed: {done.stderr.strip()}")
+    return {"peak": int(peak), "seconds": float(seconds), "doc": json.loads(done.stdout)}
+
+
+def scene(n_mic: int, seed: int) -> np.ndarray:
+    """The 10-minute source images ``(n_mic, n_mic, n)`` (one speaker per mic), float32."""
+    spec = CaseSpec(f"longscene_m{n_mic}", ("speech",) * n_mic, n_mic, 0.4, 600.0, seed)
+    return load(spec).images.astype(np.float32)
+
+
+def write_long(path: Path, images: np.ndarray, seconds: int, rng: np.random.Generator) -> None:
+    """Repeat the scene to ``seconds``, each source shifted by its own offset per repetition."""
+    n_src, n_mic, n = images.shape
+    total = seconds * RATE
+    with sf.SoundFile(path, "w", RATE, n_mic, "PCM_16") as out:
+        for start in range(0, total, n):
+            offsets = rng.integers(0, n, n_src)
+            piece = sum(np.roll(images[k], int(offsets[k]), axis=-1) for k in range(n_src))
+            piece = piece[:, : min(n, total - start)]
+            for lo in range(0, piece.shape[1], BLOCK):
+                out.write(piece[:, lo : lo + BLOCK].T)
+
+
+def record(entry: dict) -> None:
+    with open(RESULTS, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry), flush=True)
+
+
+def memory_part(work: Path, lengths: tuple[int, ...]) -> None:
+    for n_mic in CHANNELS:
+        images = scene(n_mic, seed=n_mic)
+        for seconds in lengths:
+            path = work / f"long_{n_mic}ch_{seconds}s.wav"
+            write_long(path, images, seconds, np.random.default_rng(seconds))
+            out = work / "out"
+            result = run_child([str(path), "-o", str(out), "--force"])
+            mixture = result["doc"]["mixtures"][0]
+            record({
+                "part": "memory", "channels": n_mic, "seconds": seconds,
+                "peak_gib": result["peak"] / 2**30, "wall_s": result["seconds"],
+                "per_audio_second_ms": 1000 * result["seconds"] / seconds,
+                "path": mixture["resolved"].get("path"),
+                "fit_frames": mixture["resolved"].get("fit_frames"),
+                "stft": f"{mixture['resolved']['n_fft']}/{mixture['resolved']['hop']}",
+                "stages_s": mixture["seconds"],
+            })  # fmt: skip
+            shutil.rmtree(out)
+            path.unlink()
+
+
+def quality_part(work: Path, cases: tuple[CaseSpec, ...]) -> None:
+    from ilrma_cli.metrics import score
+
+    for spec in cases:
+        case = load(spec)
+        path = work / f"{spec.name}.wav"
+        sf.write(path, case.mix.T, RATE, subtype="FLOAT")
+        refs = case.images[:, 0]
+        row: dict = {"part": "quality", "case": spec.name, "seed": spec.seed}
+        for name, extra in (("whole", []), ("long", ["--max-memory", FORCED_LIMIT])):
+            out = work / name
+            result = run_child([str(path), "-o", str(out), "--force", *extra])
+            mixture = result["doc"]["mixtures"][0]
+            estimates = np.stack([sf.read(p, dtype="float64")[0] for p in mixture["outputs"]])
+            start = time.perf_counter()
+            sdri = float(np.mean(score(refs, estimates, case.mix[0]).sdri))
+            row[name] = {
+                "sdri": sdri, "path": mixture["resolved"].get("path"),
+                "fit_frames": mixture["resolved"].get("fit_frames"),
+                "wall_s": result["seconds"], "peak_gib": result["peak"] / 2**30,
+                "score_s": time.perf_counter() - start,
+            }  # fmt: skip
+            shutil.rmtree(out)
+        row["difference_db"] = row["long"]["sdri"] - row["whole"]["sdri"]
+        record(row)
+        path.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("memory", "quality", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="10 minutes and one scene only")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ilrma-long-"))
+    try:
+        if args.part in ("memory", "all"):
+            memory_part(work, LENGTHS[:1] if args.quick else LENGTHS)
+        if args.part in ("quality", "all"):
+            quality_part(work, QUALITY_CASES[:1] if args.quick else QUALITY_CASES)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
