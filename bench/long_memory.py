@@ -145,11 +145,36 @@ def quality_part(work: Path, cases: tuple[CaseSpec, ...]) -> None:
         path.unlink()
 
 
+def table(entries: list[dict]) -> str:
+    """The markdown tables of BENCHMARKS.md ("Long inputs") from the recorded entries."""
+    lines = ["| channels | length | path | fit frames | peak RSS (GiB) | wall (s) | ms per audio s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for e in sorted((e for e in entries if e["part"] == "memory"),
+                    key=lambda e: (e["channels"], e["seconds"])):  # fmt: skip
+        length = (
+            f"{e['seconds'] // 3600} h" if e["seconds"] >= 3600 else f"{e['seconds'] // 60} min"
+        )
+        lines.append(f"| {e['channels']} | {length} | {e['path']} | {e['fit_frames'] or '-'} | "
+                     f"{e['peak_gib']:.2f} | {e['wall_s']:.0f} | {e['per_audio_second_ms']:.1f} |")  # fmt: skip
+    lines += ["", "| scene (seed) | whole SDRi (dB) | long SDRi (dB) | fit frames | long - whole (dB) |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for e in (e for e in entries if e["part"] == "quality"):
+        lines.append(f"| {e['case']} ({e['seed']}) | {e['whole']['sdri']:.2f} | "
+                     f"{e['long']['sdri']:.2f} | {e['long']['fit_frames']} | "
+                     f"{e['difference_db']:+.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("memory", "quality", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help="10 minutes and one scene only")
+    parser.add_argument("--table", action="store_true", help="only print the recorded tables")
     args = parser.parse_args()
+    if args.table:
+        print(table([json.loads(line) for line in RESULTS.read_text().splitlines()]))
+        return
+    RESULTS.unlink(missing_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ilrma-long-"))
     try:
         if args.part in ("memory", "all"):
@@ -158,6 +183,7 @@ def main() -> None:
             quality_part(work, QUALITY_CASES[:1] if args.quick else QUALITY_CASES)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(table([json.loads(line) for line in RESULTS.read_text().splitlines()]))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ def fit_runs(total: int, fit_frames: int, run: int = LONG_RUN_FRAMES) -> list[tu
         return [(0, total)]
     n_runs = -(-fit_frames // run)
     starts = [k * total // n_runs for k in range(n_runs)] + [total]
-    ends = [(k + 1) * fit_frames // n_runs - k * fit_frames // n_runs for k in range(n_runs)]
-    return [(starts[k], min(starts[k] + ends[k], starts[k + 1])) for k in range(n_runs)]
+    lengths = [(k + 1) * fit_frames // n_runs - k * fit_frames // n_runs for k in range(n_runs)]
+    return [(starts[k], min(starts[k] + lengths[k], starts[k + 1])) for k in range(n_runs)]
 
 
 def long_settings(settings: SeparationSettings) -> tuple[SeparationSettings, str | None]:

@@ -233,3 +233,12 @@ def test_progress_counts_the_iterations_then_every_block(long_mix, tmp_path, mon
     assert steps == list(range(1, longform.progress_steps(job, settings, subtype) + 1))
     assert len(steps) > QUICK["n_iter"] + 100
     assert len(record.outputs) == 2
+
+
+def test_a_silent_channel_in_the_sampled_frames_is_refused(long_mix, tmp_path):
+    data, rate = sf.read(long_mix)
+    data[:, 1] = 0.0
+    path = tmp_path / "silent.wav"
+    sf.write(path, data, rate, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"channel\(s\) \[1\] are digital silence in the frames"):
+        _fit(path, 256)
