@@ -242,3 +242,26 @@ def test_a_silent_channel_in_the_sampled_frames_is_refused(long_mix, tmp_path):
     sf.write(path, data, rate, subtype="FLOAT")
     with pytest.raises(ValueError, match=r"channel\(s\) \[1\] are digital silence in the frames"):
         _fit(path, 256)
+
+
+def test_a_full_disk_mid_stream_leaves_nothing(long_mix, tmp_path, monkeypatch):
+    from ilrma_cli.audio import AudioSink
+    from ilrma_cli.errors import OutputError
+
+    monkeypatch.setattr(longform, "SPAN_SAMPLES", SPAN)
+    calls = {"n": 0}
+    write = AudioSink.write
+
+    def filling(self, block):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise OutputError(self.target, "cannot write (No space left on device)")
+        write(self, block)
+
+    monkeypatch.setattr(AudioSink, "write", filling)
+    out = tmp_path / "out"
+    result = invoke("separate", long_mix, "-o", out, "--max-memory", "270M", "--n-fft", "1024",
+                    "--n-iter", "2")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith("cannot write (No space left on device)")
+    assert calls["n"] == 50 and files_in(out) == []
