@@ -145,17 +145,30 @@ def quality_part(work: Path, cases: tuple[CaseSpec, ...]) -> None:
         path.unlink()
 
 
+def estimate(entry: dict) -> int:
+    """The up-front estimate (:mod:`ilrma_cli.memory`) of a memory entry's peak, defaults."""
+    from ilrma_cli import memory
+
+    n_fft, hop = (int(v) for v in entry["stft"].split("/"))
+    m, n_samples = entry["channels"], entry["seconds"] * RATE
+    if entry["path"] != "long":
+        return memory.estimate_peak_bytes(m, n_samples, n_fft, hop, 4, "double")
+    phases = memory.long_phase_bytes(m, n_fft, hop, 4, "double", "compiled", entry["fit_frames"])
+    return int(memory.BASELINE + memory.MARGIN * max(phases.values()))
+
+
 def table(entries: list[dict]) -> str:
     """The markdown tables of BENCHMARKS.md ("Long inputs") from the recorded entries."""
-    lines = ["| channels | length | path | fit frames | peak RSS (GiB) | wall (s) | ms per audio s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| channels | length | path | fit frames | peak RSS (GiB) | estimate (GiB) | wall (s) | ms per audio s |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for e in sorted((e for e in entries if e["part"] == "memory"),
                     key=lambda e: (e["channels"], e["seconds"])):  # fmt: skip
         length = (
             f"{e['seconds'] // 3600} h" if e["seconds"] >= 3600 else f"{e['seconds'] // 60} min"
         )
         lines.append(f"| {e['channels']} | {length} | {e['path']} | {e['fit_frames'] or '-'} | "
-                     f"{e['peak_gib']:.2f} | {e['wall_s']:.0f} | {e['per_audio_second_ms']:.1f} |")  # fmt: skip
+                     f"{e['peak_gib']:.2f} | {estimate(e) / 2**30:.2f} | {e['wall_s']:.0f} | "
+                     f"{e['per_audio_second_ms']:.1f} |")  # fmt: skip
     lines += ["", "| scene (seed) | whole SDRi (dB) | long SDRi (dB) | fit frames | long - whole (dB) |",
               "|---|---|---|---|---|"]  # fmt: skip
     for e in (e for e in entries if e["part"] == "quality"):
