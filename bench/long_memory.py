@@ -14,7 +14,8 @@ that is deleted afterwards (a 3-hour 4-channel file is 1.4 GB, its outputs 2.8 G
 quality: four 10-minute two-speaker scenes (two mics, RT60 250-700 ms) separated
 whole (the default for them) and by the long path (forced with ``--max-memory``):
 SDR improvement (BSS Eval v3 at mic 0, against the source images) of each, and the
-difference. Results go to ``bench/long_results.jsonl`` as they come and a table to stdout.
+difference. Results go to ``bench/long_results.jsonl`` as they come, then into
+BENCHMARKS.md ("Long inputs", kept there when bench/run.py rewrites the rest).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ sys.path.insert(0, str(HERE))
 from cases import RATE, CaseSpec, load  # noqa: E402
 
 RESULTS = HERE / "long_results.jsonl"
+BENCHMARKS = HERE.parent / "BENCHMARKS.md"
 LENGTHS = (600, 3600, 10800)  # seconds
 CHANNELS = (4, 2)
 QUALITY_CASES = (
@@ -157,20 +159,24 @@ def estimate(entry: dict) -> int:
     return int(memory.BASELINE + memory.MARGIN * max(phases.values()))
 
 
-def table(entries: list[dict]) -> str:
-    """The markdown tables of BENCHMARKS.md ("Long inputs") from the recorded entries."""
+def memory_table(entries: list[dict]) -> str:
+    """Peak RSS and time against length (markdown), from the memory entries."""
     lines = ["| channels | length | path | fit frames | peak RSS (GiB) | estimate (GiB) | wall (s) | ms per audio s |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for e in sorted((e for e in entries if e["part"] == "memory"),
                     key=lambda e: (e["channels"], e["seconds"])):  # fmt: skip
-        length = (
-            f"{e['seconds'] // 3600} h" if e["seconds"] >= 3600 else f"{e['seconds'] // 60} min"
-        )
+        hours, minutes = divmod(e["seconds"] // 60, 60)
+        length = f"{hours} h" if hours else f"{minutes} min"
         lines.append(f"| {e['channels']} | {length} | {e['path']} | {e['fit_frames'] or '-'} | "
                      f"{e['peak_gib']:.2f} | {estimate(e) / 2**30:.2f} | {e['wall_s']:.0f} | "
                      f"{e['per_audio_second_ms']:.1f} |")  # fmt: skip
-    lines += ["", "| scene (seed) | whole SDRi (dB) | long SDRi (dB) | fit frames | long - whole (dB) |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def quality_table(entries: list[dict]) -> str:
+    """SDRi whole-file against the long path (markdown), from the quality entries."""
+    lines = ["| scene (seed) | whole SDRi (dB) | long SDRi (dB) | fit frames | long - whole (dB) |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for e in (e for e in entries if e["part"] == "quality"):
         lines.append(f"| {e['case']} ({e['seed']}) | {e['whole']['sdri']:.2f} | "
                      f"{e['long']['sdri']:.2f} | {e['long']['fit_frames']} | "
@@ -178,14 +184,50 @@ def table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def section() -> str:
+    """The "Long inputs" section of BENCHMARKS.md from ``RESULTS`` ("" when not measured)."""
+    if not RESULTS.exists():
+        return ""
+    entries = [json.loads(line) for line in RESULTS.read_text().splitlines()]
+    return (
+        "\n## Long inputs (bench/long_memory.py)\n\n"
+        "`ilrma separate` with its defaults (auto STFT, 4 bases, 20 IVA + 100 ILRMA iterations) "
+        "in a fresh child process per row; peak RSS is the child's `ru_maxrss`. Inputs: a "
+        "10-minute static scene at 16 kHz (one ARCTIC voice per mic, shoebox RT60 400 ms, seed = "
+        "channels), repeated with each source image shifted by its own random offset, 16-bit "
+        "PCM; outputs float WAV. Above the limit (without `--max-memory`: the smaller of 2 GiB "
+        "and the memory available) a mixture takes the long path: demixing fitted on the fit "
+        "frames (evenly spaced runs of 32), then the file streamed block by block. The estimate "
+        "is `ilrma_cli.memory`'s, made before any work.\n\n"
+        + memory_table(entries)
+        + "\n\nQuality of the long path: 10-minute two-speaker scenes (2 mics, bench/cases.py "
+        f"shoebox rooms, seeds 71-74), whole-file (the default for them) against the long path "
+        f"forced with `--max-memory {FORCED_LIMIT}`; SDR improvement (BSS Eval v3 at mic 0 against "
+        "the source images, mean of the two sources).\n\n" + quality_table(entries) + "\n"
+    )
+
+
+def write_section() -> None:
+    """Put :func:`section` into BENCHMARKS.md in place of the one there (or at its end)."""
+    text = BENCHMARKS.read_text()
+    start = text.find("\n## Long inputs")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end:] if end >= 0 else "\n")
+    BENCHMARKS.write_text(text.rstrip("\n") + "\n" + section())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("memory", "quality", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help="10 minutes and one scene only")
-    parser.add_argument("--table", action="store_true", help="only print the recorded tables")
+    parser.add_argument(
+        "--table", action="store_true", help="only write the recorded tables into BENCHMARKS.md"
+    )
     args = parser.parse_args()
     if args.table:
-        print(table([json.loads(line) for line in RESULTS.read_text().splitlines()]))
+        write_section()
+        print(section())
         return
     RESULTS.unlink(missing_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ilrma-long-"))
@@ -196,7 +238,8 @@ def main() -> None:
             quality_part(work, QUALITY_CASES[:1] if args.quick else QUALITY_CASES)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(table([json.loads(line) for line in RESULTS.read_text().splitlines()]))
+    write_section()
+    print(section())
 
 
 if __name__ == "__main__":
