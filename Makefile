@@ -42,6 +42,8 @@ bench: install
 	$(BIN)/python bench/crosscheck_ssspy.py
 	$(BIN)/python bench/fullrank_bench.py
 	$(BIN)/python bench/taps_bench.py --markdown
+	$(BIN)/python bench/long_memory.py
+	$(BIN)/python bench/threads.py --markdown
 
 quality: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

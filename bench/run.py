@@ -365,7 +365,9 @@ def main() -> None:
 def write_report(results: dict, seeds: range) -> None:
     """BENCHMARKS.md from the measured sections."""
     sections = (results["timing"], results.get("in_run", {}), results["quality"])
-    OUTPUT.write_text(markdown(*sections, results["memory"], seeds))
+    from long_memory import section  # the "Long inputs" section, measured on its own
+
+    OUTPUT.write_text(markdown(*sections, results["memory"], seeds) + section())
     print(f"wrote {OUTPUT}")
 
 

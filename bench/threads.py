@@ -14,6 +14,7 @@ checked to be identical. Needs the ``bench`` extra; run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inputs import dev_case, read, tile  # noqa: E402
+from sections import replace_section  # noqa: E402
 
 from ilrma_cli.cores import usable_cores  # noqa: E402
 from ilrma_cli.engine import ILRMAConfig, run  # noqa: E402
@@ -69,14 +71,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-iter", type=int, default=8)
+    parser.add_argument("--markdown", action="store_true", help="write the BENCHMARKS.md section")
     args = parser.parse_args()
     cores = usable_cores()
     counts = sorted({1, 2, cores} if cores >= 2 else {1})
-    print(f"{cores} usable cores; thread counts {counts}; medians over {args.repeats} rounds\n")
+    intro = (f"{platform.machine()}, {cores} usable cores; thread counts {counts}; medians over "
+             f"{args.repeats} rounds of {args.n_iter} iterations")  # fmt: skip
+    print(intro + "\n")
     header = ["input", "STFT", *[f"{n} thr (ms/it)" for n in counts]]
     header += [f"speed-up {counts[-1]} thr", "pyroomacoustics (ms/it)", "ratio to pra"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    print("\n".join(lines))
     for name, signal in inputs().items():
         config = auto_stft(RATE, n_samples=signal.shape[1])
         obs = stft(signal, config)
@@ -94,7 +99,13 @@ def main() -> None:
         best = median[counts[-1]]
         row = [name, f"{config.n_fft}/{config.hop}", *[f"{1e3 * median[n]:.1f}" for n in counts],
                f"{median[1] / best:.2f}x", f"{1e3 * peer:.0f}", f"{peer / best:.0f}x"]  # fmt: skip
-        print("| " + " | ".join(row) + " |", flush=True)
+        lines.append("| " + " | ".join(row) + " |")
+        print(lines[-1], flush=True)
+    if args.markdown:
+        body = "\n".join(["## Threads on one mixture (bench/threads.py)", "",
+                          (__doc__ or "").split("\n\n", 1)[1].strip().replace("\n", " "),
+                          "", intro + ".", "", *lines])  # fmt: skip
+        replace_section("threads", body)
 
 
 if __name__ == "__main__":

@@ -256,6 +256,84 @@ def read_mixture(mixture: MixtureInput, pad: bool = False, narrow: bool = False)
     return Audio(data[:, :longest], infos[0].samplerate, mixture.paths[0])
 
 
+class MixtureReader:
+    """A mixture read piece by piece (:meth:`read`), for inputs too long to hold whole.
+
+    Opening checks every header up front (readable, one sample rate, equal lengths of
+    mono mics unless ``pad``, and a WAV whose data is shorter than its header promises
+    is refused as truncated); reading refuses, naming the file, data that turns out
+    corrupt or shorter than promised, and NaN or infinite samples. Use it in ``with``.
+    """
+
+    def __init__(self, mixture: MixtureInput, pad: bool = False) -> None:
+        self.path = mixture.paths[0]
+        infos = [audio_info(path) for path in mixture.paths]
+        lengths = [info.frames for info in infos]
+        for path, info in zip(mixture.paths, infos, strict=True):
+            declared = _wav_declared_frames(path)
+            if declared is not None and declared > info.frames:
+                raise InputError(
+                    path, f"truncated: header promises {declared} samples, file holds {info.frames}"
+                )
+            if info.samplerate != infos[0].samplerate:
+                raise InputError(path, f"sample rate {info.samplerate} Hz differs from {self.path}")
+        if not pad and min(lengths) != max(lengths):
+            short, long = lengths.index(min(lengths)), lengths.index(max(lengths))
+            raise InputError(
+                mixture.paths[short],
+                f"has {lengths[short]} samples but {mixture.paths[long]} has "
+                f"{lengths[long]}: mono microphones must have equal lengths (or use --pad)",
+            )
+        if max(lengths) == 0:
+            raise InputError(self.path, "contains no audio samples")
+        self.rate, self.n_samples = int(infos[0].samplerate), max(lengths)
+        self.n_channels = sum(info.channels for info in infos)
+        self._files = [(path, info.frames) for path, info in zip(mixture.paths, infos, strict=True)]
+        self._handles: list[sf.SoundFile] = []
+        try:
+            for path in mixture.paths:
+                self._handles.append(sf.SoundFile(str(path)))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            self.close()
+            raise InputError(path, f"not a readable audio file ({_reason(err)})") from None
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` ``(n_channels, stop - start)`` float64 (zeros past a mic's end)."""
+        out = np.zeros((self.n_channels, stop - start))
+        row = 0
+        for handle, (path, frames) in zip(self._handles, self._files, strict=True):
+            want = max(min(stop, frames) - start, 0)
+            if want:
+                try:
+                    handle.seek(start)
+                    block = handle.read(want, "float64", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+                    raise InputError(
+                        path, f"audio data is corrupt or truncated ({_reason(err)})"
+                    ) from None
+                if len(block) < want:
+                    raise InputError(
+                        path,
+                        f"truncated: header promises {frames} samples, "
+                        f"file holds {start + len(block)}",
+                    )
+                if not np.isfinite(block).all():
+                    raise InputError(path, "contains NaN or infinite samples")
+                out[row : row + handle.channels, :want] = block.T
+            row += handle.channels
+        return out
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+
+    def __enter__(self) -> MixtureReader:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+
+
 def mixture_warnings(audio: Audio) -> list[str]:
     """Degenerate but valid properties of a mixture worth telling the user.
 

@@ -29,6 +29,12 @@ Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
 (2048/512 has the bins of 4096/1024.) For 60 s the estimate is a few % further
 above the measured peak (the constants weigh more). After a change of the
 engine, refit :func:`engine_bytes` on ``make bench``'s memory table.
+
+The long path (:mod:`ilrma_cli.longform`, taken when this estimate exceeds the limit)
+holds the engine on ``fit_frames`` frames, or one streamed span
+(:func:`long_phase_bytes`): neither grows with the length, and :func:`long_fit_frames`
+chooses the most frames that fit ``LONG_SAFETY`` of the limit (measured:
+``bench/long_memory.py``, BENCHMARKS.md "Long inputs").
 """
 
 from __future__ import annotations
@@ -49,6 +55,13 @@ ENGINE_SCRATCH = 112 * 2**20
 # its peak beyond the features: powers, variances, weights and the source model's update
 # temporaries (t model, the largest), measured with tracemalloc for 2 and 3 channels.
 REFERENCE_ARRAYS = 8
+# The long path (ilrma_cli.longform): taken above LONG_PATH_CAP (or --max-memory, or the memory
+# available); its fit frames fill LONG_SAFETY of that limit, in runs of LONG_RUN_FRAMES
+# contiguous frames, and it needs at least MIN_FIT_FRAMES of them.
+LONG_PATH_CAP = 2 * 2**30
+LONG_SAFETY = 0.9
+LONG_RUN_FRAMES = 32
+MIN_FIT_FRAMES = 64
 
 
 def engine_bytes(
@@ -162,6 +175,59 @@ def phase_bytes(
         "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend, spatial, taps),
         "output": spectrogram + output_block + fullrank_images_bytes(m, n_freq * frames, spatial),
     }
+
+
+def long_phase_bytes(
+    n_channels: int,
+    n_fft: int,
+    hop: int,
+    n_basis: int,
+    precision: str,
+    backend: str,
+    fit_frames: int,
+) -> dict[str, int]:
+    """Bytes alive (beyond ``BASELINE``) in each phase of the long path (:mod:`ilrma_cli.longform`).
+
+    fit: the engine on ``fit_frames`` frames (:func:`engine_bytes`) and one run of samples
+    read for them; stream: one span of ``SPAN_SAMPLES`` (its samples, the mixture, separated
+    and projected frames in complex128, and the inverse's samples, images at worst).
+    Neither depends on the length of the file.
+    """
+    n_freq = n_fft // 2 + 1
+    m = n_channels
+    span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
+    run = m * ((LONG_RUN_FRAMES - 1) * hop + n_fft) * 8 + m * LONG_RUN_FRAMES * n_freq * 16
+    return {
+        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend) + run,
+        "stream": m * (SPAN_SAMPLES + n_fft) * 8 * 4 + 3 * m * span_frames * n_freq * 16,
+    }
+
+
+def long_fit_frames(
+    n_channels: int,
+    n_fft: int,
+    hop: int,
+    n_basis: int,
+    precision: str,
+    backend: str,
+    limit: int,
+    total_frames: int,
+) -> int:
+    """The most frames (at most ``total_frames``) the long path can fit its demixing on within
+    ``LONG_SAFETY`` of ``limit`` bytes; 0 when not even one frame fits."""
+
+    def peak(frames: int) -> int:
+        phases = long_phase_bytes(n_channels, n_fft, hop, n_basis, precision, backend, frames)
+        return int(BASELINE + MARGIN * max(phases.values()))
+
+    lo, hi = 0, total_frames  # peak(lo) fits (or lo == 0), the answer is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if peak(mid) <= LONG_SAFETY * limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def available_bytes() -> int | None:

@@ -10,7 +10,7 @@ block by block from the separated spectrogram.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 
@@ -66,17 +66,11 @@ class SourceSignals:
             yield span.start, block
 
     def _projected(self, source: int, span: Span) -> np.ndarray:
-        """Frames ``span.first:span.end`` of ``source`` at the mics ``(n_outputs, n_freq, n)``.
-
-        The same arithmetic as :func:`ilrma_cli.engine.project_back` (a product, or
-        its ``einsum`` for images), so the numbers match it to the bit.
-        """
+        """Frames ``span.first:span.end`` of ``source`` at the mics ``(n_outputs, n_freq, n)``."""
         if self.mixing is None:
             return self.spectra[source, :, :, span.first : span.end]
         frames = self.spectra[source, :, span.first : span.end]
-        if self.ref_mic is None:
-            return np.einsum("fm,ft->mft", self.mixing[:, :, source], frames)
-        return self.mixing[:, self.ref_mic, source][None, :, None] * frames[None]
+        return project_frames(frames, self.mixing[:, :, source], self.ref_mic)
 
     def full(self) -> np.ndarray:
         """Every source: ``(n_sources, n_samples)``, or ``(n_sources, n_channels, n_samples)`` as images."""
@@ -85,6 +79,18 @@ class SourceSignals:
             for start, block in self.blocks(source):
                 out[source, :, start : start + block.shape[-1]] = block
         return out[:, 0] if self.ref_mic is not None else out
+
+
+def project_frames(frames: np.ndarray, mixing: np.ndarray, ref_mic: int | None) -> np.ndarray:
+    """One source's frames ``(n_freq, n)`` at the mics ``(n_outputs, n_freq, n)``.
+
+    ``mixing`` ``(n_freq, n_channels)`` is its column of ``W^{-1}``; ``ref_mic`` None gives
+    every mic (images). The same arithmetic as :func:`ilrma_cli.engine.project_back` (a
+    product, or its ``einsum`` for images), so the numbers match it to the bit.
+    """
+    if ref_mic is None:
+        return np.einsum("fm,ft->mft", mixing, frames)
+    return mixing[:, ref_mic][None, :, None] * frames[None]
 
 
 @dataclass
@@ -126,7 +132,12 @@ class Analysis:
 
 def check_signal(mixture: np.ndarray, settings: SeparationSettings) -> None:
     """Refuse a mixture ``(n_channels, n_samples)`` the settings cannot separate (``ValueError``)."""
-    n_channels, n_samples = mixture.shape
+    check_layout(mixture.shape[0], mixture.shape[1], settings)
+    check_live([bool(np.any(channel)) for channel in mixture], settings)
+
+
+def check_layout(n_channels: int, n_samples: int, settings: SeparationSettings) -> None:
+    """Refuse channel counts, ``--ref-mic``, ``--n-sources`` and lengths that cannot go together."""
     if n_channels < 2:
         raise ValueError(f"ILRMA needs at least 2 channels, got {n_channels}")
     if not 0 <= settings.ref_mic < n_channels:
@@ -141,14 +152,22 @@ def check_signal(mixture: np.ndarray, settings: SeparationSettings) -> None:
         raise ValueError(
             f"signal of {n_samples} samples is shorter than one STFT frame (n_fft = {settings.stft.n_fft})"
         )
-    if not np.any(mixture):
-        raise ValueError("the input is digital silence: there is nothing to separate")
-    silent = [c for c in range(n_channels) if not np.any(mixture[c])]
+
+
+def check_live(live: Sequence[bool], settings: SeparationSettings, where: str = "") -> None:
+    """Refuse digital silence, and silent channels when they leave too few live ones.
+
+    ``live[c]``: channel ``c`` holds a non-zero sample (``where``: in which samples, if not all).
+    """
+    n_channels = len(live)
+    if not any(live):
+        raise ValueError(f"the input is digital silence{where}: there is nothing to separate")
+    silent = [c for c in range(n_channels) if not live[c]]
     n_live = n_channels - len(silent)
     if silent and (settings.n_sources or n_channels) > n_live:
         hint = f"; use --n-sources {n_live}" if n_live >= 2 else ""
         raise ValueError(
-            f"channel(s) {silent} are digital silence: the {n_live} live channel(s) can "
+            f"channel(s) {silent} are digital silence{where}: the {n_live} live channel(s) can "
             f"separate at most {n_live} source(s){hint}"
         )
 

@@ -130,10 +130,13 @@ class _Frames:
                 return p + 1
         raise AssertionError("unreachable: the frames move right by hop >= 1")
 
-    def forward(self, x: np.ndarray, first: int, end: int) -> np.ndarray:
-        """Frames ``first:end`` of ``x`` ``(..., n_samples)`` -> ``(..., n_freq, end - first)``."""
+    def forward(self, x: np.ndarray, first: int, end: int, origin: int = 0) -> np.ndarray:
+        """Frames ``first:end`` of ``x`` ``(..., n_samples)`` -> ``(..., n_freq, end - first)``.
+
+        ``x[..., 0]`` is sample ``origin`` of the signal; samples outside ``x`` count as zeros.
+        """
         n_samples = x.shape[-1]
-        start = first * self.hop - self.mid
+        start = first * self.hop - self.mid - origin
         stop = start + (end - first - 1) * self.hop + self.n_fft
         padded = np.zeros(x.shape[:-1] + (stop - start,), dtype=np.float64)
         lo, hi = max(start, 0), min(stop, n_samples)
@@ -220,6 +223,42 @@ def istft(spec: np.ndarray, n_samples: int, config: StftConfig | None = None) ->
             f"samples, not {n_samples}"
         )
     return frames.inverse(spec, 0, n_samples, frames.p_min)
+
+
+def frame_samples(first: int, end: int, n_samples: int, config: StftConfig) -> tuple[int, int]:
+    """Samples ``[start, stop)`` of a signal of ``n_samples`` that columns ``first:end`` of its
+    :func:`stft` read (the rest of their frames lies beyond the signal: zeros)."""
+    frames = _frames(config)
+    start = (first + frames.p_min) * config.hop - frames.mid
+    stop = (end - 1 + frames.p_min) * config.hop - frames.mid + config.n_fft
+    return max(start, 0), min(stop, n_samples)
+
+
+def stft_frames(
+    chunk: np.ndarray,
+    first: int,
+    end: int,
+    n_samples: int,
+    config: StftConfig,
+    dtype: DTypeLike = np.complex128,
+) -> np.ndarray:
+    """Columns ``first:end`` of :func:`stft` of a signal of ``n_samples``, from a chunk of it alone.
+
+    ``chunk`` ``(n_channels, stop - start)`` holds the samples :func:`frame_samples` names;
+    returns ``(n_channels, n_freq, end - first)``, the numbers of the whole-signal call
+    (each frame is its own transform), so a long signal can be transformed piece by piece.
+    """
+    frames = _frames(config)
+    origin, stop = frame_samples(first, end, n_samples, config)
+    if chunk.ndim != 2 or chunk.shape[1] != stop - origin:
+        raise ValueError(f"chunk must have shape (n_channels, {stop - origin}), got {chunk.shape}")
+    spec = np.empty((chunk.shape[0], config.n_freq, end - first), dtype)
+    for lo in range(first, end, FRAMES_PER_BLOCK):
+        hi = min(lo + FRAMES_PER_BLOCK, end)
+        spec[:, :, lo - first : hi - first] = frames.forward(
+            chunk, lo + frames.p_min, hi + frames.p_min, origin
+        )
+    return spec
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,13 @@ def run_job(
     ``workers`` processes run the restarts of the separation. Memory stays bounded:
     the waveform is dropped once its STFT exists (only the reference mic's channel is
     kept, for ``--refs``, ``--early-refs`` or ``--spectrograms``), and the sources are
-    written block by block (:func:`write_sources`).
+    written block by block (:func:`write_sources`). A job with ``fit_frames`` takes the
+    long path (:func:`ilrma_cli.longform.run_long_job`).
     """
+    if job.fit_frames is not None:
+        from ilrma_cli.longform import run_long_job  # it builds on this module
+
+        return run_long_job(job, settings, options, progress, workers)
     record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
     start = time.perf_counter()
     audio = read_mixture(job.mixture, pad=options.pad, narrow=True)
@@ -104,6 +109,7 @@ def run_job(
         "hop": resolved.stft.hop,
         "seed": separation.seed,
         "final_losses": separation.final_losses,
+        "path": "whole",
     }
 
     start = time.perf_counter()

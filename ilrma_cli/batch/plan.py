@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -19,8 +19,16 @@ import numpy as np
 from ilrma_cli.audio import MixtureInput, check_audio_format
 from ilrma_cli.engine import choose_backend
 from ilrma_cli.errors import InputError, OutputError, ProcessingError
-from ilrma_cli.memory import available_bytes, estimate_peak_bytes, gib
+from ilrma_cli.memory import (
+    LONG_PATH_CAP,
+    MIN_FIT_FRAMES,
+    available_bytes,
+    estimate_peak_bytes,
+    gib,
+    long_fit_frames,
+)
 from ilrma_cli.settings import SeparationSettings
+from ilrma_cli.stft import n_frames
 
 TEMPLATE_FIELDS = {"track", "index", "ext"}
 
@@ -49,6 +57,7 @@ class Job:
     report: Path | None = None
     references: References | None = None
     early_references: References | None = None  # the early images (direct path + 50 ms)
+    fit_frames: int | None = None  # the long path's (ilrma_cli.longform); None: the whole file
 
 
 @dataclass(frozen=True)
@@ -182,30 +191,70 @@ def plan_outputs(
 def memory_problem(
     mixture: MixtureInput, settings: SeparationSettings, limit: int | None
 ) -> ProcessingError | None:
-    """Why ``mixture`` must not start: its separation would need more than ``limit`` bytes.
+    """Why ``mixture`` must not start: not even the long path fits in ``limit`` bytes.
 
-    ``limit`` None means the memory available now; the estimate is
-    :func:`ilrma_cli.memory.estimate_peak_bytes` from the file headers (a signal shorter
-    than one frame counts as one frame: it is refused with its own message later).
+    ``limit`` None means the memory available now; the estimates come from the file
+    headers (:func:`long_fit`).
     """
-    allowed = "allowed by --max-memory" if limit is not None else "available"
-    limit = available_bytes() if limit is None else limit
-    if limit is None:
+    fit = long_fit(mixture, settings, limit)
+    if fit is None or fit >= MIN_FIT_FRAMES:
         return None
+    allowed = "allowed by --max-memory" if limit is not None else "available (2 GiB at most)"
+    need = whole_file_bytes(mixture, settings)
+    return ProcessingError(
+        f"{mixture.paths[0]}: needs about {gib(need)} of memory, more than the "
+        f"{gib(switch_limit(limit))} {allowed}; use --max-memory SIZE to go ahead anyway, "
+        "or split the file"
+    )
+
+
+def switch_limit(limit: int | None) -> int:
+    """Bytes a separation may use: ``limit`` (``--max-memory``), else the smaller of
+    ``LONG_PATH_CAP`` and the memory available now."""
+    if limit is not None:
+        return limit
+    available = available_bytes()
+    return LONG_PATH_CAP if available is None else min(LONG_PATH_CAP, available)
+
+
+def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int:
+    """:func:`ilrma_cli.memory.estimate_peak_bytes` of ``mixture`` held whole (a signal
+    shorter than one frame counts as one frame: it is refused with its own message later)."""
     resolved = settings.for_rate(mixture.rate, mixture.n_samples)
     assert resolved.stft is not None
-    need = estimate_peak_bytes(
+    return estimate_peak_bytes(
         mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
         resolved.stft.n_fft, resolved.stft.hop,
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
         resolved.ilrma.spatial, resolved.ilrma.taps,
     )  # fmt: skip
-    if need <= limit:
+
+
+def long_fit(mixture: MixtureInput, settings: SeparationSettings, limit: int | None) -> int | None:
+    """The rule: None (the whole file in memory) when its estimate fits :func:`switch_limit`,
+    else the frames the long path fits its demixing on within it (below ``MIN_FIT_FRAMES``:
+    not even that fits)."""
+    allowed = switch_limit(limit)
+    if whole_file_bytes(mixture, settings) <= allowed:
         return None
-    return ProcessingError(
-        f"{mixture.paths[0]}: needs about {gib(need)} of memory, more than the "
-        f"{gib(limit)} {allowed}; use --max-memory SIZE to go ahead anyway, or split the file"
-    )
+    resolved = settings.for_rate(mixture.rate, mixture.n_samples)
+    assert resolved.stft is not None
+    config, engine = resolved.stft, resolved.ilrma
+    total = n_frames(max(mixture.n_samples, config.n_fft), config)
+    backend = choose_backend(replace(engine, spatial="rank1", taps=0))
+    return long_fit_frames(mixture.n_channels, config.n_fft, config.hop, engine.n_basis,
+                           engine.precision, backend, allowed, total)  # fmt: skip
+
+
+def with_memory_plan(
+    jobs: Sequence[Job], settings: SeparationSettings, limit: int | None
+) -> list[Job]:
+    """``jobs`` with the path each takes (:func:`long_fit`), at least ``MIN_FIT_FRAMES`` frames."""
+    planned = []
+    for job in jobs:
+        fit = long_fit(job.mixture, settings, limit)
+        planned.append(replace(job, fit_frames=None if fit is None else max(fit, MIN_FIT_FRAMES)))
+    return planned
 
 
 def check_out_dir(out_dir: Path) -> None:

@@ -22,6 +22,7 @@ from ilrma_cli.batch.plan import (
     check_template,
     memory_problem,
     plan_outputs,
+    with_memory_plan,
 )
 from ilrma_cli.commands.options import (
     VariadicCommand,
@@ -40,6 +41,7 @@ from ilrma_cli.execute import imap_runs, interruptible
 from ilrma_cli.figures import require_matplotlib
 from ilrma_cli.firstrun import announce_compiles, wants_notice
 from ilrma_cli.logs import setup_logging
+from ilrma_cli.longform import progress_steps
 from ilrma_cli.memory import parse_size
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.signals import load_signals
@@ -110,7 +112,8 @@ log = logging.getLogger("ilrma")
     "--max-memory",
     default=None,
     metavar="SIZE",
-    help="Memory a mixture may use (e.g. 8G); default: what the system has available now.",
+    help="Memory a mixture may use (e.g. 8G); above it a long input is streamed (README, "
+    "Long recordings); default: the smaller of 2G and what the system has available now.",
 )
 @click.option(
     "--keep-going",
@@ -254,8 +257,9 @@ def _plan(inputs: tuple[Path, ...], refs: tuple[tuple[Path, ...], tuple[Path, ..
             raise click.UsageError(f"{option} scores one mixture: give a single mixture with it")
         signals, rate = load_signals(paths, settings.ref_mic) if paths else (None, 0)
         references.append(None if signals is None else References(signals, rate, paths, option))
-    return plan_outputs(mixtures, options, force, references[0], settings.n_sources,
+    jobs = plan_outputs(mixtures, options, force, references[0], settings.n_sources,
                         references[1])  # fmt: skip
+    return with_memory_plan(jobs, settings, memory_limit)
 
 
 def _in_input_order(records: list[JobRecord], inputs: tuple[Path, ...]) -> list[JobRecord]:
@@ -288,7 +292,7 @@ def _run_all(jobs: list[Job], settings: SeparationSettings, options: OutputOptio
 
 def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
              show_progress: bool, workers: int = 1) -> JobRecord:  # fmt: skip
-    bar = tqdm(total=settings.ilrma.total_iter * settings.restarts, desc=job.mixture.track, unit="it", file=sys.stderr,
+    bar = tqdm(total=progress_steps(job, settings, options.subtype), desc=job.mixture.track, unit="it", file=sys.stderr,
                disable=None if show_progress else True, leave=False, dynamic_ncols=True)  # fmt: skip
 
     def progress(iteration: int, loss: float) -> None:
