@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "==> installing ilrma and its dependencies into $(VENV)/ (a minute or two)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,dask]'
-	@echo "==> compiling the numerical kernels once (one to two minutes; later runs load them from the cache)"
+	@echo "==> compiling the numerical kernels once (about five minutes; later runs load them from the cache)"
 	$(BIN)/python -c 'from ilrma_cli.engine import compiled, fullrank_compiled, taps_compiled; compiled.warm_up(); fullrank_compiled.warm_up(); taps_compiled.warm_up()'
 	touch $(STAMP)
 	@echo "==> installed: $(BIN)/ilrma"
