@@ -2,7 +2,7 @@
 
 numba compiles the kernels of :mod:`ilrma_cli.engine` once and caches them beside
 their source; later runs load them in about half a second. The compile takes
-one to two minutes of CPU, and without a word the first run looks hung. numba announces
+about three minutes of CPU, and without a word the first run looks hung. numba announces
 every compile that its cache could not spare (a ``numba:compile`` event), so the
 notice appears exactly when a compile starts, whatever made the cache cold.
 """
@@ -13,7 +13,7 @@ import logging
 import sys
 
 NOTICE = (
-    "ilrma: compiling the numerical kernels once for this installation (one to two minutes, "
+    "ilrma: compiling the numerical kernels once for this installation (about three minutes, "
     "longer on a busy machine); later runs load them from the cache"
 )
 
