@@ -597,6 +597,34 @@ def _sum_log(values):  # pragma: no cover - compiled
 
 
 @_hot
+def _update_nmf(
+    basis, activation, n, f, power, inv_var, ratio, eps, act_num, act_den
+):  # pragma: no cover - compiled
+    """The Itakura-Saito MM updates of source ``n`` at frequency ``f`` (Kitamura et al., TASLP
+    2016): ``basis[n, f]`` by eq. (28) from the output powers ``power`` ``(n_frames,)`` and the
+    inverse variances ``inv_var[n]`` before it, then this frequency's share of eq. (29), with
+    the new basis, added into ``act_num`` and ``act_den``; ``ratio`` is scratch ``(n_frames,)``.
+    """
+    n_basis, n_frames = activation.shape[1], activation.shape[2]
+    # basis *= sqrt(sum_t |y|^2 r^-2 h_t / sum_t r^-1 h_t), eq. (28)
+    for k in range(n_basis):
+        num = 0.0
+        den = 0.0
+        for t in range(n_frames):
+            weighted = inv_var[n, t] * activation[n, k, t]
+            num += power[t] * inv_var[n, t] * weighted
+            den += weighted
+        basis[n, f, k] = max(basis[n, f, k] * np.sqrt(num / max(den, eps)), eps)
+    # This frequency's share of eq. (29) with the new basis.
+    _inverse_variance(basis, activation, n, f, eps, ratio)
+    for k in range(n_basis):
+        b = basis[n, f, k]
+        for t in range(n_frames):
+            act_den[n, k, t] += b * ratio[t]
+            act_num[n, k, t] += b * power[t] * ratio[t] * ratio[t]
+
+
+@_hot
 def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
     """``out[t] = |demix_row @ x_ft|^2`` from the features; returns ``sum_t out[t]``.
 
@@ -665,7 +693,6 @@ def sweep(
     """
     n_frames = feats.shape[2]
     n_src, n_ch = demix.shape[1], demix.shape[2]
-    n_basis = basis.shape[2]
     inv_var = np.empty((n_src, n_frames))
     power = np.empty(n_frames)
     ratio = np.empty(n_frames)
@@ -692,22 +719,7 @@ def sweep(
                 loss -= _sum_log(inv_var[n])
             if not update_basis:
                 continue
-            # basis *= sqrt(sum_t |y|^2 r^-2 h_t / sum_t r^-1 h_t), eq. (28)
-            for k in range(n_basis):
-                num = 0.0
-                den = 0.0
-                for t in range(n_frames):
-                    weighted = inv_var[n, t] * activation[n, k, t]
-                    num += power[t] * inv_var[n, t] * weighted
-                    den += weighted
-                basis[n, f, k] = max(basis[n, f, k] * np.sqrt(num / max(den, eps)), eps)
-            # This frequency's share of eq. (29) with the new basis.
-            _inverse_variance(basis, activation, n, f, eps, ratio)
-            for k in range(n_basis):
-                b = basis[n, f, k]
-                for t in range(n_frames):
-                    act_den[n, k, t] += b * ratio[t]
-                    act_num[n, k, t] += b * power[t] * ratio[t] * ratio[t]
+            _update_nmf(basis, activation, n, f, power, inv_var, ratio, eps, act_num, act_den)
     return loss
 
 

@@ -44,6 +44,7 @@ from ilrma_cli.engine.compiled import (
     _solve_unit,
     _sum_log,
     _update_iss,
+    _update_nmf,
 )
 from ilrma_cli.engine.observation import FLOOR, LOADING, freq_blocks
 from ilrma_cli.engine.source_models import SourceModel
@@ -370,7 +371,6 @@ def sweep(
     """:func:`ilrma_cli.engine.compiled.sweep` on the stacked-taps observation (same arguments after ``shifts``)."""
     n_frames = planes.shape[3]
     n_src, width = demix.shape[1], demix.shape[2]
-    n_basis = basis.shape[2]
     inv_var = np.empty((n_src, n_frames))
     power = np.empty(n_frames)
     ratio = np.empty(n_frames)
@@ -399,22 +399,7 @@ def sweep(
                 loss -= _sum_log(inv_var[n])
             if not update_basis:
                 continue
-            # basis *= sqrt(sum_t |y|^2 r^-2 h_t / sum_t r^-1 h_t), eq. (28)
-            for k in range(n_basis):
-                num = 0.0
-                den = 0.0
-                for t in range(n_frames):
-                    weighted = inv_var[n, t] * activation[n, k, t]
-                    num += power[t] * inv_var[n, t] * weighted
-                    den += weighted
-                basis[n, f, k] = max(basis[n, f, k] * np.sqrt(num / max(den, eps)), eps)
-            # This frequency's share of eq. (29) with the new basis.
-            _inverse_variance(basis, activation, n, f, eps, ratio)
-            for k in range(n_basis):
-                b = basis[n, f, k]
-                for t in range(n_frames):
-                    act_den[n, k, t] += b * ratio[t]
-                    act_num[n, k, t] += b * power[t] * ratio[t] * ratio[t]
+            _update_nmf(basis, activation, n, f, power, inv_var, ratio, eps, act_num, act_den)
     return loss
 
 
