@@ -73,6 +73,7 @@ def engine_bytes(
     backend: str = "compiled",
     spatial: str = "rank1",
     taps: int = 0,
+    fullrank_basis: int = 16,
 ) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
@@ -83,6 +84,12 @@ def engine_bytes(
     (whatever the thread count); the reference loop (``backend="reference"``: models
     without a compiled form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values.
     Finishing: the spectrogram and the separated spectrogram made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
+
+    ``spatial="fullrank"`` adds the refinement (:mod:`ilrma_cli.engine.fullrank_refine`):
+    the spectrogram, the features, the refit of the NMF to ``fullrank_basis`` bases at its
+    start (the demixed powers and the rules' temporaries, ``5 m B 8`` at most, as
+    tracemalloc measured) and the model with its chunk sums; finishing holds the Wiener
+    images at every mic (:func:`fullrank_images_bytes`).
 
     With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
     instead of the features, each mic's frames once ``m B 16`` (float64 real and imaginary
@@ -115,6 +122,10 @@ def engine_bytes(
         iterating += REFERENCE_ARRAYS * m * bins * 8
     else:
         iterating += chunk_sums
+    if spatial == "fullrank":
+        model = 2 * m * fullrank_basis * (n_freq + n_frames) * 8
+        model += 2 * min(N_CHUNKS, n_freq) * m * fullrank_basis * n_frames * 8
+        iterating = max(iterating, spectrogram + m * m * bins * 8 + 5 * m * bins * 8 + model)
     return ENGINE_SCRATCH + max(
         iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial)
     )
@@ -135,14 +146,16 @@ def estimate_peak_bytes(
     backend: str = "compiled",
     spatial: str = "rank1",
     taps: int = 0,
+    fullrank_basis: int = 16,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
     ``backend`` is the engine's (:func:`ilrma_cli.engine.run.choose_backend`).
     """
     phases = phase_bytes(
-        n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps
-    )
+        n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps,
+        fullrank_basis,
+    )  # fmt: skip
     return int(BASELINE + MARGIN * max(phases.values()))
 
 
@@ -156,6 +169,7 @@ def phase_bytes(
     backend: str = "compiled",
     spatial: str = "rank1",
     taps: int = 0,
+    fullrank_basis: int = 16,
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
@@ -172,7 +186,9 @@ def phase_bytes(
     return {
         "read": waveform,
         "stft": waveform + spectrogram + stft_block,
-        "engine": engine_bytes(m, n_freq, frames, n_basis, precision, backend, spatial, taps),
+        "engine": engine_bytes(
+            m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis
+        ),
         "output": spectrogram + output_block + fullrank_images_bytes(m, n_freq * frames, spatial),
     }
 

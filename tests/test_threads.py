@@ -73,6 +73,26 @@ def test_the_taps_sweeps_give_the_same_bits_for_every_thread_count(update, resto
     assert np.array_equal(results[1].separated, results[0].separated)
 
 
+@pytest.mark.parametrize("n_ch", [2, 3])
+def test_the_fullrank_passes_give_the_same_bits_for_every_thread_count(n_ch, restore_threads):
+    obs = _observation(n_ch, n_freq=70, n_frames=36)  # blocks of 32 cut by the chunk edges
+    config = ILRMAConfig(n_basis=2, n_iter=6, spatial="fullrank", fullrank_iter=5,
+                         fullrank_basis=3, record_loss=True)  # fmt: skip
+    results = []
+    for threads in (1, 2, 16):
+        set_threads(threads)
+        results.append(run(obs, config, seed=2))
+    model = results[0].fullrank
+    assert model is not None and len(results[0].loss) == 12
+    for other in results[1:]:
+        assert other.fullrank is not None
+        assert np.array_equal(other.fullrank.diagonaliser, model.diagonaliser)
+        assert np.array_equal(other.fullrank.spatial_weights, model.spatial_weights)
+        assert np.array_equal(other.fullrank.activation, model.activation)
+        assert np.array_equal(other.loss, results[0].loss)
+        assert np.array_equal(other.separated, results[0].separated)
+
+
 def test_a_thread_count_below_one_is_refused(restore_threads):
     with pytest.raises(ValueError, match="at least 1"):
         set_threads(0)

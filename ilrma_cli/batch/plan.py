@@ -226,7 +226,7 @@ def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int
         mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
         resolved.stft.n_fft, resolved.stft.hop,
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
-        resolved.ilrma.spatial, resolved.ilrma.taps,
+        resolved.ilrma.spatial, resolved.ilrma.taps, resolved.ilrma.fullrank_basis,
     )  # fmt: skip
 
 

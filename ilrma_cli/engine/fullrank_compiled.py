@@ -17,7 +17,9 @@ reading the observation only through its outer-product features ``feats``
 
 The weight normalisation ``mu_n`` runs between the passes and ``nu_nk`` after
 the second one; every update is equivariant under these rescalings, so their
-place changes nothing but rounding. Every helper is inlined into the two
+place changes nothing but rounding. Both passes release the GIL and run over the
+fixed frequency chunks of :mod:`ilrma_cli.engine.threads`, each chunk summing into
+its own buffers, added in chunk order: the same bits for any thread count. Every helper is inlined into the two
 compiled passes and lives in this file (numba's cache does not see changes
 made to helpers in other files).
 """
@@ -29,10 +31,11 @@ import numpy as np
 
 from ilrma_cli.engine.fullrank import EPS, FullRankModel
 from ilrma_cli.engine.observation import LOADING
+from ilrma_cli.engine.threads import chunk_bounds, run_chunks
 from ilrma_cli.engine.types import Callback
 
 _FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False)
+_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, nogil=True)
 _hot = numba.njit(
     inline="always", cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False
 )
@@ -209,15 +212,18 @@ def _update_rows(
 
 
 @_jit
-def weights_pass(feats, diag, weights, basis, activation, num, den, eps):  # pragma: no cover
-    """Add ``sum_ft lambda_nft xt_mft / yt_mft^2`` into ``num`` and ``sum_ft lambda / yt`` into ``den`` ``(n_src, n_mics)``."""
-    n_freq, _, n_frames = feats.shape
+def weights_pass(
+    feats, diag, weights, basis, activation, num, den, eps, f_lo, f_hi
+):  # pragma: no cover - compiled
+    """Add ``sum_ft lambda_nft xt_mft / yt_mft^2`` into ``num`` and ``sum_ft lambda / yt`` into
+    ``den`` ``(n_src, n_mics)``, over the frequencies ``[f_lo, f_hi)``."""
+    n_frames = feats.shape[2]
     n_src, n_mics = weights.shape
     lam = np.empty((n_src, BLOCK, n_frames))
     inv = np.empty((n_mics, n_frames))
     proj = np.empty((n_mics, n_frames))
-    for lo in range(0, n_freq, BLOCK):
-        hi = min(lo + BLOCK, n_freq)
+    for lo in range(f_lo, f_hi, BLOCK):
+        hi = min(lo + BLOCK, f_hi)
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
             _projected(feats, lo + b, diag[lo + b], proj)
@@ -238,9 +244,11 @@ def weights_pass(feats, diag, weights, basis, activation, num, den, eps):  # pra
 
 @_jit
 def diagonaliser_pass(
-    feats, diag, weights, basis, activation, act_num, act_den, update_q, update_w, want_loss, eps
+    feats, diag, weights, basis, activation, act_num, act_den, update_q, update_w, want_loss, eps,
+    f_lo, f_hi,
 ):  # pragma: no cover - compiled
-    """Rows of ``Q_f`` and ``phi_f`` (if ``update_q``), loss part, next basis update (module docstring).
+    """Rows of ``Q_f`` and ``phi_f`` (if ``update_q``), loss part, next basis update (module
+    docstring), over the frequencies ``[f_lo, f_hi)``.
 
     Returns ``sum_mft (xt / yt + log yt)`` of the model after the ``Q`` update (0 unless
     ``want_loss``). With ``update_w`` the basis is updated in place and the activation
@@ -248,7 +256,7 @@ def diagonaliser_pass(
     ``(n_src, n_basis, n_frames)``. Frequencies go in blocks of :data:`BLOCK`, so that
     the sums over the NMF bases are matrix products (BLAS).
     """
-    n_freq, n_feats, n_frames = feats.shape
+    n_feats, n_frames = feats.shape[1], feats.shape[2]
     n_src, n_mics = weights.shape
     n_basis = basis.shape[2]
     lam = np.empty((n_src, BLOCK, n_frames))
@@ -262,8 +270,8 @@ def diagonaliser_pass(
     work = np.empty((n_mics, n_mics), dtype=np.complex128)
     col = np.empty(n_mics, dtype=np.complex128)
     loss = 0.0
-    for lo in range(0, n_freq, BLOCK):
-        hi = min(lo + BLOCK, n_freq)
+    for lo in range(f_lo, f_hi, BLOCK):
+        hi = min(lo + BLOCK, f_hi)
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
             f = lo + b
@@ -355,30 +363,46 @@ def iterate_compiled(
     A callback that stops the run leaves the basis one update ahead of the rest (that
     update only lowers the loss); a run to ``n_iter`` ends in the reference's state.
     """
-    n_frames = feats.shape[2]
+    n_freq, _, n_frames = feats.shape
     diag, weights = model.diagonaliser, model.spatial_weights
     basis, activation = model.basis, model.activation
-    act_num, act_den = np.zeros_like(activation), np.zeros_like(activation)
-    g_num, g_den = np.zeros_like(weights), np.zeros_like(weights)
+    bounds = chunk_bounds(n_freq)
+    act_num = np.zeros((len(bounds), *activation.shape))
+    act_den = np.zeros_like(act_num)
+    g_num = np.zeros((len(bounds), *weights.shape))
+    g_den = np.zeros_like(g_num)
 
     def diagonaliser_step(update_q: bool, update_w: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
-        args = (act_num, act_den, update_q, update_w, record_loss, eps)
-        part = diagonaliser_pass(feats, diag, weights, basis, activation, *args)
+        flags = (update_q, update_w, record_loss, eps)
+
+        def chunk(c: int, lo: int, hi: int) -> float:
+            return diagonaliser_pass(feats, diag, weights, basis, activation,
+                                     act_num[c], act_den[c], *flags, lo, hi)  # fmt: skip
+
+        part = run_chunks(chunk, bounds)
         _, logdet = np.linalg.slogdet(diag)
         return float(part - 2.0 * n_frames * np.sum(logdet))
+
+    def weights_step() -> None:
+        g_num.fill(0.0)
+        g_den.fill(0.0)
+
+        def chunk(c: int, lo: int, hi: int) -> float:
+            weights_pass(feats, diag, weights, basis, activation, g_num[c], g_den[c], eps, lo, hi)
+            return 0.0
+
+        run_chunks(chunk, bounds)
+        weights[:] *= np.sqrt(g_num.sum(axis=0) / np.maximum(g_den.sum(axis=0), eps))
 
     start = diagonaliser_step(False, n_iter > 0)
     losses = [start] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        activation *= np.sqrt(act_num / np.maximum(act_den, eps))
+        activation *= np.sqrt(act_num.sum(axis=0) / np.maximum(act_den.sum(axis=0), eps))
         np.maximum(activation, eps, out=activation)
-        g_num.fill(0.0)
-        g_den.fill(0.0)
-        weights_pass(feats, diag, weights, basis, activation, g_num, g_den, eps)
-        weights *= np.sqrt(g_num / np.maximum(g_den, eps))
+        weights_step()
         np.maximum(weights, eps, out=weights)
         mu = weights.sum(axis=1)
         weights /= mu[:, None]

@@ -67,20 +67,30 @@ def fit_nmf(
 ) -> tuple[np.ndarray, np.ndarray]:
     """IS-NMF ``power ~ basis @ activation`` ``(n, n_freq, n_frames)`` from a random start.
 
-    The rank-1 special case of the full-rank updates (identity weights), so the same MM rules.
+    The rank-1 special case of the full-rank updates (identity weights, so
+    :func:`ilrma_cli.engine.fullrank.update_basis` and ``update_activation`` with the sums
+    over mics dropped): ``w <- w sqrt((P / V^2) h^T / (1 / V) h^T)``, then the same for
+    ``h``, with ``V = max(w h, eps)`` (Fevotte & Idier 2011, the MM form).
     """
     n, n_freq, n_frames = power.shape
     scale = np.sqrt(max(float(power.mean()), eps) / n_basis)
-    model = FullRankModel(
-        np.empty((n_freq, 0, 0)),
-        np.eye(n),
-        scale * (0.5 + rng.random((n, n_freq, n_basis))),
-        scale * (0.5 + rng.random((n, n_basis, n_frames))),
-    )
+    basis = scale * (0.5 + rng.random((n, n_freq, n_basis)))
+    activation = scale * (0.5 + rng.random((n, n_basis, n_frames)))
+
+    def ratios() -> tuple[np.ndarray, np.ndarray]:
+        inv = 1.0 / np.maximum(basis @ activation, eps)
+        return power * inv * inv, inv
+
     for _ in range(n_iter):
-        ref.update_basis(model, power, ref.model_power(model, eps), eps)
-        ref.update_activation(model, power, ref.model_power(model, eps), eps)
-    return model.basis, model.activation
+        num, inv = ratios()
+        act_t = activation.transpose(0, 2, 1)
+        basis *= np.sqrt((num @ act_t) / np.maximum(inv @ act_t, eps))
+        np.maximum(basis, eps, out=basis)
+        num, inv = ratios()
+        basis_t = basis.transpose(0, 2, 1)
+        activation *= np.sqrt((basis_t @ num) / np.maximum(basis_t @ inv, eps))
+        np.maximum(activation, eps, out=activation)
+    return basis, activation
 
 
 def _complement_rows(feats: np.ndarray, demix: np.ndarray) -> np.ndarray:
