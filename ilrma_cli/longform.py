@@ -109,6 +109,12 @@ def fit_long(
     ``ValueError`` for a mixture they cannot separate (silence is judged on the samples read).
     """
     settings = settings.for_rate(reader.rate, reader.n_samples)
+    if settings.n_sources is not None and settings.n_sources > reader.n_channels:
+        raise ValueError(
+            f"--n-sources {settings.n_sources} above the {reader.n_channels} channels needs the "
+            "full-rank model, which a long input streamed in bounded memory cannot use "
+            "(a larger --max-memory keeps it whole)"
+        )
     settings, fallback = long_settings(settings)
     config = settings.stft
     assert config is not None

@@ -74,6 +74,7 @@ def engine_bytes(
     spatial: str = "rank1",
     taps: int = 0,
     fullrank_basis: int = 16,
+    n_sources: int | None = None,
 ) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
@@ -88,8 +89,8 @@ def engine_bytes(
     ``spatial="fullrank"`` adds the refinement (:mod:`ilrma_cli.engine.fullrank_refine`):
     the spectrogram, the features, the refit of the NMF to ``fullrank_basis`` bases at its
     start (the demixed powers and the rules' temporaries, ``5 m B 8`` at most, as
-    tracemalloc measured) and the model with its chunk sums; finishing holds the Wiener
-    images at every mic (:func:`fullrank_images_bytes`).
+    tracemalloc measured) and the model of ``n_sources`` (default ``m``) with its chunk
+    sums; finishing holds the Wiener images at every mic (:func:`fullrank_images_bytes`).
 
     With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
     instead of the features, each mic's frames once ``m B 16`` (float64 real and imaginary
@@ -123,17 +124,22 @@ def engine_bytes(
     else:
         iterating += chunk_sums
     if spatial == "fullrank":
-        model = 2 * m * fullrank_basis * (n_freq + n_frames) * 8
-        model += 2 * min(N_CHUNKS, n_freq) * m * fullrank_basis * n_frames * 8
+        n_src = max(m, n_sources or m)
+        model = 2 * n_src * fullrank_basis * (n_freq + n_frames) * 8
+        model += 2 * min(N_CHUNKS, n_freq) * n_src * fullrank_basis * n_frames * 8
         iterating = max(iterating, spectrogram + m * m * bins * 8 + 5 * m * bins * 8 + model)
     return ENGINE_SCRATCH + max(
-        iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial)
+        iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial, n_sources)
     )
 
 
-def fullrank_images_bytes(n_channels: int, bins: int, spatial: str) -> int:
-    """The full-rank model's Wiener images at every mic, complex128 (0 for rank 1)."""
-    return n_channels * n_channels * bins * 16 if spatial == "fullrank" else 0
+def fullrank_images_bytes(
+    n_channels: int, bins: int, spatial: str, n_sources: int | None = None
+) -> int:
+    """The full-rank model's Wiener images of ``n_sources`` (default: one per channel) at
+    every mic, complex128 (0 for rank 1)."""
+    n_src = n_sources or n_channels
+    return n_src * n_channels * bins * 16 if spatial == "fullrank" else 0
 
 
 def estimate_peak_bytes(
@@ -147,6 +153,7 @@ def estimate_peak_bytes(
     spatial: str = "rank1",
     taps: int = 0,
     fullrank_basis: int = 16,
+    n_sources: int | None = None,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
@@ -154,7 +161,7 @@ def estimate_peak_bytes(
     """
     phases = phase_bytes(
         n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps,
-        fullrank_basis,
+        fullrank_basis, n_sources,
     )  # fmt: skip
     return int(BASELINE + MARGIN * max(phases.values()))
 
@@ -170,6 +177,7 @@ def phase_bytes(
     spatial: str = "rank1",
     taps: int = 0,
     fullrank_basis: int = 16,
+    n_sources: int | None = None,
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
@@ -187,9 +195,12 @@ def phase_bytes(
         "read": waveform,
         "stft": waveform + spectrogram + stft_block,
         "engine": engine_bytes(
-            m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis
-        ),
-        "output": spectrogram + output_block + fullrank_images_bytes(m, n_freq * frames, spatial),
+            m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis,
+            n_sources,
+        ),  # fmt: skip
+        "output": spectrogram
+        + output_block
+        + fullrank_images_bytes(m, n_freq * frames, spatial, n_sources),
     }
 
 

@@ -144,9 +144,14 @@ def check_layout(n_channels: int, n_samples: int, settings: SeparationSettings) 
         raise ValueError(
             f"--ref-mic {settings.ref_mic} does not exist: the input has {n_channels} channels"
         )
-    if settings.n_sources is not None and settings.n_sources > n_channels:
+    if (
+        settings.n_sources is not None
+        and settings.n_sources > n_channels
+        and settings.ilrma.spatial != "fullrank"
+    ):
         raise ValueError(
-            f"--n-sources {settings.n_sources} needs at least as many channels; the input has {n_channels}"
+            f"--n-sources {settings.n_sources} needs at least as many channels (the input has "
+            f"{n_channels}), or --spatial fullrank"
         )
     if settings.stft is not None and n_samples < settings.stft.n_fft:
         raise ValueError(
@@ -164,7 +169,7 @@ def check_live(live: Sequence[bool], settings: SeparationSettings, where: str = 
         raise ValueError(f"the input is digital silence{where}: there is nothing to separate")
     silent = [c for c in range(n_channels) if not live[c]]
     n_live = n_channels - len(silent)
-    if silent and (settings.n_sources or n_channels) > n_live:
+    if silent and min(settings.n_sources or n_channels, n_channels) > n_live:
         hint = f"; use --n-sources {n_live}" if n_live >= 2 else ""
         raise ValueError(
             f"channel(s) {silent} are digital silence{where}: the {n_live} live channel(s) can "

@@ -137,8 +137,9 @@ SETTINGS: tuple[Setting, ...] = (
             "and seed give the same output", "separation", sweep="none", minimum=0),
     Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; keeps the lowest final "
             "negative log-likelihood", "separation", sweep="none", minimum=1),
-    Setting("n_sources", int, None, "Sources to separate when fewer than the channels "
-            "(PCA reduction)", "separation", sweep="none", minimum=2,
+    Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
+            "by PCA; more than the channels needs --spatial fullrank (expect a few dB per "
+            "source, see the README)", "separation", sweep="none", minimum=2,
             default_text="one per channel"),
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -142,6 +142,22 @@ def test_n_sources_below_the_channels_writes_that_many_files(tmp_path, short_mix
     assert files_in(tmp_path / "o") == ["three/source1.wav", "three/source2.wav"]
 
 
+def test_more_sources_than_channels_need_the_full_rank_model(tmp_path, short_mix):
+    more = ["--n-sources", "3", "--fullrank-iter", "5", *FAST]
+    refused = invoke("separate", short_mix, "-o", tmp_path / "r", "--spatial", "rank1", *more)
+    assert refused.exit_code == 1
+    assert "--n-sources 3 needs at least as many channels (the input has 2), or --spatial " \
+        "fullrank" in refused.stderr  # fmt: skip
+    assert "Traceback" not in refused.output and not (tmp_path / "r" / "short").exists()
+    result = invoke("separate", short_mix, "-o", tmp_path / "o", "--spatial", "fullrank", *more)
+    assert result.exit_code == 0, result.output
+    names = ["short/source1.wav", "short/source2.wav", "short/source3.wav"]
+    assert files_in(tmp_path / "o") == names
+    for name in names:
+        data, _ = sf.read(tmp_path / "o" / name)
+        assert np.isfinite(data).all() and np.abs(data).max() > 0
+
+
 def test_existing_outputs_are_refused_before_any_work_and_kept(tmp_path, short_mix):
     assert invoke("separate", short_mix, "-o", tmp_path, *FAST).exit_code == 0
     target = tmp_path / "short" / "source1.wav"

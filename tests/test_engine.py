@@ -153,7 +153,8 @@ def test_degenerate_inputs_stay_finite(rule, case):
         (
             (2, 10, 10),
             {"n_sources": 3},
-            r"n_sources must be between 2 and n_channels \(2\) for determined ILRMA, got 3",
+            r"n_sources must be between 2 and n_channels \(2\) for determined ILRMA, or above "
+            r"with the full-rank model, got 3",
         ),
     ],
 )

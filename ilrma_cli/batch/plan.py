@@ -126,7 +126,8 @@ def plan_outputs(
 ) -> list[Job]:
     """Every target of every mixture, checked before any work: writable, distinct, not existing.
 
-    One file per source: ``n_sources`` if given, else one per channel. ``references`` or
+    One file per source: ``n_sources`` if given (more than the channels only separate with
+    the full-rank model; the separation refuses them otherwise), else one per channel. ``references`` or
     ``early_references`` (for a single mixture; one per source, at its rate) add a
     ``report.json`` beside the outputs.
     """
@@ -135,7 +136,7 @@ def plan_outputs(
     for mixture in mixtures:
         targets = tuple(
             options.out_dir / options.filename.format(track=mixture.track, index=i + 1, ext="wav")
-            for i in range(min(n_sources or mixture.n_channels, mixture.n_channels))
+            for i in range(n_sources or mixture.n_channels)
         )
         for given in (references, early_references):
             if given is not None:
@@ -227,6 +228,7 @@ def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int
         resolved.stft.n_fft, resolved.stft.hop,
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
         resolved.ilrma.spatial, resolved.ilrma.taps, resolved.ilrma.fullrank_basis,
+        resolved.n_sources,
     )  # fmt: skip
 
 

@@ -41,6 +41,8 @@ DEFAULT_WEIGHT_FLOOR = 1e-2  # of a start (initial_model)
 # the NMF refitted to 16 bases and weights floored at 5e-2 at the start.
 REFINE_N_BASIS = 16
 REFINE_WEIGHT_FLOOR = 5e-2
+# With more sources than mics: ILRMA's own NMF and this floor (docs/FULLRANK.md).
+MORE_SOURCES_WEIGHT_FLOOR = 1e-2
 
 
 @dataclass

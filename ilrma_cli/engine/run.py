@@ -82,6 +82,10 @@ def run(
 
     With fewer sources than channels the engine runs on the principal subspace
     (:mod:`ilrma_cli.engine.pca`) and ``Result.demix`` is ``(n_freq, n_sources, n_channels)``.
+    More sources than channels need ``config.spatial="fullrank"``: ILRMA separates as many
+    sources as channels, and the full-rank model starts the others diffuse
+    (:mod:`ilrma_cli.engine.fullrank_refine`); the rank-1 parts of the result (``demix``,
+    ``separated``, the NMF) then have ``n_channels`` sources, ``fullrank`` has ``n_sources``.
     Randomness (the NMF start) comes only from ``seed``; ``init`` gives any part of the
     start instead. The separated spectrogram has
     ``config.complex_dtype``; the iterations run in float64 on the outer-product features,
@@ -89,11 +93,13 @@ def run(
     """
     obs = validate_observation(obs)
     n_ch = obs.shape[0]
-    n_src = n_ch if n_sources is None else n_sources
-    if not 2 <= n_src <= n_ch:
+    n_wanted = n_ch if n_sources is None else n_sources
+    if n_wanted < 2 or (n_wanted > n_ch and config.spatial != "fullrank"):
         raise ValueError(
-            f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, got {n_src}"
+            f"n_sources must be between 2 and n_channels ({n_ch}) for determined ILRMA, "
+            f"or above with the full-rank model, got {n_wanted}"
         )
+    n_src = min(n_wanted, n_ch)  # the rank-1 stage
     backend = choose_backend(config, backend)
     mics = obs
     subspace = None
@@ -153,7 +159,7 @@ def run(
         full_feats = observation.feats if subspace is None else unit_power_features(mics)[0]
         del observation
         fullrank, more, n_more = _refine_fullrank(
-            full_feats, full_demix, model, config, n_done, callback
+            full_feats, full_demix, model, config, n_done, callback, n_wanted, rng
         )
         del full_feats
         losses += more
@@ -185,25 +191,38 @@ def _refine_fullrank(
     config: ILRMAConfig,
     n_done: int,
     callback: Callback | None,
+    n_src: int,
+    rng: np.random.Generator,
 ) -> tuple[FullRankModel, list[float], int]:
     """``config.fullrank_iter`` iterations of the full-rank model from the rank-1 solution.
 
     ``feats`` are the working-scale features of every microphone and ``demix``
-    ``(n_freq, n_sources, n_channels)`` the rank-1 solution (:mod:`ilrma_cli.engine.fullrank_refine`).
-    The callback sees iterations ``n_done + 1, ...``; returns the model, its losses after
-    each iteration and the iterations done.
+    ``(n_freq, n_det, n_channels)`` the rank-1 solution (:mod:`ilrma_cli.engine.fullrank_refine`);
+    the model has ``n_src >= n_det`` sources. The callback sees iterations ``n_done + 1, ...``;
+    returns the model, its losses after each iteration and the iterations done.
+
+    With ``n_src`` above ``n_det`` the refinement keeps ILRMA's NMF (no refit) and starts
+    from the weight floor of :data:`MORE_SOURCES_WEIGHT_FLOOR`: on 3 sources from 2 mics
+    that did far better than the refit (docs/FULLRANK.md); the extra sources' random
+    start is drawn from ``rng``.
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
-    from ilrma_cli.engine.fullrank_refine import REFINE_WEIGHT_FLOOR, initial_model
+    from ilrma_cli.engine.fullrank_refine import (
+        MORE_SOURCES_WEIGHT_FLOOR,
+        REFINE_WEIGHT_FLOOR,
+        initial_model,
+    )
 
+    more = n_src > demix.shape[1]
     fullrank = initial_model(
         feats,
         demix,
         model.basis,
         model.activation,
-        None,
-        config.fullrank_basis,
-        REFINE_WEIGHT_FLOOR,
+        n_src,
+        None if more else config.fullrank_basis,
+        MORE_SOURCES_WEIGHT_FLOOR if more else REFINE_WEIGHT_FLOOR,
+        int(rng.integers(2**32)) if more else 0,
     )
     shifted = None if callback is None else (lambda it, loss: callback(n_done + it, loss))
     losses, n_more = iterate_compiled(
