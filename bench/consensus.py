@@ -50,7 +50,7 @@ def one_case(spec: object, setting: str, seeds: list[int]) -> tuple[str, list[fl
     """SDRi and estimates of every seed of one case."""
     os.nice(10)
     case, sdr_mix, _ = _load(spec)
-    settings, _ = parse(setting)
+    settings = parse(setting).settings
     n_src = case.images.shape[0]
     n_sources = n_src if n_src < case.mix.shape[0] else None
     sdri, estimates = [], []

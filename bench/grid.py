@@ -131,7 +131,7 @@ def run_one(
     case, sdr_mix, sdr_mix_early = _load(spec)
     items = setting.split("+")
     warm = [item for item in items if item.startswith(("start=warm", "start=prefit"))]
-    settings, _ = parse("+".join(item for item in items if item not in warm) or "default")
+    settings = parse("+".join(item for item in items if item not in warm) or "default").settings
     n_src = case.images.shape[0]
     n_sources = n_src if n_src < case.mix.shape[0] else None
     chosen = replace(settings, seed=seed, n_sources=n_sources)

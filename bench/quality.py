@@ -105,7 +105,7 @@ def parse(spec: str) -> Setting:
     if "restarts" in fields:
         settings = replace(settings, restarts=int(fields.pop("restarts")))
     wpe = int(fields.pop("wpe", 0))
-    types = {"model": str, "update": str, "dof": float}
+    types = {"model": str, "update": str, "dof": float, "spatial": str}
     ilrma = {k: types.get(k, int)(v) for k, v in fields.items()}
     return Setting(replace(settings, ilrma=replace(settings.ilrma, **ilrma)), seeds, wpe)
 
