@@ -1,25 +1,31 @@
-"""More sources than microphones: 3 sources from 2 mics with the full-rank model.
+"""More sources than microphones: 3-4 sources from 2 mics with the full-rank model.
 
-    nice -n 10 python bench/fullrank_more_sources.py --seeds 0,1,2
+    nice -n 10 python bench/fullrank_more_sources.py --seeds 0,1,2          # JSONL rows
+    python bench/fullrank_more_sources.py --report                          # markdown
 
-Two simulated rooms (pyroomacoustics, RT60 300 ms, 2 mics 10 cm apart, sources 1.5 m away
-at -50, 0 and 50 degrees) built from the dry dev sources: ``speech+guitar`` (two talkers
-and the guitar) and ``instruments`` (guitar, bass, synth). Methods, each with 3 sources
-(SDRi at mic 0, BSS Eval v3 best permutation; mean / worst of the 3 sources):
+Simulated rooms (pyroomacoustics image method, 16 kHz, 10 s) built from the dry dev
+sources (speech, and the music stems read from ``../shared`` at run time, never stored):
+a two-mic linear array in a 6 x 5 x 3 m room, sources at the given angles and distance.
+The cases vary the sources (talkers, speech with an instrument, instruments), their
+number (3, 4), the spacing (5, 10, 18 cm), RT60 (250-500 ms) and the distance.
 
-- ``ilrma2+refine3``: ``ilrma separate``'s defaults with 2 sources, then 100 full-rank
-  iterations with 3 sources (the third from the N > M start rule), Wiener output;
-- ``random3``: our full-rank iterations (100) from a random start (pyroomacoustics' rule);
-- ``pra``: pyroomacoustics' ``fastmnmf2``, n_src = 3 (K = 16, 4096/2048, 100 iterations).
+Methods (SDRi at mic 0, BSS Eval v3 with the best permutation; mean and worst source):
 
-The first two use the default STFT (4096/1024) and 4 bases per source.
+- ``ilrma``: ``ilrma separate --n-sources N --spatial fullrank`` through
+  :func:`ilrma_cli.pipeline.separate` (the automatic STFT, the CLI's defaults otherwise);
+- ``pra``: pyroomacoustics' ``fastmnmf2`` with ``n_src = N`` (K = 16, 100 iterations, its
+  own start from ``np.random.seed(seed)``) at 8192/2048, its best frame on the dev cases.
+
+One BLAS thread; ``seconds`` is the method's time in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,54 +34,64 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inputs import DATA, RATE  # noqa: E402
 
-from ilrma_cli.engine.fullrank_compiled import iterate_compiled  # noqa: E402
-from ilrma_cli.engine.fullrank_refine import (  # noqa: E402
-    fullrank_images,
-    random_model,
-    refine_fullrank,
-)
-from ilrma_cli.engine.observation import unit_power_features  # noqa: E402
 from ilrma_cli.metrics import score  # noqa: E402
-from ilrma_cli.pipeline import separate
+from ilrma_cli.pipeline import separate  # noqa: E402
 from ilrma_cli.settings import SeparationSettings  # noqa: E402
 from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
 
-SOURCES = {
-    "speech+guitar": ["cmu_arctic_us_aew_a0001", "cmu_arctic_us_axb_a0004", "acoustic_guit_main"],
-    "instruments": ["acoustic_guit_main", "bass", "synth"],
-}
-DEFAULT_STFT = StftConfig(4096, 1024, "hann")
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "out" / "more_sources.jsonl"
+SECONDS = 10.0
 
 
-def dry_source(path: Path) -> np.ndarray:
-    """First channel of a dry source at 16 kHz (the music stems are 44.1 kHz)."""
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    sources: tuple[str, ...]  # parts of the file names in ../shared/data/sources
+    angles: tuple[float, ...]  # degrees from broadside
+    spacing: float  # m between the two mics
+    rt60: float
+    distance: float  # m from the array centre
+
+
+SCENES = (
+    Scene("speech+guitar", ("aew_a0001", "axb_a0004", "acoustic_guit"), (-50, 0, 50), 0.10, 0.3, 1.5),
+    Scene("instruments", ("acoustic_guit", "bass", "synth"), (-50, 0, 50), 0.10, 0.3, 1.5),
+    Scene("3 talkers", ("aew_a0001", "axb_a0004", "aew_a0002"), (-60, 0, 45), 0.05, 0.25, 1.2),
+    Scene("instruments wide", ("acoustic_guit", "bass", "synth"), (-40, 10, 55), 0.18, 0.45, 2.0),
+    Scene("3 talkers far", ("axb_a0005", "aew_a0003", "axb_a0006"), (-45, 15, 60), 0.18, 0.5, 2.5),
+    Scene("4 instruments", ("acoustic_guit", "bass", "synth", "pad"), (-60, -20, 20, 60), 0.10, 0.3, 1.5),
+)  # fmt: skip
+
+
+def dry_source(part: str) -> np.ndarray:
+    """First channel of the dry source whose file name contains ``part``, at 16 kHz."""
     import soundfile as sf
     from scipy.signal import resample_poly
 
+    path = next(p for p in sorted((DATA / "sources").glob("*.wav")) if part in p.name)
     data, rate = sf.read(path, dtype="float64", always_2d=True)
     return data[:, 0] if rate == RATE else resample_poly(data[:, 0], RATE, rate)
 
 
-def room(names: list[str], seconds: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """Mixture ``(2, n)`` and the source images at mic 0 ``(3, n)``."""
+def room(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Mixture ``(2, n)`` and the source images at mic 0 ``(N, n)``."""
     import pyroomacoustics as pra
 
-    n = int(seconds * RATE)
-    files = sorted((DATA / "sources").glob("*.wav"))
-    dry = [np.resize(dry_source(next(f for f in files if name in f.name)), n) for name in names]
+    n = int(SECONDS * RATE)
     room_dim = [6.0, 5.0, 3.0]
-    absorption, max_order = pra.inverse_sabine(0.3, room_dim)
-    mics = np.array([[2.95, 3.05], [2.5, 2.5], [1.5, 1.5]])
+    absorption, max_order = pra.inverse_sabine(scene.rt60, room_dim)
+    half = scene.spacing / 2
+    mics = np.array([[3.0 - half, 3.0 + half], [2.5, 2.5], [1.5, 1.5]])
     images = []
-    for k, signal in enumerate(dry):
-        angle = np.deg2rad(90 + (-50, 0, 50)[k])
+    for part, degrees in zip(scene.sources, scene.angles, strict=True):
+        signal = np.resize(dry_source(part), n)
+        angle = np.deg2rad(90 + degrees)
         shoebox = pra.ShoeBox(
             room_dim, fs=RATE, materials=pra.Material(absorption), max_order=max_order
         )
-        shoebox.add_source(
-            [3.0 + 1.5 * np.cos(angle), 2.5 + 1.5 * np.sin(angle), 1.6],
-            signal=signal / np.std(signal),
-        )
+        position = [3.0 + scene.distance * np.cos(angle), 2.5 + scene.distance * np.sin(angle), 1.6]
+        shoebox.add_source(position, signal=signal / np.std(signal))
         shoebox.add_microphone_array(mics)
         shoebox.simulate()
         images.append(shoebox.mic_array.signals[:, :n])
@@ -85,66 +101,84 @@ def room(names: list[str], seconds: float = 10.0) -> tuple[np.ndarray, np.ndarra
     return mix / peak * 0.5, stacked[:, 0] / peak * 0.5
 
 
-def sdri(refs: np.ndarray, estimates: np.ndarray, mix: np.ndarray) -> tuple[float, float]:
-    """Mean and worst SDRi over the sources."""
-    values = score(refs, estimates, mix[0]).sdri
-    assert values is not None
-    return float(np.mean(values)), float(np.min(values))
+def ours(mix: np.ndarray, n_src: int, seed: int) -> np.ndarray:
+    settings = SeparationSettings(seed=seed, n_sources=n_src)
+    settings = replace(settings, ilrma=replace(settings.ilrma, spatial="fullrank"))
+    return separate(mix, settings, rate=RATE).sources
 
 
-def refine3(mix: np.ndarray, seed: int) -> np.ndarray:
-    separation = separate(mix, SeparationSettings(seed=seed), rate=RATE)
-    result = separation.result
-    obs = stft(mix, DEFAULT_STFT)
-    model = refine_fullrank(
-        obs,
-        result.demix,
-        result.basis,
-        result.activation,
-        100,
-        n_src=3,
-        n_basis=None,
-        weight_floor=1e-2,
-    )
-    return istft(fullrank_images(obs, model, 0), mix.shape[1], DEFAULT_STFT)
-
-
-def random3(mix: np.ndarray, seed: int) -> np.ndarray:
-    obs = stft(mix, DEFAULT_STFT)
-    n_mics, n_freq, n_frames = obs.shape
-    model = random_model(n_freq, n_frames, n_mics, 3, 4, np.random.default_rng(seed))
-    iterate_compiled(unit_power_features(obs)[0], model, 100, record_loss=False)
-    return istft(fullrank_images(obs, model, 0), mix.shape[1], DEFAULT_STFT)
-
-
-def pra3(mix: np.ndarray, seed: int) -> np.ndarray:
+def pyroomacoustics_fastmnmf2(mix: np.ndarray, n_src: int, seed: int) -> np.ndarray:
     import pyroomacoustics as pra
 
-    config = StftConfig(4096, 2048, "hann")
+    config = StftConfig(8192, 2048, "hann")
     obs = stft(mix, config)
-    np.random.seed(seed)  # noqa: NPY002
-    out = pra.bss.fastmnmf2(obs.transpose(2, 1, 0), n_src=3, n_iter=100, n_components=16)
+    np.random.seed(seed)  # noqa: NPY002  (pra draws its start from the global generator)
+    out = pra.bss.fastmnmf2(obs.transpose(2, 1, 0), n_src=n_src, n_iter=100, n_components=16)
     return istft(out.transpose(2, 1, 0), mix.shape[1], config)
+
+
+METHODS = {"ilrma": ours, "pra": pyroomacoustics_fastmnmf2}
+
+
+def run(seeds: list[int], methods: list[str], out: Path) -> None:
+    done = set()
+    if out.exists():
+        done = {(r["case"], r["seed"], r["method"]) for r in map(json.loads, out.open())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for scene in SCENES:
+        mix, refs = room(scene)
+        for seed in seeds:
+            for method in methods:
+                if (scene.name, seed, method) in done:
+                    continue
+                start = time.perf_counter()
+                values = score(refs, METHODS[method](mix, len(refs), seed), mix[0]).sdri
+                seconds = time.perf_counter() - start
+                assert values is not None
+                row = {"case": scene.name, "seed": seed, "method": method,
+                       "sdri": [float(v) for v in values], "seconds": seconds}  # fmt: skip
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{scene.name:18s} {seed} {method:6s} mean {np.mean(values):6.2f} "
+                      f"worst {np.min(values):6.2f} dB {seconds:5.1f} s", flush=True)  # fmt: skip
+
+
+def report(out: Path) -> None:
+    """Per case and method: mean SDRi over sources and seeds, the worst source of any seed,
+    the seeds' spread of the mean, the median time."""
+    rows = [json.loads(line) for line in out.open()]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    print("Mean SDRi over sources and seeds / worst source over seeds (dB), median seconds\n")
+    print("| case | N | mics | RT60 | " + " | ".join(methods) + " |")
+    print("|---" * (len(methods) + 4) + "|")
+    for scene in SCENES:
+        cells = []
+        for method in methods:
+            got = [r for r in rows if r["case"] == scene.name and r["method"] == method]
+            if not got:
+                cells.append("")
+                continue
+            means = [np.mean(r["sdri"]) for r in got]
+            worst = min(min(r["sdri"]) for r in got)
+            secs = np.median([r["seconds"] for r in got])
+            cells.append(f"{np.mean(means):.2f} / {worst:.2f} ({secs:.0f} s, n={len(got)})")
+        mics = f"{scene.spacing * 100:.0f} cm"
+        print(f"| {scene.name} | {len(scene.sources)} | {mics} | {scene.rt60:.2f} | "
+              + " | ".join(cells) + " |")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--methods", default="ilrma,pra")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
-    methods = {"ilrma2+refine3": refine3, "random3": random3, "pra": pra3}
-    print("| mixture | seed | " + " | ".join(methods) + " |")
-    print("|---" * (len(methods) + 2) + "|")
+    if args.report:
+        report(args.out)
+        return
     with threadpool_limits(limits=1):
-        for name, sources in SOURCES.items():
-            mix, refs = room(sources)
-            for seed in (int(s) for s in args.seeds.split(",")):
-                cells = []
-                for method in methods.values():
-                    start = time.perf_counter()
-                    mean, worst = sdri(refs, method(mix, seed), mix)
-                    seconds = time.perf_counter() - start
-                    cells.append(f"{mean:.2f} / {worst:.2f} ({seconds:.0f} s)")
-                print(f"| {name} | {seed} | " + " | ".join(cells) + " |", flush=True)
+        run([int(s) for s in args.seeds.split(",")], args.methods.split(","), args.out)
 
 
 if __name__ == "__main__":
