@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 import re
 
+from ilrma_cli.engine.observation import BLOCK_BINS
 from ilrma_cli.engine.threads import N_CHUNKS
 from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
 
@@ -75,6 +76,7 @@ def engine_bytes(
     taps: int = 0,
     fullrank_basis: int = 16,
     n_sources: int | None = None,
+    images: bool = True,
 ) -> int:
     """Peak bytes alive while the engine runs, the mixture spectrogram included.
 
@@ -88,9 +90,9 @@ def engine_bytes(
 
     ``spatial="fullrank"`` adds the refinement (:mod:`ilrma_cli.engine.fullrank_refine`):
     the spectrogram, the features, the refit of the NMF to ``fullrank_basis`` bases at its
-    start (the demixed powers and the rules' temporaries, ``5 m B 8`` at most, as
-    tracemalloc measured) and the model of ``n_sources`` (default ``m``) with its chunk
-    sums; finishing holds the Wiener images at every mic (:func:`fullrank_images_bytes`).
+    start (the demixed powers ``m B 8``, its temporaries one block of frequencies at a time)
+    and the model of ``n_sources`` (default ``m``) with its chunk sums; finishing holds the
+    Wiener images, at every mic with ``images`` (:func:`fullrank_images_bytes`).
 
     With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
     instead of the features, each mic's frames once ``m B 16`` (float64 real and imaginary
@@ -127,19 +129,20 @@ def engine_bytes(
         n_src = max(m, n_sources or m)
         model = 2 * n_src * fullrank_basis * (n_freq + n_frames) * 8
         model += 2 * min(N_CHUNKS, n_freq) * n_src * fullrank_basis * n_frames * 8
-        iterating = max(iterating, spectrogram + m * m * bins * 8 + 5 * m * bins * 8 + model)
+        refit = m * bins * 8 + 5 * m * min(bins, BLOCK_BINS) * 8
+        iterating = max(iterating, spectrogram + m * m * bins * 8 + refit + model)
     return ENGINE_SCRATCH + max(
-        iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial, n_sources)
+        iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial, n_sources, images)
     )
 
 
 def fullrank_images_bytes(
-    n_channels: int, bins: int, spatial: str, n_sources: int | None = None
+    n_channels: int, bins: int, spatial: str, n_sources: int | None = None, images: bool = True
 ) -> int:
-    """The full-rank model's Wiener images of ``n_sources`` (default: one per channel) at
-    every mic, complex128 (0 for rank 1)."""
+    """The full-rank model's Wiener images of ``n_sources`` (default: one per channel),
+    complex128, at every mic with ``images``, else at the reference mic (0 for rank 1)."""
     n_src = n_sources or n_channels
-    return n_src * n_channels * bins * 16 if spatial == "fullrank" else 0
+    return n_src * (n_channels if images else 1) * bins * 16 if spatial == "fullrank" else 0
 
 
 def estimate_peak_bytes(
@@ -154,6 +157,7 @@ def estimate_peak_bytes(
     taps: int = 0,
     fullrank_basis: int = 16,
     n_sources: int | None = None,
+    images: bool = True,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
@@ -161,7 +165,7 @@ def estimate_peak_bytes(
     """
     phases = phase_bytes(
         n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps,
-        fullrank_basis, n_sources,
+        fullrank_basis, n_sources, images,
     )  # fmt: skip
     return int(BASELINE + MARGIN * max(phases.values()))
 
@@ -178,6 +182,7 @@ def phase_bytes(
     taps: int = 0,
     fullrank_basis: int = 16,
     n_sources: int | None = None,
+    images: bool = True,
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
     if precision not in ITEMSIZE:
@@ -195,12 +200,21 @@ def phase_bytes(
         "read": waveform,
         "stft": waveform + spectrogram + stft_block,
         "engine": engine_bytes(
-            m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis,
+            m,
+            n_freq,
+            frames,
+            n_basis,
+            precision,
+            backend,
+            spatial,
+            taps,
+            fullrank_basis,
             n_sources,
+            images,
         ),  # fmt: skip
         "output": spectrogram
         + output_block
-        + fullrank_images_bytes(m, n_freq * frames, spatial, n_sources),
+        + fullrank_images_bytes(m, n_freq * frames, spatial, n_sources, images),
     }
 
 

@@ -228,7 +228,7 @@ def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int
         resolved.stft.n_fft, resolved.stft.hop,
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
         resolved.ilrma.spatial, resolved.ilrma.taps, resolved.ilrma.fullrank_basis,
-        resolved.n_sources,
+        resolved.n_sources, resolved.images,
     )  # fmt: skip
 
 

@@ -244,8 +244,19 @@ def weights_pass(
 
 @_jit
 def diagonaliser_pass(
-    feats, diag, weights, basis, activation, act_num, act_den, update_q, update_w, want_loss, eps,
-    f_lo, f_hi,
+    feats,
+    diag,
+    weights,
+    basis,
+    activation,
+    act_num,
+    act_den,
+    update_q,
+    update_w,
+    want_loss,
+    eps,
+    f_lo,
+    f_hi,
 ):  # pragma: no cover - compiled
     """Rows of ``Q_f`` and ``phi_f`` (if ``update_q``), loss part, next basis update (module
     docstring), over the frequencies ``[f_lo, f_hi)``.

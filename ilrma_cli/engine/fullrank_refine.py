@@ -32,7 +32,12 @@ import numpy as np
 
 from ilrma_cli.engine import fullrank as ref
 from ilrma_cli.engine.fullrank import EPS, FullRankModel
-from ilrma_cli.engine.observation import power_coefficients, to_hermitian, unit_power_features
+from ilrma_cli.engine.observation import (
+    freq_blocks,
+    power_coefficients,
+    to_hermitian,
+    unit_power_features,
+)
 from ilrma_cli.engine.types import Callback
 
 NMF_FIT_ITER = 30  # IS-NMF iterations when the NMF is refitted to the demixed powers
@@ -60,8 +65,8 @@ class FullRankResult(FullRankModel):
 
 def demixed_powers(feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``|rows[f, n] @ x_ft|^2`` ``(n_rows, n_freq, n_frames)`` from the features."""
-    out = np.matmul(power_coefficients(rows), feats).transpose(1, 0, 2)
-    return np.maximum(out, 0.0)
+    out = np.matmul(power_coefficients(rows), feats)
+    return np.maximum(out, 0.0, out=out).transpose(1, 0, 2)
 
 
 def fit_nmf(
@@ -72,25 +77,32 @@ def fit_nmf(
     The rank-1 special case of the full-rank updates (identity weights, so
     :func:`ilrma_cli.engine.fullrank.update_basis` and ``update_activation`` with the sums
     over mics dropped): ``w <- w sqrt((P / V^2) h^T / (1 / V) h^T)``, then the same for
-    ``h``, with ``V = max(w h, eps)`` (Fevotte & Idier 2011, the MM form).
+    ``h``, with ``V = max(w h, eps)`` (Fevotte & Idier 2011, the MM form). The ratios are
+    formed one block of frequencies at a time (:func:`freq_blocks`), so the temporaries do
+    not grow with the recording; the activation sums add the blocks in order.
     """
     n, n_freq, n_frames = power.shape
     scale = np.sqrt(max(float(power.mean()), eps) / n_basis)
     basis = scale * (0.5 + rng.random((n, n_freq, n_basis)))
     activation = scale * (0.5 + rng.random((n, n_basis, n_frames)))
+    blocks = freq_blocks(n_freq, n_frames)
 
-    def ratios() -> tuple[np.ndarray, np.ndarray]:
-        inv = 1.0 / np.maximum(basis @ activation, eps)
-        return power * inv * inv, inv
+    def ratios(block: slice) -> tuple[np.ndarray, np.ndarray]:
+        inv = 1.0 / np.maximum(basis[:, block] @ activation, eps)
+        return power[:, block] * inv * inv, inv
 
     for _ in range(n_iter):
-        num, inv = ratios()
         act_t = activation.transpose(0, 2, 1)
-        basis *= np.sqrt((num @ act_t) / np.maximum(inv @ act_t, eps))
-        np.maximum(basis, eps, out=basis)
-        num, inv = ratios()
-        basis_t = basis.transpose(0, 2, 1)
-        activation *= np.sqrt((basis_t @ num) / np.maximum(basis_t @ inv, eps))
+        num_h, den_h = np.zeros_like(activation), np.zeros_like(activation)
+        for block in blocks:
+            num, inv = ratios(block)
+            basis[:, block] *= np.sqrt((num @ act_t) / np.maximum(inv @ act_t, eps))
+            np.maximum(basis[:, block], eps, out=basis[:, block])
+            num, inv = ratios(block)
+            basis_t = basis[:, block].transpose(0, 2, 1)
+            num_h += basis_t @ num
+            den_h += basis_t @ inv
+        activation *= np.sqrt(num_h / np.maximum(den_h, eps))
         np.maximum(activation, eps, out=activation)
     return basis, activation
 
