@@ -78,7 +78,7 @@ def one_run(
     mix, refs, rate = load_case(case)
     n_src = refs["full"].shape[0]
     stft = STFTS[stft_name]
-    ilrma = replace(DEFAULT_ILRMA, taps=taps, delay=delay)
+    ilrma = replace(DEFAULT_ILRMA, taps=taps, delay=delay, spatial="rank1")
     settings = SeparationSettings(
         stft=stft, ilrma=ilrma, seed=seed, n_sources=n_src if n_src < mix.shape[0] else None
     )
@@ -189,7 +189,7 @@ def timing(case: str, stft_name: str, n_iter: int, repeats: int) -> str:
     settings.append((10, "reference"))
     base = None
     for taps, backend in settings:
-        config = replace(DEFAULT_ILRMA, n_iter=n_iter, iva_iter=0, taps=taps)
+        config = replace(DEFAULT_ILRMA, n_iter=n_iter, iva_iter=0, taps=taps, spatial="rank1")
         best = np.inf
         for _ in range(repeats):
             stamps: list[float] = []

@@ -3,7 +3,7 @@
 ``python bench/peak_memory.py METHOD IN.wav OUT_DIR N_FFT HOP N_ITER``. For ilrma
 methods (``"ilrma ip (double)"``...) this runs the real command line in this
 process: ``ilrma separate IN.wav -o OUT_DIR --n-fft N_FFT --hop HOP --n-iter N_ITER
---update ip --precision double --n-basis 2``, everything else at its default
+--update ip --precision double --n-basis 2 --spatial rank1``, everything else at its default
 (read -> STFT -> IVA start and ILRMA -> projection back -> ISTFT -> write). Peers
 run read -> STFT -> separate -> ISTFT -> write through their libraries. Reports
 ``VmHWM`` (peak resident set), the resident size after the imports (``baseline``),
@@ -48,6 +48,7 @@ def run_cli(method: str, path: str, out_dir: str, n_fft: int, hop: int, n_iter: 
     args = ["separate", path, "-o", out_dir, "--force", "-q", "--no-progress"]
     args += ["--n-fft", str(n_fft), "--hop", str(hop), "--n-iter", str(n_iter)]
     args += ["--update", update, "--precision", precision, "--n-basis", str(N_BASIS)]
+    args += ["--spatial", "rank1"]  # ILRMA against the peers' ILRMA
     cli.main(args, prog_name="ilrma", standalone_mode=False)
     return baseline
 

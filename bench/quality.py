@@ -39,12 +39,13 @@ import cases as case_lib  # noqa: E402
 
 from ilrma_cli.engine import ILRMAConfig  # noqa: E402
 from ilrma_cli.pipeline import separate  # noqa: E402
-from ilrma_cli.settings import SeparationSettings  # noqa: E402
+from ilrma_cli.settings import SeparationSettings, auto_spatial  # noqa: E402
 from ilrma_cli.stft import StftConfig, istft, stft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_STFT = StftConfig(4096, 2048, "hann")
 DEFAULT = SeparationSettings()
+RANK1 = replace(DEFAULT.ilrma, spatial="rank1")
 SEEDS = (0, 1, 2)
 # The reverberant dev cases with early images (``--set reverb``).
 REVERB_CASES = ("arctic_2src_rt600", "arctic_2src_rt900", "arctic_4mic_2src_rt600")
@@ -73,13 +74,14 @@ SETTINGS: dict[str, Setting] = {
     "ref-2bases": Setting(SeparationSettings(stft=REF_STFT, ilrma=ILRMAConfig(n_basis=2))),
     "default": Setting(DEFAULT),
     # --set reverb: joint dereverberation and the WPE cascade
-    "taps2": Setting(replace(DEFAULT, ilrma=replace(DEFAULT.ilrma, taps=2, delay=2))),
+    "rank1": Setting(replace(DEFAULT, ilrma=RANK1)),  # the defaults before the full-rank one
+    "taps2": Setting(replace(DEFAULT, ilrma=replace(RANK1, taps=2, delay=2))),
     "default-4096": Setting(_at_4096()),
-    "taps2-4096": Setting(_at_4096(replace(DEFAULT.ilrma, taps=2, delay=2))),
+    "taps2-4096": Setting(_at_4096(replace(RANK1, taps=2, delay=2))),
     "wpe10": Setting(DEFAULT, wpe=10),
 }
 SETS = {
-    "sim": ("reference", "ref-2bases", "default"),
+    "sim": ("reference", "ref-2bases", "rank1", "default"),
     "reverb": ("default", "wpe10", "taps2-4096", "default-4096", "taps2"),
 }
 
@@ -107,6 +109,9 @@ def parse(spec: str) -> Setting:
     wpe = int(fields.pop("wpe", 0))
     types = {"model": str, "update": str, "dof": float, "spatial": str}
     ilrma = {k: types.get(k, int)(v) for k, v in fields.items()}
+    if "spatial" not in ilrma and ("model" in ilrma or "taps" in ilrma):  # as the CLI resolves it
+        model, taps = ilrma.get("model", settings.ilrma.model), ilrma.get("taps", 0)
+        ilrma["spatial"] = auto_spatial(str(model), int(taps))
     return Setting(replace(settings, ilrma=replace(settings.ilrma, **ilrma)), seeds, wpe)
 
 

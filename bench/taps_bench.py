@@ -59,7 +59,13 @@ def per_iteration(
 
     def timed(n_iter: int) -> float:
         config = dataclasses.replace(
-            DEFAULT_ILRMA, n_iter=n_iter, iva_iter=0, record_loss=False, taps=taps, update=rule
+            DEFAULT_ILRMA,
+            n_iter=n_iter,
+            iva_iter=0,
+            record_loss=False,
+            taps=taps,
+            update=rule,
+            spatial="rank1",
         )
         begin = time.process_time()
         run(obs, config, seed=0, n_sources=n_src, backend=backend)

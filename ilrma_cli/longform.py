@@ -75,9 +75,10 @@ def long_settings(settings: SeparationSettings) -> tuple[SeparationSettings, str
     config = settings.ilrma
     if config.spatial == "rank1" and not config.taps:
         return settings, None
-    dropped = "--spatial fullrank" if config.spatial != "rank1" else "--taps"
+    dropped = "the full-rank model" if config.spatial != "rank1" else "--taps"
     rank1 = replace(config, spatial="rank1", taps=0)
-    message = f"a long input is streamed, which {dropped} cannot be: separated with rank-1 ILRMA"
+    message = (f"a long input is streamed, which {dropped} cannot be: separated with rank-1 "
+               "ILRMA (--max-memory keeps a file whole up to that size)")  # fmt: skip
     return replace(settings, ilrma=rank1), message
 
 

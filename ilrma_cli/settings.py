@@ -113,10 +113,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("iva_iter", int, 20,
             "IVA iterations before ILRMA, a permutation-free start for the NMF model (0: none)",
             "engine", example="0,20", minimum=0),
-    Setting("spatial", str, "rank1", "Spatial model: rank1 (ILRMA), or fullrank (FastMNMF2 "
-            "refined from the ILRMA solution, Wiener-filtered output; gauss model only)", "engine",
-            example="rank1,fullrank", choices=SPATIAL_MODELS),
-    Setting("fullrank_iter", int, 100, "Iterations of the full-rank model after the ILRMA "
+    Setting("spatial", str, None, "Spatial model: rank1 (ILRMA), or fullrank (FastMNMF2 "
+            "refined from the ILRMA solution, Wiener-filtered output; gauss model only, no "
+            "--taps)", "engine", example="rank1,fullrank", choices=SPATIAL_MODELS,
+            default_text="fullrank; rank1 with --model t or partition, or --taps"),
+    Setting("fullrank_iter", int, 30, "Iterations of the full-rank model after the ILRMA "
             "ones (--spatial fullrank)", "engine", example="30,100", minimum=0),
     Setting("fullrank_basis", int, 16, "NMF bases per source of the full-rank model, refitted "
             "to the ILRMA outputs (--spatial fullrank)", "engine", example="4,16", minimum=1),
@@ -148,7 +149,23 @@ SWEEP_SETTINGS = tuple(s for s in SETTINGS if s.sweep != "none")
 GRID_SETTINGS = tuple(s for s in SETTINGS if s.sweep == "grid")
 
 # Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
-DEFAULT_ILRMA = ILRMAConfig(**{s.name: s.default for s in SETTINGS if s.home == "engine"})
+
+
+def auto_spatial(model: str, taps: int) -> str:
+    """The spatial model when none is asked for: the full-rank refinement wherever it runs
+    (the Gaussian model without taps), else rank 1 (QUALITY.md, "The full-rank default")."""
+    return "fullrank" if model == "gauss" and not taps else "rank1"
+
+
+def engine_config(values: Mapping[str, Any]) -> ILRMAConfig:
+    """:class:`ILRMAConfig` from the engine settings' values, ``spatial`` None resolved."""
+    engine = dict(values)
+    if engine["spatial"] is None:
+        engine["spatial"] = auto_spatial(engine["model"], engine["taps"])
+    return ILRMAConfig(**engine)
+
+
+DEFAULT_ILRMA = engine_config({s.name: s.default for s in SETTINGS if s.home == "engine"})
 
 
 def next_fast_len(target: int) -> int:
@@ -236,7 +253,7 @@ class SeparationSettings:
                               window)  # fmt: skip
         engine = {s.name: value[s.name] for s in SETTINGS if s.home == "engine"}
         own = {s.name: value[s.name] for s in SETTINGS if s.home == "separation"}
-        return cls(stft=stft, window=window, ilrma=ILRMAConfig(**engine), **own)
+        return cls(stft=stft, window=window, ilrma=engine_config(engine), **own)
 
     def value(self, name: str) -> Any:
         """The value of setting ``name``; ``"auto"`` for the sizes of an automatic STFT."""

@@ -202,7 +202,8 @@ def test_sweep_grids_over_the_model_and_a_flag(tmp_path, inputs):
                     "--json", *FAST)  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["varying"] == ["model", "normalize"]
+    # the default spatial model follows the source model: fullrank for gauss, rank1 for t
+    assert document["varying"] == ["model", "spatial", "normalize"]
     assert [(s["model"], s["normalize"]) for s in document["summary"]] == [
         ("gauss", True), ("gauss", False), ("t", True), ("t", False)
     ]  # fmt: skip

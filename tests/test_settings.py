@@ -36,8 +36,22 @@ def test_every_engine_and_separation_field_has_one_entry():
 
 
 def test_defaults_are_the_engine_defaults_of_separate():
-    assert ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20) == DEFAULT_ILRMA
+    expected = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20, spatial="fullrank",
+                           fullrank_iter=30, fullrank_basis=16)  # fmt: skip
+    assert expected == DEFAULT_ILRMA
     assert SeparationSettings.from_values({}) == SeparationSettings()
+
+
+@pytest.mark.parametrize(
+    ("values", "spatial"),
+    [({}, "fullrank"), ({"model": "t"}, "rank1"), ({"model": "partition"}, "rank1"),
+     ({"taps": 2}, "rank1"), ({"spatial": "rank1"}, "rank1"),
+     ({"spatial": "fullrank", "n_basis": 2}, "fullrank")],
+)  # fmt: skip
+def test_the_spatial_model_follows_the_source_model_and_taps_unless_given(values, spatial):
+    assert SeparationSettings.from_values(values).ilrma.spatial == spatial
+    with pytest.raises(ValueError, match="gauss model"):
+        SeparationSettings.from_values({"model": "t", "spatial": "fullrank"})
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s.choices], ids=lambda s: s.name)
