@@ -12,7 +12,8 @@ Methods (each a row per case and seed; "default" is ``ilrma separate``'s default
 - ``refine``: that start refined by ``--refine-iter`` FastMNMF2 iterations, Wiener output;
 - ``ilrma@N`` / ``refine@N``: the same with the STFT N/N/4 in both stages (8192, 11000);
 - ``pra``: pyroomacoustics' ``fastmnmf2`` with its own start (K = 16, 4096/2048, 100 iterations);
-  ``pra@8192`` / ``pra@11000`` at 8192/2048 and 11000/2750;
+  ``pra@2048`` / ``pra@8192`` / ``pra@11000`` at 2048/512, 8192/2048 and 11000/2750;
+  ``pra8`` / ``pra8@N``: the same with K = 8;
 - ``refine16`` / ``refine16@N``: the refinement with the NMF refitted to 16 bases, floor 5e-2;
 - ``random``: our iterations from the same kind of random start, at ``pra``'s settings;
 - ``study`` / ``study@N``: SDRi of the refinement after ``--checkpoints`` iterations (10, 30,
@@ -29,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,8 @@ CASES = sorted(p.name for p in (DATA / "dev").iterdir() if (p / "mix.wav").exist
 FRAMES = {"": StftConfig(4096, 1024, "hann"), "@8192": StftConfig(8192, 2048, "hann")}
 FRAMES["@11000"] = StftConfig(11000, 2750, "hann")
 PRA_FRAMES = {"": StftConfig(4096, 2048, "hann"), **{k: v for k, v in FRAMES.items() if k}}
+PRA_FRAMES["@2048"] = StftConfig(2048, 512, "hann")
+PRA_BASES = {"pra": 16, "pra8": 8}
 
 
 def load(case: str) -> tuple[np.ndarray, np.ndarray]:
@@ -166,14 +170,17 @@ def iterations_study(
 
 
 def pyroomacoustics_fastmnmf2(
-    mix: np.ndarray, refs: np.ndarray, seed: int, config: StftConfig
+    mix: np.ndarray, refs: np.ndarray, seed: int, config: StftConfig, n_basis: int = 16
 ) -> tuple[float, float]:
+    """pyroomacoustics' ``fastmnmf2`` (100 iterations, ``n_basis`` bases), output at mic 0."""
     import pyroomacoustics as pra
 
     start = time.perf_counter()
     obs = stft(mix, config)
     np.random.seed(seed)  # noqa: NPY002  (pra draws its start from the global generator)
-    out = pra.bss.fastmnmf2(obs.transpose(2, 1, 0), n_src=len(refs), n_iter=100, n_components=16)
+    out = pra.bss.fastmnmf2(
+        obs.transpose(2, 1, 0), n_src=len(refs), n_iter=100, n_components=n_basis
+    )
     estimates = istft(out.transpose(2, 1, 0), mix.shape[1], config)
     return sdri(refs, estimates, mix), time.perf_counter() - start
 
@@ -214,10 +221,11 @@ def run(
                     rows.append((f"refine16{frames}", *got))
             if "random" in methods and (case, seed, "random") not in done:
                 rows.append(("random", *random_start(mix, refs, seed)))
-            for frames, config in PRA_FRAMES.items():
-                if f"pra{frames}" in methods and (case, seed, f"pra{frames}") not in done:
-                    got = pyroomacoustics_fastmnmf2(mix, refs, seed, config)
-                    rows.append((f"pra{frames}", *got))
+            for (name, n_basis), (frames, config) in product(PRA_BASES.items(), PRA_FRAMES.items()):
+                method = f"{name}{frames}"
+                if method in methods and (case, seed, method) not in done:
+                    got = pyroomacoustics_fastmnmf2(mix, refs, seed, config, n_basis)
+                    rows.append((method, *got))
             with out.open("a") as f:
                 for method, value, seconds in rows:
                     row = {"case": case, "seed": seed, "method": method, "sdri": value}
