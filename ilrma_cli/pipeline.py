@@ -201,7 +201,7 @@ def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None 
     reduces it to fewer sources (the principal subspace is taken in double precision).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        settings = settings.for_rate(rate, mixture.shape[1])
+        settings = settings.for_rate(rate, mixture.shape[1], mixture.shape[0])
         assert settings.stft is not None
         check_signal(mixture, settings)
         start = time.perf_counter()

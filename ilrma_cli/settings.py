@@ -91,7 +91,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("n_fft", int, None, "STFT frame length in samples, any size", "stft",
             example="1024,2048,4096", minimum=2,
-            default_text="auto: the longest of about 0.2, 0.5 and 0.7 s that leaves 52 frames; at 16 kHz 4096 below 6.7 s, 8192 to 8.9 s, 11000 beyond"),
+            default_text="auto: the longest of about 0.2, 0.5 and 0.7 s that leaves 52 frames; at 16 kHz 4096 below 6.7 s, 8192 to 8.9 s, 11000 beyond; 0.2 s for more sources than channels"),
     Setting("hop", int, None, "STFT hop in samples, at most --n-fft", "stft",
             example="512,1024", minimum=1, default_text="n_fft / 4"),
     Setting("window", str, "hann", "STFT window", "stft", example="hann,hamming",
@@ -264,13 +264,21 @@ class SeparationSettings:
             return getattr(self.stft, name)
         return getattr(self.ilrma if home == "engine" else self, name)
 
-    def for_rate(self, rate: int | None, n_samples: int | None = None) -> SeparationSettings:
-        """These settings with the "auto" STFT resolved for ``n_samples`` at ``rate`` Hz."""
+    def for_rate(
+        self, rate: int | None, n_samples: int | None = None, n_channels: int | None = None
+    ) -> SeparationSettings:
+        """These settings with the "auto" STFT resolved for ``n_samples`` at ``rate`` Hz.
+
+        More sources than ``n_channels`` take the shortest automatic frame whatever the
+        length: the full-rank model then has more to estimate per frequency, and the
+        ~200-ms frame did better on 5 of 6 such rooms (docs/FULLRANK.md).
+        """
         if self.stft is not None:
             return self
         if rate is None:
             raise ValueError("the automatic STFT size needs the sample rate")
-        return replace(self, stft=auto_stft(rate, self.window, n_samples))
+        more = n_channels is not None and (self.n_sources or 0) > n_channels
+        return replace(self, stft=auto_stft(rate, self.window, None if more else n_samples))
 
     def to_dict(self) -> dict[str, object]:
         """Every setting of :data:`SETTINGS` by name (for ``--json`` and ``report.json``)."""

@@ -32,3 +32,14 @@ def test_frames_keep_their_duration_across_rates_and_stay_fast_to_transform(rate
 def test_the_rule_is_monotone_in_the_length():
     sizes = [auto_stft(16000, n_samples=n).n_fft for n in range(16000, 40 * 16000, 4000)]
     assert sizes == sorted(sizes)
+
+
+def test_more_sources_than_channels_take_the_shortest_frame_whatever_the_length():
+    from ilrma_cli.settings import SeparationSettings
+
+    long = 60 * 16000
+    more = SeparationSettings(n_sources=3).for_rate(16000, long, n_channels=2)
+    assert more.stft == auto_stft(16000, n_samples=None)  # 4096/1024
+    determined = SeparationSettings(n_sources=2).for_rate(16000, long, n_channels=2)
+    assert determined.stft == auto_stft(16000, n_samples=long)  # 11000/2750
+    assert determined.stft != more.stft

@@ -221,7 +221,7 @@ def switch_limit(limit: int | None) -> int:
 def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int:
     """:func:`ilrma_cli.memory.estimate_peak_bytes` of ``mixture`` held whole (a signal
     shorter than one frame counts as one frame: it is refused with its own message later)."""
-    resolved = settings.for_rate(mixture.rate, mixture.n_samples)
+    resolved = settings.for_rate(mixture.rate, mixture.n_samples, mixture.n_channels)
     assert resolved.stft is not None
     return estimate_peak_bytes(
         mixture.n_channels, max(mixture.n_samples, resolved.stft.n_fft),
@@ -239,7 +239,7 @@ def long_fit(mixture: MixtureInput, settings: SeparationSettings, limit: int | N
     allowed = switch_limit(limit)
     if whole_file_bytes(mixture, settings) <= allowed:
         return None
-    resolved = settings.for_rate(mixture.rate, mixture.n_samples)
+    resolved = settings.for_rate(mixture.rate, mixture.n_samples, mixture.n_channels)
     assert resolved.stft is not None
     config, engine = resolved.stft, resolved.ilrma
     total = n_frames(max(mixture.n_samples, config.n_fft), config)
