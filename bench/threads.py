@@ -6,12 +6,12 @@ tiled to 10 min (4 sources, the determined case), at the automatic STFT of
 cores) the engine runs ILRMA (IP, 4 bases, no IVA start) in this process and the
 median time between iteration callbacks is taken, the thread counts interleaved
 over ``--repeats`` rounds. pyroomacoustics' ``bss.ilrma`` (its own BLAS threads)
-runs 1 and 3 iterations on the same STFT; its time per iteration is the
-difference over 2. A second table does the same for the full-rank model (FastMNMF2
-iterations, 16 bases, as many sources as mics, from pyroomacoustics' kind of start)
-against pyroomacoustics' ``bss.fastmnmf2`` on the 2-channel inputs. Prints markdown
-tables; the outputs of every thread count are checked to be identical. Needs the
-``bench`` extra; run it on a quiet machine.
+runs 1 and 3 iterations on the same STFT after a warm-up run; its time per iteration
+is the median over two rounds of the difference over 2. A second table does the same
+for the full-rank model (FastMNMF2 iterations, 16 bases, as many sources as mics, from
+pyroomacoustics' kind of start) against pyroomacoustics' ``bss.fastmnmf2`` on the
+2-channel inputs. Prints markdown tables; the outputs of every thread count are
+checked to be identical. Needs the ``bench`` extra; run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -82,16 +82,18 @@ def fullrank_seconds_per_iteration(obs: np.ndarray, n_iter: int) -> tuple[float,
 def pyroomacoustics_seconds_per_iteration(obs: np.ndarray, fullrank: bool = False) -> float:
     import pyroomacoustics as pra
 
-    times = {}
     x = np.ascontiguousarray(obs.transpose(2, 1, 0))
-    for n_iter in (1, 3):
+
+    def timed(n_iter: int) -> float:
         start = time.perf_counter()
         if fullrank:
             pra.bss.fastmnmf2(x, n_iter=n_iter, n_components=FULLRANK_BASIS)
         else:
             pra.bss.ilrma(x, n_iter=n_iter, n_components=4)
-        times[n_iter] = time.perf_counter() - start
-    return (times[3] - times[1]) / 2
+        return time.perf_counter() - start
+
+    timed(1)  # warm up (lazy imports, caches)
+    return statistics.median((timed(3) - timed(1)) / 2 for _ in range(2))
 
 
 def table(
