@@ -139,16 +139,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; keeps the lowest final "
             "negative log-likelihood", "separation", sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
-            "by PCA; more than the channels needs --spatial fullrank (expect a few dB per "
-            "source, see the README)", "separation", sweep="none", minimum=2,
+            "by PCA; more than the channels needs the full-rank model (the default spatial "
+            "model; expect a few dB per source, see the README)", "separation", sweep="none",
+            minimum=2,
             default_text="one per channel"),
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 # What a sweep varies or records, in column order.
 SWEEP_SETTINGS = tuple(s for s in SETTINGS if s.sweep != "none")
 GRID_SETTINGS = tuple(s for s in SETTINGS if s.sweep == "grid")
-
-# Defaults of `ilrma separate`, chosen on bench/quality.py (see QUALITY.md).
 
 
 def auto_spatial(model: str, taps: int) -> str:
@@ -165,6 +164,7 @@ def engine_config(values: Mapping[str, Any]) -> ILRMAConfig:
     return ILRMAConfig(**engine)
 
 
+# Defaults of `ilrma separate`, chosen on bench/quality.py and bench/grid.py (see QUALITY.md).
 DEFAULT_ILRMA = engine_config({s.name: s.default for s in SETTINGS if s.home == "engine"})
 
 
