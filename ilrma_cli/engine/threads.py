@@ -50,17 +50,26 @@ def get_threads() -> int:
 
 
 def run_chunks(work: Callable[[int, int, int], float], bounds: list[tuple[int, int]]) -> float:
-    """``work(chunk, lo, hi)`` for every chunk; returns the sum of the results in chunk order."""
+    """``work(chunk, lo, hi)`` for every chunk; returns the sum of the results in chunk order.
+
+    With several threads each takes one contiguous share of the chunks (a static
+    schedule: one task per thread and sweep, not one per chunk, so the hand-over costs
+    little next to a short sweep).
+    """
     global _pool
     jobs = [(chunk, lo, hi) for chunk, (lo, hi) in enumerate(bounds)]
-    if _threads == 1 or len(jobs) == 1:
+    n_tasks = min(_threads, len(jobs))
+    if n_tasks == 1:
         results = [work(*job) for job in jobs]
     else:
         with _lock:
             if _pool is None:
                 _pool = ThreadPoolExecutor(_threads, thread_name_prefix="ilrma-sweep")
             pool = _pool
-        results = list(pool.map(lambda job: work(*job), jobs))
+        edges = [len(jobs) * k // n_tasks for k in range(n_tasks + 1)]
+        shares = [jobs[lo:hi] for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        parts = pool.map(lambda share: [work(*job) for job in share], shares)
+        results = [value for part in parts for value in part]
     total = 0.0
     for value in results:
         total += value
