@@ -135,6 +135,7 @@ def quality_part(work: Path, cases: tuple[CaseSpec, ...]) -> None:
             for name, extra in (("whole", []), ("long", ["--max-memory", FORCED_LIMIT])):
                 out = work / name
                 args = [str(path), "-o", str(out), "--force", "--seed", str(seed), *extra]
+                args += ["--spatial", "rank1"]  # the long path's model, on both paths
                 result = run_child(args)
                 mixture = result["doc"]["mixtures"][0]
                 estimates = np.stack([sf.read(p, dtype="float64")[0] for p in mixture["outputs"]])
