@@ -28,11 +28,19 @@ def _pyplot():
     return plt
 
 
-def loss_curve_png(loss: np.ndarray, title: str) -> bytes:
-    """Negative log-likelihood per iteration (index 0 is the initial point) as a PNG."""
+def loss_curve_png(loss: np.ndarray, title: str, switch: int | None = None) -> bytes:
+    """Negative log-likelihood per iteration (index 0 is the initial point) as a PNG.
+
+    ``switch``: the last iteration of the rank-1 model, after which the full-rank model's
+    own likelihood follows (marked by a dashed line).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     ax.plot(np.arange(len(loss)), loss, marker="." if len(loss) <= 60 else None, lw=1.5)
+    if switch is not None and 0 < switch < len(loss) - 1:
+        ax.axvline(switch, color="0.4", ls="--", lw=1)
+        ax.annotate(" full-rank model (its own likelihood)", xy=(switch, 0.95),
+                    xycoords=("data", "axes fraction"), va="top", fontsize=8)  # fmt: skip
     if len(loss) > 2:  # the initial point is far above; keep the iterations readable
         low, high = float(np.min(loss[1:])), float(np.max(loss[1:]))
         margin = 0.05 * (high - low) or 1.0

@@ -265,6 +265,8 @@ def test_spectrograms_are_a_non_blank_png_with_one_panel_per_signal(tmp_path, sh
 
 
 def test_loss_plot_is_a_png_beside_the_outputs(tmp_path, short_mix):
+    import matplotlib.image
+
     result = invoke("separate", short_mix, "-o", tmp_path, "--loss-plot", *FAST)
     assert result.exit_code == 0
     png = tmp_path / "short" / "loss.png"
@@ -273,6 +275,13 @@ def test_loss_plot_is_a_png_beside_the_outputs(tmp_path, short_mix):
         "separate", short_mix, "-o", tmp_path / "b", "--loss-plot", tmp_path / "l.png", *FAST
     )
     assert custom.exit_code == 0 and (tmp_path / "l.png").exists()
+    rank1 = invoke("separate", short_mix, "-o", tmp_path / "r", "--loss-plot", "--spatial",
+                   "rank1", *FAST)  # fmt: skip
+    assert rank1.exit_code == 0
+    # the default's plot marks where the full-rank model takes over; rank 1 has no marker
+    marked = matplotlib.image.imread(png)[..., :3]
+    plain = matplotlib.image.imread(tmp_path / "r" / "short" / "loss.png")[..., :3]
+    assert marked.shape == plain.shape and not np.array_equal(marked, plain)
 
 
 @pytest.mark.parametrize(

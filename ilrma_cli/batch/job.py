@@ -127,7 +127,11 @@ def run_job(
         if job.loss_plot is not None:
             writer.write_bytes(
                 job.loss_plot,
-                loss_curve_png(separation.result.loss, _title(job, resolved, separation.seed)),
+                loss_curve_png(
+                    separation.result.loss,
+                    _title(job, resolved, separation.seed),
+                    resolved.ilrma.n_iter if separation.result.fullrank is not None else None,
+                ),
             )
         if job.spectrograms is not None:
             assert at_ref is not None and mixture_ref is not None
@@ -332,8 +336,11 @@ def _report_json(record: JobRecord, job: Job, settings: SeparationSettings) -> b
 def _title(job: Job, settings: SeparationSettings, seed: int) -> str:
     s = settings
     assert s.stft is not None
+    refined = ""
+    if s.ilrma.spatial == "fullrank":
+        refined = f", then full rank ({s.ilrma.fullrank_basis} bases)"
     return (
-        f"{job.mixture.track}: ILRMA {s.ilrma.update}, {s.ilrma.n_basis} bases, "
+        f"{job.mixture.track}: ILRMA {s.ilrma.update}, {s.ilrma.n_basis} bases{refined}, "
         f"STFT {s.stft.n_fft}/{s.stft.hop} {s.stft.window}, seed {seed}"
     )
 
