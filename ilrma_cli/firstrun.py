@@ -1,10 +1,11 @@
 """Say so when a run has to compile the numba kernels (the first run after a plain ``pip install``).
 
 numba compiles the kernels of :mod:`ilrma_cli.engine` once and caches them beside
-their source; later runs load them in about half a second. The compile takes
-about three minutes of CPU, and without a word the first run looks hung. numba announces
-every compile that its cache could not spare (a ``numba:compile`` event), so the
-notice appears exactly when a compile starts, whatever made the cache cold.
+their source; later runs load them in about half a second. The compile takes one to
+three minutes (77 s for the first separation of a 10-s file on an idle 2-core machine,
+3.5 minutes on a loaded one), and without a word the first run looks hung. numba
+announces every compile that its cache could not spare (a ``numba:compile`` event), so
+the notice appears exactly when a compile starts, whatever made the cache cold.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import sys
 
 NOTICE = (
-    "ilrma: compiling the numerical kernels once for this installation (about three minutes, "
+    "ilrma: compiling the numerical kernels once for this installation (one to three minutes, "
     "longer on a busy machine); later runs load them from the cache"
 )
 
