@@ -17,6 +17,7 @@ from functools import cached_property, partial
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ilrma_cli.consensus import medoid, signature
 from ilrma_cli.engine import Callback, ILRMAConfig, Result, mixing_matrices, run
 from ilrma_cli.engine.fullrank_refine import fullrank_images
 from ilrma_cli.execute import imap_processes
@@ -248,28 +249,28 @@ def _best_of_restarts(
     callback: Callback | None,
     workers: int,
 ) -> tuple[Result, int, list[float]]:
-    """Run seeds ``seed .. seed + restarts - 1``; keep the lowest final loss (a blind criterion).
+    """Run seeds ``seed .. seed + restarts - 1``; keep the medoid (:mod:`ilrma_cli.consensus`),
+    or of two runs the one with the lower final loss.
 
-    With ``workers > 1`` the restarts run in that many processes (same numbers);
-    ``callback`` then sees each run's losses when it finishes and cannot stop it.
+    Returns the kept run, its seed and every run's final loss. Every run is held until
+    all are done. With ``workers > 1`` the restarts run in that many processes (same
+    numbers); ``callback`` then sees each run's losses when it finishes and cannot stop it.
     """
     config = settings.ilrma
     if settings.restarts > 1 and not config.record_loss:
         config = replace(config, record_loss=True)
     seeds = [settings.seed + k for k in range(settings.restarts)]
     if workers > 1 and len(seeds) > 1:
-        results = _run_in_processes(obs, settings, config, seeds, workers, callback)
+        results = list(_run_in_processes(obs, settings, config, seeds, workers, callback))
     else:
-        results = (run(obs, config, seed, callback, n_sources=settings.n_sources) for seed in seeds)
-    best: Result | None = None
-    best_seed, best_loss, losses = settings.seed, np.inf, []
-    for seed, result in zip(seeds, results, strict=True):
-        final = float(result.loss[-1]) if result.loss.size else float("nan")
-        losses.append(final)
-        if best is None or final < best_loss:
-            best, best_seed, best_loss = result, seed, final
-    assert best is not None
-    return best, best_seed, losses
+        results = [run(obs, config, seed, callback, n_sources=settings.n_sources) for seed in seeds]
+    losses = [float(r.loss[-1]) if r.loss.size else float("nan") for r in results]
+    kept = 0
+    if len(results) == 2:  # two runs agree equally with each other: the lower loss decides
+        kept = int(np.argmin(losses))
+    elif len(results) > 2:
+        kept = medoid([signature(obs, r, settings.ref_mic) for r in results])
+    return results[kept], seeds[kept], losses
 
 
 def _run_in_processes(
