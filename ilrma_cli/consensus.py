@@ -8,11 +8,12 @@ with the rest are the unlucky ones (or lucky: both are rare), so ``--restarts`` 
 With 5 restarts of the defaults the worst of every window of 5 consecutive seeds in 0-9
 lies within 1 dB of the windows' mean on all 9 dev cases (single seeds: 3 cases fail).
 
-Similarity of two runs: the mean over sources of ``|<a_n, b_m>| / (|a_n| |b_m|)`` for the
-best pairing of their sources, on the sources at the reference mic in the STFT domain
-(complex; with a Hann window at a quarter hop the STFT preserves inner products up to a
-constant, so this is the normalised correlation of the time signals), on at most
-:data:`SIGNATURE_BINS` bins per source (every k-th frequency) to bound the memory.
+Similarity of two runs: the mean over sources of the absolute normalised correlation of
+their time signals at the reference mic, for the best pairing of the sources; for long
+inputs on the middle :data:`SIGNATURE_SAMPLES` samples only, to bound the memory (the
+runs are held until all are done). The time domain matters: correlations of the
+spectrograms (inconsistent ones, with a per-frequency demixing) picked worse runs on a
+bass-heavy music case (bench/restarts.py).
 """
 
 from __future__ import annotations
@@ -23,35 +24,35 @@ from dataclasses import replace
 import numpy as np
 
 from ilrma_cli.engine import Result, mixing_matrices
-from ilrma_cli.engine.fullrank import FullRankModel
 from ilrma_cli.engine.fullrank_refine import fullrank_images
+from ilrma_cli.stft import StftConfig, istft_span, spans
 
-SIGNATURE_BINS = 2**18  # per source and run: 2 MiB in complex64
+SIGNATURE_SAMPLES = 2**21  # per source and run: 8 MiB in float32 (about 2 min at 16 kHz)
 EXHAUSTIVE_MAX = 6  # sources up to which every pairing is tried (else the assignment solver)
 
 
-def signature(obs: np.ndarray, result: Result, ref_mic: int) -> np.ndarray:
-    """The sources of ``result`` at ``ref_mic`` ``(n_sources, n_bins)`` complex64, on every
-    k-th frequency of ``obs`` ``(n_channels, n_freq, n_frames)`` (at most :data:`SIGNATURE_BINS`
-    bins per source)."""
-    n_freq, n_frames = obs.shape[1:]
-    step = max(1, -(-n_freq * n_frames // SIGNATURE_BINS))
+def signature(obs: np.ndarray, result: Result, ref_mic: int, config: StftConfig) -> np.ndarray:
+    """The sources of ``result`` at ``ref_mic`` as time signals ``(n_sources, n)`` float32,
+    from the middle span of at most about :data:`SIGNATURE_SAMPLES` samples of the frames of
+    ``obs`` ``(n_channels, n_freq, n_frames)`` (STFT ``config``)."""
+    n_frames = obs.shape[2]
+    n_samples = max((n_frames - 1) * config.hop, config.n_fft)
+    all_spans = spans(n_samples, n_frames, config, SIGNATURE_SAMPLES)
+    span = all_spans[len(all_spans) // 2]
+    frames = slice(span.first, span.end)
     if result.fullrank is not None:
-        images = fullrank_images(obs[:, ::step], _every(result.fullrank, step), ref_mic)
+        model = result.fullrank
+        part = replace(model, activation=model.activation[:, :, frames])
+        images = fullrank_images(obs[:, :, frames], part, ref_mic)
     else:
-        mixing = mixing_matrices(result.demix)[::step, ref_mic, :]  # (n_freq', n_sources)
-        images = result.separated[:, ::step] * mixing.T[:, :, None]
-    return images.reshape(len(images), -1).astype(np.complex64)
-
-
-def _every(model: FullRankModel, step: int) -> FullRankModel:
-    """The full-rank model on every ``step``-th frequency (views, no copies)."""
-    return replace(model, diagonaliser=model.diagonaliser[::step], basis=model.basis[:, ::step])
+        mixing = mixing_matrices(result.demix)[:, ref_mic, :]  # (n_freq, n_sources)
+        images = result.separated[:, :, frames] * mixing.T[:, :, None]
+    return istft_span(images, span, config).astype(np.float32)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean normalised |correlation| of the sources of ``a`` and ``b`` ``(n_sources, n_bins)``
-    under their best pairing."""
+    """Mean normalised |correlation| of the sources of ``a`` and ``b`` ``(n_sources, n)``
+    under their best pairing (real or complex signals)."""
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
     corr = np.abs(a @ b.conj().T)  # (n, n)

@@ -269,7 +269,8 @@ def _best_of_restarts(
     if len(results) == 2:  # two runs agree equally with each other: the lower loss decides
         kept = int(np.argmin(losses))
     elif len(results) > 2:
-        kept = medoid([signature(obs, r, settings.ref_mic) for r in results])
+        assert settings.stft is not None
+        kept = medoid([signature(obs, r, settings.ref_mic, settings.stft) for r in results])
     return results[kept], seeds[kept], losses
 
 
