@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import leftovers
 import numpy as np
@@ -15,6 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
 DEV = REPO.parent / "shared" / "data" / "dev"
 DEV_CASES = ("arctic_2src_rt250", "arctic_2src_rt500")
+
+
+def invoke(*args: object) -> Any:
+    """``ilrma ARGS...`` through click's test runner, every argument as a string."""
+    from click.testing import CliRunner
+
+    from ilrma_cli.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def read(path: Path) -> tuple[np.ndarray, int]:

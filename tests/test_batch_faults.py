@@ -12,18 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
-from conftest import SAMPLE
+from conftest import SAMPLE, invoke
 
-from ilrma_cli.cli import cli
 from ilrma_cli.settings import auto_stft
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--n-iter", "3", "--n-fft", "1024", "--hop", "512"]
-
-
-def invoke(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
 
 
 def run_cli(*args: object) -> subprocess.CompletedProcess:

@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from conftest import SAMPLE, sdr_improvement
+from conftest import SAMPLE, invoke, sdr_improvement
 
 from ilrma_cli.cli import cli
 
 FAST = ["--n-iter", "5", "--n-fft", "1024", "--hop", "512"]
-
-
-def invoke(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
 
 
 def files_in(folder: Path) -> list[str]:

@@ -5,30 +5,18 @@ Through the real CLI on 2 s of a reverberant dev case (``earlyK.wav`` beside ``s
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
-from conftest import DEV
+from conftest import DEV, invoke, read_csv
 
-from ilrma_cli.cli import cli
 from ilrma_cli.metrics import score
 
 FAST = ["--n-iter", "5", "--iva-iter", "5", "--n-fft", "1024", "--hop", "256", "--no-progress"]
 SECONDS = 2
-
-
-def invoke(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
-from conftest import DEV
+from conftest import DEV, invoke
 
 from ilrma_cli import longform, memory
 from ilrma_cli.audio import MixtureReader, plan_mixtures
 from ilrma_cli.batch import plan
-from ilrma_cli.cli import cli
 from ilrma_cli.engine import project_back
 from ilrma_cli.engine.observation import demix_apply
 from ilrma_cli.errors import InputError
@@ -29,10 +27,6 @@ from ilrma_cli.stft import StftConfig, frame_samples, istft, n_frames, stft, stf
 CASE = DEV / "arctic_2src_rt250"
 QUICK = {"n_fft": 1024, "hop": 256, "n_iter": 10, "iva_iter": 5}
 SPAN = 3000  # samples per streamed span: many block edges in a few seconds
-
-
-def invoke(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
 
 
 def files_in(folder: Path) -> list[str]:

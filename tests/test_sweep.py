@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
-from conftest import SAMPLE
+from conftest import SAMPLE, invoke, read_csv
 
 from ilrma_cli import figures
-from ilrma_cli.cli import cli
 from ilrma_cli.study import grid
 from ilrma_cli.study import run as study_run
 from ilrma_cli.study import summary as study_summary
@@ -22,15 +19,6 @@ from ilrma_cli.study.log import RunLog, columns, result_columns
 
 FAST = ["--n-iter", "3", "--n-fft", "1024", "--hop", "512"]
 GRID = ["--n-basis", "2,4", "--update", "ip,iss", "--restarts", "2"]
-
-
-def invoke(*args: object) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="ilrma")
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
