@@ -19,9 +19,9 @@ The weight normalisation ``mu_n`` runs between the passes and ``nu_nk`` after
 the second one; every update is equivariant under these rescalings, so their
 place changes nothing but rounding. Both passes release the GIL and run over the
 fixed frequency chunks of :mod:`ilrma_cli.engine.threads`, each chunk summing into
-its own buffers, added in chunk order: the same bits for any thread count. Every helper is inlined into the two
-compiled passes and lives in this file (numba's cache does not see changes
-made to helpers in other files).
+its own buffers, added in chunk order: the same bits for any thread count. Every
+helper is inlined into the two compiled passes and lives in this file (numba's cache
+does not see changes made to helpers in other files).
 """
 
 from __future__ import annotations
