@@ -116,6 +116,11 @@ def fit_long(
             "full-rank model, which a long input streamed in bounded memory cannot use "
             "(a larger --max-memory keeps it whole)"
         )
+    if settings.dereverb:
+        raise ValueError(
+            "--dereverb needs the whole file in memory, which a long input streamed in "
+            "bounded memory cannot give (a larger --max-memory keeps it whole)"
+        )
     settings, fallback = long_settings(settings)
     config = settings.stft
     assert config is not None

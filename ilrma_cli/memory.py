@@ -158,14 +158,16 @@ def estimate_peak_bytes(
     fullrank_basis: int = 16,
     n_sources: int | None = None,
     images: bool = True,
+    dereverb: tuple[int, int, int] | None = None,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
-    ``backend`` is the engine's (:func:`ilrma_cli.engine.run.choose_backend`).
+    ``backend`` is the engine's (:func:`ilrma_cli.engine.run.choose_backend`);
+    ``dereverb`` is ``(taps, n_fft, hop)`` of a ``--dereverb`` stage (:func:`dereverb_bytes`).
     """
     phases = phase_bytes(
         n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps,
-        fullrank_basis, n_sources, images,
+        fullrank_basis, n_sources, images, dereverb,
     )  # fmt: skip
     return int(BASELINE + MARGIN * max(phases.values()))
 
@@ -183,8 +185,11 @@ def phase_bytes(
     fullrank_basis: int = 16,
     n_sources: int | None = None,
     images: bool = True,
+    dereverb: tuple[int, int, int] | None = None,
 ) -> dict[str, int]:
-    """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output."""
+    """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output, and
+    with ``dereverb`` ``(taps, n_fft, hop)`` the dereverberation stage before the STFT,
+    whose waveform the STFT then holds too."""
     if precision not in ITEMSIZE:
         raise ValueError(f"unknown precision {precision!r}; choose one of single, double")
     cplx = ITEMSIZE[precision][1]
@@ -196,8 +201,11 @@ def phase_bytes(
     stft_block = 2 * m * FRAMES_PER_BLOCK * n_freq * 16  # one block of frames and its copy
     span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
     output_block = m * (span_frames * n_freq * 16 * 2 + SPAN_SAMPLES * 8 * 3)
-    return {
-        "read": waveform,
+    phases = {"read": waveform}
+    if dereverb is not None and dereverb[0] > 0:
+        phases["dereverb"] = dereverb_bytes(m, n_samples, n_basis, precision, *dereverb)
+        waveform *= 2  # the caller's and the dereverberated one
+    return phases | {
         "stft": waveform + spectrogram + stft_block,
         "engine": engine_bytes(
             m,
@@ -216,6 +224,24 @@ def phase_bytes(
         + output_block
         + fullrank_images_bytes(m, n_freq * frames, spatial, n_sources, images),
     }
+
+
+def dereverb_bytes(
+    n_channels: int, n_samples: int, n_basis: int, precision: str, taps: int, n_fft: int, hop: int
+) -> int:
+    """Bytes of the ``--dereverb`` stage (:mod:`ilrma_cli.dereverb`) beyond ``BASELINE``.
+
+    The waveform ``m N 8`` throughout; iterating: the compiled taps engine on the stage's
+    complex128 spectrogram (:func:`engine_bytes`); finishing: its outputs ``m B c``, the
+    dereverberated spectrogram ``m B 16`` and the new waveform ``m N 8``.
+    """
+    config = StftConfig(n_fft, hop, "hann")
+    n_freq, frames = config.n_freq, n_frames(n_samples, config)
+    waveform = n_channels * n_samples * 8
+    bins = n_channels * n_freq * frames
+    engine = engine_bytes(n_channels, n_freq, frames, n_basis, "double", taps=taps)
+    finishing = bins * ITEMSIZE[precision][1] + bins * 16 + waveform
+    return waveform + max(engine, ENGINE_SCRATCH + finishing)
 
 
 def long_phase_bytes(

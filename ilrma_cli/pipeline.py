@@ -18,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ilrma_cli.consensus import medoid, signature
+from ilrma_cli.dereverb import dereverberate
 from ilrma_cli.engine import Callback, ILRMAConfig, Result, mixing_matrices, run
 from ilrma_cli.engine.fullrank_refine import fullrank_images
 from ilrma_cli.execute import imap_processes
@@ -197,6 +198,9 @@ def separate(
 def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None = None) -> Analysis:
     """Check ``mixture`` ``(n_channels, n_samples)`` and take its STFT (``ValueError`` if unusable).
 
+    With ``settings.dereverb`` the STFT is of the dereverberated mixture
+    (:func:`ilrma_cli.dereverb.dereverberate`).
+
     The spectrogram is complex64 in single precision (what the engine needs then: its
     features are float64 whatever the input), complex128 in double or when the engine
     reduces it to fewer sources (the principal subspace is taken in double precision).
@@ -205,11 +209,18 @@ def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None 
         settings = settings.for_rate(rate, mixture.shape[1], mixture.shape[0])
         assert settings.stft is not None
         check_signal(mixture, settings)
+        seconds: dict[str, float] = {}
+        if settings.dereverb:
+            if rate is None:
+                raise ValueError("--dereverb needs the sample rate (its frame is 0.2 s)")
+            start = time.perf_counter()
+            mixture = dereverberate(mixture, settings, rate)
+            seconds["dereverb"] = time.perf_counter() - start
         start = time.perf_counter()
         reduce = settings.n_sources is not None and settings.n_sources < mixture.shape[0]
         dtype = np.complex128 if reduce else settings.ilrma.complex_dtype
         obs = stft(mixture, settings.stft, dtype)
-        seconds = {"stft": time.perf_counter() - start}
+        seconds["stft"] = time.perf_counter() - start
         return Analysis(obs, mixture.shape[1], settings, seconds)
 
 

@@ -127,6 +127,13 @@ SETTINGS: tuple[Setting, ...] = (
             example="0,2,5", minimum=0),
     Setting("delay", int, 2, "Prediction delay of the dereverberation filter, in frames "
             "(--taps)", "engine", example="1,2,3", minimum=1),
+    Setting("dereverb", int, 0, "Dereverberate first: joint ILRMA-T with this many past "
+            "frames at the 0.2-s frame, one source per channel, then separate the "
+            "dereverberated mixture; its sources come out closer to the early images, not "
+            "the reverberant ones (0: off; 4 is the tested value, at about 2.5x the time "
+            "with 2 mics)", "separation", example="0,4", minimum=0),
+    Setting("dereverb_delay", int, 2, "Prediction delay of --dereverb, in frames of its "
+            "0.2-s frame", "separation", example="1,2,3", minimum=1),
     Setting("normalize", bool, True, "Skip the per-iteration power normalisation", "engine",
             flag="--no-normalize"),
     Setting("ref_mic", int, 0, "Microphone (0-based) the sources are scaled to and scored at "
@@ -229,12 +236,18 @@ class SeparationSettings:
     seed: int = 0
     restarts: int = 1
     n_sources: int | None = None
+    dereverb: int = 0
+    dereverb_delay: int = 2
 
     def __post_init__(self) -> None:
         if self.restarts < 1:
             raise ValueError(f"restarts must be >= 1, got {self.restarts}")
         if self.n_sources is not None and self.n_sources < 2:
             raise ValueError(f"n_sources must be >= 2, got {self.n_sources}")
+        if self.dereverb < 0 or self.dereverb_delay < 1:
+            raise ValueError("dereverb must be >= 0 and dereverb_delay >= 1")
+        if self.dereverb and self.ilrma.taps:
+            raise ValueError("--dereverb and --taps both dereverberate: choose one")
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> SeparationSettings:
@@ -281,6 +294,11 @@ class SeparationSettings:
             raise ValueError("the automatic STFT size needs the sample rate")
         more = n_channels is not None and (self.n_sources or 0) > n_channels
         return replace(self, stft=auto_stft(rate, self.window, None if more else n_samples))
+
+    def dereverb_stft(self, rate: int) -> StftConfig:
+        """The frame of the ``--dereverb`` stage (:mod:`ilrma_cli.dereverb`): the shortest
+        automatic one, ~0.2 s (4096/1024 at 16 kHz), whatever the separation's."""
+        return auto_stft(rate, self.window)
 
     def to_dict(self) -> dict[str, object]:
         """Every setting of :data:`SETTINGS` by name (for ``--json`` and ``report.json``)."""

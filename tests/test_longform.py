@@ -260,3 +260,13 @@ def test_a_full_disk_mid_stream_leaves_nothing(long_mix, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.strip().endswith("cannot write (No space left on device)")
     assert calls["n"] == 50 and files_in(out) == []
+
+
+def test_dereverb_on_the_long_path_is_refused_in_one_line(long_mix, tmp_path):
+    out = tmp_path / "out"
+    args = ["separate", long_mix, "-o", out, "--n-fft", "1024", "--hop", "256", "--n-iter", "2"]
+    result = invoke(*args, "--max-memory", "270M", "--dereverb", "2")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "--dereverb needs the whole file in memory" in line and str(long_mix) in line
+    assert files_in(out) == []

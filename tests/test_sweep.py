@@ -202,7 +202,8 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
                                  "iva_iter": 20, "normalize": True, "ref_mic": 0,
                                  "model": "gauss", "dof": 1.0, "precision": "double",
                                  "spatial": "fullrank", "fullrank_iter": 30,
-                                 "fullrank_basis": 16, "taps": 0, "delay": 2}  # fmt: skip
+                                 "fullrank_basis": 16, "taps": 0, "delay": 2,
+                                 "dereverb": 0, "dereverb_delay": 2}  # fmt: skip
     assert [(s["n_basis"], s["update"], s["n_runs"]) for s in document["summary"]] == [
         (2, "ip", 2), (2, "iss", 2), (4, "ip", 2), (4, "iss", 2)
     ]  # fmt: skip
@@ -254,10 +255,10 @@ def in_process(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     state = {"failing": True}
     separate = study_run.separate
 
-    def fragile(mixture, settings):
+    def fragile(mixture, settings, rate=None):
         if state["failing"] and (settings.ilrma.n_basis, settings.seed) == (4, 1):
             raise np.linalg.LinAlgError("Singular matrix")
-        return separate(mixture, settings)
+        return separate(mixture, settings, rate=rate)
 
     def serial(func, items, jobs):
         return ((index, func(item)) for index, item in enumerate(items))

@@ -228,8 +228,16 @@ def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int
         resolved.stft.n_fft, resolved.stft.hop,
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
         resolved.ilrma.spatial, resolved.ilrma.taps, resolved.ilrma.fullrank_basis,
-        resolved.n_sources, resolved.images,
+        resolved.n_sources, resolved.images, dereverb_stage(mixture.rate, resolved),
     )  # fmt: skip
+
+
+def dereverb_stage(rate: int, settings: SeparationSettings) -> tuple[int, int, int] | None:
+    """``(taps, n_fft, hop)`` of the ``--dereverb`` stage, None without one."""
+    if not settings.dereverb:
+        return None
+    config = settings.dereverb_stft(rate)
+    return settings.dereverb, config.n_fft, config.hop
 
 
 def long_fit(mixture: MixtureInput, settings: SeparationSettings, limit: int | None) -> int | None:

@@ -49,7 +49,7 @@ def execute_run(run: Run, data: StudyData) -> tuple[dict[str, str], list[float]]
     row = {"key": run.key, "input": data.input_name, "data_id": data.data_id, **run.setting,
            "seed": str(run.settings.seed)}  # fmt: skip
     try:
-        separation = separate(data.mixture, run.settings)
+        separation = separate(data.mixture, run.settings, rate=data.rate)
         baseline = data.mixture[run.settings.ref_mic]
         scored = {"": score(data.references, separation.sources, mixture=baseline)}
         if data.early is not None:
