@@ -79,17 +79,19 @@ SETTINGS: dict[str, Setting] = {
     "default-4096": Setting(_at_4096()),
     "taps2-4096": Setting(_at_4096(replace(RANK1, taps=2, delay=2))),
     "wpe10": Setting(DEFAULT, wpe=10),
+    "dereverb4": Setting(replace(DEFAULT, dereverb=4)),  # --dereverb 4
 }
 SETS = {
     "sim": ("reference", "ref-2bases", "rank1", "default"),
-    "reverb": ("default", "wpe10", "taps2-4096", "default-4096", "taps2"),
+    "reverb": ("default", "wpe10", "dereverb4", "taps2-4096", "default-4096", "taps2"),
 }
 
 
 def parse(spec: str) -> Setting:
     """A setting by name, or ``key=value`` pairs joined by ``+`` on top of the default.
 
-    Keys: ``n_fft``, ``hop``, ``restarts``, ``seeds`` (``0.1.2``), ``wpe`` (WPE taps)
+    Keys: ``n_fft``, ``hop``, ``restarts``, ``seeds`` (``0.1.2``), ``wpe`` (WPE taps),
+    ``dereverb`` and ``dereverb_delay`` (the ``--dereverb`` stage)
     and any :class:`ILRMAConfig` field (``n_basis``, ``update``, ``model``, ``dof``,
     ``iva_iter``, ``n_iter``, ``taps``, ``delay``), e.g. ``n_fft=2048+hop=512+model=t+dof=4``.
     """
@@ -107,6 +109,9 @@ def parse(spec: str) -> Setting:
     if "restarts" in fields:
         settings = replace(settings, restarts=int(fields.pop("restarts")))
     wpe = int(fields.pop("wpe", 0))
+    for key in ("dereverb", "dereverb_delay"):  # the dereverberation stage's settings
+        if key in fields:
+            settings = replace(settings, **{key: int(fields.pop(key))})
     types = {"model": str, "update": str, "dof": float, "spatial": str}
     ilrma = {k: types.get(k, int)(v) for k, v in fields.items()}
     if "spatial" not in ilrma and ("model" in ilrma or "taps" in ilrma):  # as the CLI resolves it
