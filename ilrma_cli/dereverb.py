@@ -21,16 +21,28 @@ from dataclasses import replace
 
 import numpy as np
 
-from ilrma_cli.engine import mixing_matrices, run
+from ilrma_cli.engine import Callback, ILRMAConfig, mixing_matrices, run
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import istft, stft
 
 
-def dereverberate(mixture: np.ndarray, settings: SeparationSettings, rate: int) -> np.ndarray:
+def stage_config(settings: SeparationSettings) -> ILRMAConfig:
+    """The engine settings of the stage: the separation's, with the stage's taps and rank 1."""
+    return replace(
+        settings.ilrma, taps=settings.dereverb, delay=settings.dereverb_delay, spatial="rank1"
+    )
+
+
+def dereverberate(
+    mixture: np.ndarray,
+    settings: SeparationSettings,
+    rate: int,
+    callback: Callback | None = None,
+) -> np.ndarray:
     """``mixture`` ``(n_channels, n_samples)`` without its late reverberation (module docstring).
 
     Uses ``settings.dereverb`` taps after ``settings.dereverb_delay`` frames; returns
-    float64 of the same shape.
+    float64 of the same shape. ``callback`` sees the stage's iterations.
     """
     config = settings.dereverb_stft(rate)
     if mixture.shape[1] < config.n_fft:
@@ -38,11 +50,8 @@ def dereverberate(mixture: np.ndarray, settings: SeparationSettings, rate: int) 
             f"signal of {mixture.shape[1]} samples is shorter than one frame of the "
             f"dereverberation stage (n_fft = {config.n_fft})"
         )
-    engine = replace(
-        settings.ilrma, taps=settings.dereverb, delay=settings.dereverb_delay, spatial="rank1"
-    )
     obs = stft(mixture, config, np.complex128)
-    result = run(obs, engine, settings.seed)
+    result = run(obs, stage_config(settings), settings.seed, callback)
     del obs
     mixing = mixing_matrices(result.demix)  # (n_freq, n_channels, n_channels)
     dereverberated = np.einsum("fmn,nft->mft", mixing, result.separated)

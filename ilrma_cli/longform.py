@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from ilrma_cli.audio import PCM_PEAK, AudioWriter, MixtureReader, holds_only_zeros
 from ilrma_cli.batch.job import JobRecord, LevelFit, _check_finite, _silence, _title
 from ilrma_cli.batch.plan import Job, OutputOptions
+from ilrma_cli.dereverb import stage_config
 from ilrma_cli.engine import Callback, Result, mixing_matrices
 from ilrma_cli.engine.observation import demix_apply
 from ilrma_cli.errors import InputError, ProcessingError
@@ -188,10 +189,12 @@ def stream_sources(
 
 
 def progress_steps(job: Job, settings: SeparationSettings, subtype: str) -> int:
-    """Steps of the job's progress bar: the iterations of every restart, then for the long
-    path each span of each pass over the file (PCM output measures its peak in a first pass)."""
+    """Steps of the job's progress bar: the iterations of the ``--dereverb`` stage and of
+    every restart, then for the long path each span of each pass over the file (PCM
+    output measures its peak in a first pass)."""
     if job.fit_frames is None:
-        return settings.ilrma.total_iter * settings.restarts
+        stage = stage_config(settings).total_iter if settings.dereverb else 0
+        return stage + settings.ilrma.total_iter * settings.restarts
     resolved, _ = long_settings(settings.for_rate(job.mixture.rate, job.mixture.n_samples))
     passes = 1 if subtype == "float" else 2
     n_spans = len(stream_spans(job.mixture.n_samples, resolved))

@@ -192,14 +192,19 @@ def separate(
     That is :func:`analyse` then :func:`separate_analysis`; a caller that calls those two
     itself can drop the waveform in between.
     """
-    return separate_analysis(analyse(mixture, settings, rate), callback, workers)
+    return separate_analysis(analyse(mixture, settings, rate, callback), callback, workers)
 
 
-def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None = None) -> Analysis:
+def analyse(
+    mixture: np.ndarray,
+    settings: SeparationSettings,
+    rate: int | None = None,
+    callback: Callback | None = None,
+) -> Analysis:
     """Check ``mixture`` ``(n_channels, n_samples)`` and take its STFT (``ValueError`` if unusable).
 
     With ``settings.dereverb`` the STFT is of the dereverberated mixture
-    (:func:`ilrma_cli.dereverb.dereverberate`).
+    (:func:`ilrma_cli.dereverb.dereverberate`, whose iterations ``callback`` sees).
 
     The spectrogram is complex64 in single precision (what the engine needs then: its
     features are float64 whatever the input), complex128 in double or when the engine
@@ -214,7 +219,7 @@ def analyse(mixture: np.ndarray, settings: SeparationSettings, rate: int | None 
             if rate is None:
                 raise ValueError("--dereverb needs the sample rate (its frame is 0.2 s)")
             start = time.perf_counter()
-            mixture = dereverberate(mixture, settings, rate)
+            mixture = dereverberate(mixture, settings, rate, callback)
             seconds["dereverb"] = time.perf_counter() - start
         start = time.perf_counter()
         reduce = settings.n_sources is not None and settings.n_sources < mixture.shape[0]

@@ -10,8 +10,12 @@ import pytest
 from conftest import SAMPLE, invoke, read_csv
 from threadpoolctl import threadpool_limits
 
+from ilrma_cli.audio import plan_mixtures
+from ilrma_cli.batch import plan
+from ilrma_cli.batch.job import run_job
 from ilrma_cli.dereverb import dereverberate
 from ilrma_cli.engine import ILRMAConfig
+from ilrma_cli.longform import progress_steps
 from ilrma_cli.memory import dereverb_bytes, engine_bytes, phase_bytes
 from ilrma_cli.pipeline import SeparationSettings, separate
 from ilrma_cli.settings import auto_stft
@@ -139,3 +143,13 @@ def test_sweep_grids_over_the_stage(tmp_path):
     scores = {(r["dereverb"], r["dereverb_delay"]): r["sdri"] for r in rows}
     assert scores[("0", "1")] == scores[("0", "2")]  # the delay of no stage changes nothing
     assert scores[("2", "1")] != scores[("2", "2")]
+
+
+def test_progress_counts_the_stage_then_the_separation(tmp_path):
+    mixture = plan_mixtures([SAMPLE / "mix.wav"])[0]
+    job = plan.Job(mixture, (tmp_path / "o" / "s1.wav", tmp_path / "o" / "s2.wav"), None)
+    settings = SeparationSettings.from_values({"n_iter": 4, "fullrank_iter": 3, "dereverb": 2})
+    calls = []
+    run_job(job, settings, plan.OutputOptions(tmp_path / "o"), lambda i, loss: calls.append(i))
+    assert len(calls) == progress_steps(job, settings, "float") == 4 + (4 + 3)
+    assert calls == [1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7]

@@ -88,7 +88,7 @@ def run_job(
         record.warnings.append(message)
         log.warning("%s: %s", path, message)
     try:
-        analysis = analyse(audio.data, settings, rate=rate)
+        analysis = analyse(audio.data, settings, rate=rate, callback=progress)
         scored = job.references is not None or job.early_references is not None
         wanted = scored or job.spectrograms is not None
         mixture_ref = audio.data[settings.ref_mic].astype(np.float64) if wanted else None
