@@ -91,7 +91,7 @@ def parse(spec: str) -> Setting:
     """A setting by name, or ``key=value`` pairs joined by ``+`` on top of the default.
 
     Keys: ``n_fft``, ``hop``, ``restarts``, ``seeds`` (``0.1.2``), ``wpe`` (WPE taps),
-    ``dereverb`` and ``dereverb_delay`` (the ``--dereverb`` stage)
+    ``dereverb``, ``dereverb_delay`` and ``dereverb_n_fft`` (the ``--dereverb`` stage)
     and any :class:`ILRMAConfig` field (``n_basis``, ``update``, ``model``, ``dof``,
     ``iva_iter``, ``n_iter``, ``taps``, ``delay``), e.g. ``n_fft=2048+hop=512+model=t+dof=4``.
     """
@@ -109,7 +109,7 @@ def parse(spec: str) -> Setting:
     if "restarts" in fields:
         settings = replace(settings, restarts=int(fields.pop("restarts")))
     wpe = int(fields.pop("wpe", 0))
-    for key in ("dereverb", "dereverb_delay"):  # the dereverberation stage's settings
+    for key in ("dereverb", "dereverb_delay", "dereverb_n_fft"):  # the --dereverb stage
         if key in fields:
             settings = replace(settings, **{key: int(fields.pop(key))})
     types = {"model": str, "update": str, "dof": float, "spatial": str}

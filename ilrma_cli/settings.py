@@ -128,12 +128,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delay", int, 2, "Prediction delay of the dereverberation filter, in frames "
             "(--taps)", "engine", example="1,2,3", minimum=1),
     Setting("dereverb", int, 0, "Dereverberate first: joint ILRMA-T with this many past "
-            "frames at the 0.2-s frame, one source per channel, then separate the "
+            "frames at a 0.2-s frame (--dereverb-n-fft), one source per channel, then separate the "
             "dereverberated mixture; its sources come out closer to the early images, not "
             "the reverberant ones (0: off; 4 is the tested value, at about 2.5x the time "
             "with 2 mics)", "separation", example="0,4", minimum=0),
     Setting("dereverb_delay", int, 2, "Prediction delay of --dereverb, in frames of its "
-            "0.2-s frame", "separation", example="1,2,3", minimum=1),
+            "own STFT", "separation", example="1,2,3", minimum=1),
+    Setting("dereverb_n_fft", int, None, "Frame length of the --dereverb stage in samples, "
+            "hop a quarter", "separation", example="2048,4096", minimum=4,
+            default_text="auto: about 0.2 s, 4096 at 16 kHz"),
     Setting("normalize", bool, True, "Skip the per-iteration power normalisation", "engine",
             flag="--no-normalize"),
     Setting("ref_mic", int, 0, "Microphone (0-based) the sources are scaled to and scored at "
@@ -238,6 +241,7 @@ class SeparationSettings:
     n_sources: int | None = None
     dereverb: int = 0
     dereverb_delay: int = 2
+    dereverb_n_fft: int | None = None
 
     def __post_init__(self) -> None:
         if self.restarts < 1:
@@ -296,8 +300,12 @@ class SeparationSettings:
         return replace(self, stft=auto_stft(rate, self.window, None if more else n_samples))
 
     def dereverb_stft(self, rate: int) -> StftConfig:
-        """The frame of the ``--dereverb`` stage (:mod:`ilrma_cli.dereverb`): the shortest
-        automatic one, ~0.2 s (4096/1024 at 16 kHz), whatever the separation's."""
+        """The STFT of the ``--dereverb`` stage (:mod:`ilrma_cli.dereverb`): ``dereverb_n_fft``
+        with a quarter hop, else the shortest automatic frame, ~0.2 s (4096/1024 at 16 kHz),
+        whatever the separation's."""
+        if self.dereverb_n_fft is not None:
+            n_fft = self.dereverb_n_fft
+            return StftConfig(n_fft, n_fft // AUTO_HOP_DIVISOR, self.window)
         return auto_stft(rate, self.window)
 
     def to_dict(self) -> dict[str, object]:

@@ -19,6 +19,7 @@ from ilrma_cli.longform import progress_steps
 from ilrma_cli.memory import dereverb_bytes, engine_bytes, phase_bytes
 from ilrma_cli.pipeline import SeparationSettings, separate
 from ilrma_cli.settings import auto_stft
+from ilrma_cli.stft import StftConfig
 
 RATE = 8000  # the stage's frame is then 2048/512
 EARLY = int(0.05 * RATE)
@@ -92,6 +93,9 @@ def test_the_stage_uses_its_own_frame_and_delay():
     assert not np.allclose(base, later)
     assert STAGE.dereverb_stft(RATE) == auto_stft(RATE)  # the 0.2-s frame
     assert STAGE.dereverb_stft(RATE).n_fft == 2048
+    shorter = replace(STAGE, dereverb_n_fft=1024)
+    assert shorter.dereverb_stft(RATE) == StftConfig(1024, 256, "hann")
+    assert not np.allclose(dereverberate(mix, shorter, RATE), base)
 
 
 def test_bad_combinations_are_refused():

@@ -65,7 +65,7 @@ def test_values_round_trip_through_the_csv_text_and_json():
     chosen = {"n_fft": 2048, "hop": 256, "window": "hamming", "n_basis": 3, "n_iter": 7,
               "update": "iss", "model": "t", "dof": 2.5, "precision": "single", "iva_iter": 0,
               "spatial": "rank1", "fullrank_iter": 50, "fullrank_basis": 8, "taps": 0, "delay": 3,
-              "dereverb": 2, "dereverb_delay": 1, "normalize": False,
+              "dereverb": 2, "dereverb_delay": 1, "dereverb_n_fft": 1024, "normalize": False,
               "ref_mic": 1}  # fmt: skip
     settings = SeparationSettings.from_values(chosen)
     assert settings.stft == StftConfig(2048, 256, "hamming")
