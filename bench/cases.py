@@ -338,6 +338,70 @@ def varied_specs(n_cases: int = 10, seed: int = 2026) -> list[RoomSpec]:
     return specs
 
 
+def multi_specs(n_cases: int = 12, seed: int = 3031, first: int = 0) -> list[RoomSpec]:
+    """``n_cases`` random rooms with 3-4 mics (for frame studies where the full-rank model's
+    M x M spatial covariances matter), drawn from ``seed``: 2 to 4 sources (never more than
+    the mics), RT60 200-800 ms, 6-30 s, mics 3-20 cm apart, sources 1-3 m away, speech and
+    synthetic music only (no stems), some directional. Names start with ``w`` and the
+    number ``first + index``, the room's seed is 3000 + that number (apart from
+    :func:`varied_specs`' 1000 + index): draws with other ``seed`` and ``first`` add rooms."""
+    lengths = (6.0, 8.0, 9.5, 11.0, 13.0, 15.0, 17.0, 20.0, 25.0, 30.0)
+    return _draw_rooms(n_cases, seed, first, lengths, (3, 4), "w", 3000)
+
+
+def edge_specs(n_cases: int = 12, seed: int = 4041) -> list[RoomSpec]:
+    """Random rooms as :func:`multi_specs` draws them, but 2-4 mics and lengths at the
+    edges of ``auto_stft``'s choices: 6.5-7.5 s (50-59 frames at 8192/2048) and 9-10 s
+    (52-58 frames at 11000/2750), where the minimum frame count decides. Names start with
+    ``e`` and the index (lengths to 0.01 s), seeds 4000 + index."""
+    lengths = (6.5, 9.0, 6.75, 9.25, 7.0, 9.5, 7.25, 9.75, 7.5, 10.0, 6.9, 9.4)
+    return _draw_rooms(n_cases, seed, 0, lengths, (2, 3, 4), "e", 4000, exact_length=True)
+
+
+def _draw_rooms(
+    n_cases: int,
+    seed: int,
+    first: int,
+    lengths_s: tuple[float, ...],
+    mic_counts: tuple[int, ...],
+    prefix: str,
+    base: int,
+    exact_length: bool = False,
+) -> list[RoomSpec]:
+    """The rooms of :func:`multi_specs` and :func:`edge_specs` (see there)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.permutation(np.resize(list(lengths_s), n_cases))
+    rt60s = rng.permutation(np.linspace(0.2, 0.8, n_cases)) + rng.uniform(-0.03, 0.03, n_cases)
+    mics = rng.permutation(np.resize(list(mic_counts), n_cases))
+    specs = []
+    for index in range(n_cases):
+        n_mic = int(mics[index])
+        n_src = int(rng.integers(2, n_mic + 1))
+        draw = rng.random()
+        if draw < 0.55:
+            kinds: tuple[str, ...] = ("speech",) * n_src
+        elif draw < 0.8:
+            kinds = ("speech", "music", "speech", "music")[:n_src]
+        else:
+            kinds = ("music", "music", "music", "speech")[:n_src]
+        rt60 = float(np.round(np.clip(rt60s[index], 0.2, 0.8), 2))
+        seconds = float(lengths[index])
+        spacing = float(np.round(np.exp(rng.uniform(np.log(0.03), np.log(0.2))), 3))
+        distances = tuple(float(np.round(d, 2)) for d in rng.uniform(1.0, 3.0, n_src))
+        directional = bool(rng.random() < 0.3)
+        label = "-".join(sorted(set(kinds)))
+        length = f"{seconds:g}" if exact_length else f"{int(seconds)}"
+        name = (
+            f"{prefix}{first + index:02d}_{label}{n_src}_m{n_mic}_rt{int(rt60 * 1000)}_{length}s"
+            f"_sp{int(round(spacing * 100))}cm_d{max(distances):.1f}m{'_dir' if directional else ''}"
+        )
+        seed_of = base + first + index
+        specs.append(
+            RoomSpec(name, kinds, n_mic, rt60, seconds, spacing, distances, directional, seed_of)
+        )
+    return specs
+
+
 def _stems() -> list[np.ndarray]:
     """The real music stems of ``../shared`` (mono, 16 kHz), for run-time mixtures only."""
     stems = []

@@ -6,10 +6,12 @@
 
 Cases: ``dev`` (every folder of ``../shared/data/dev``), ``varied`` (the random rooms of
 :func:`cases.varied_specs`, simulated once and cached under ``out/study-cases``), ``sim``
-(the twelve cases of ``bench/quality.py``), or a comma-separated mix, or names. Settings:
-names of :data:`NAMED` (``frames`` is the frame-length grid), ``rule`` (the automatic STFT
-of :func:`ilrma_cli.pipeline.auto_stft` resolved per case), or ``key=value`` specs of
-:func:`quality.parse` on top of the CLI defaults. Every setting is resolved per case to a
+(the twelve cases of ``bench/quality.py``), ``multi`` (24 random rooms with 3-4 mics,
+two draws of :func:`cases.multi_specs`, cached like ``varied``), ``edge`` (12 rooms with 2-4
+mics at the lengths where ``auto_stft``'s frame count decides, :func:`cases.edge_specs`), or a
+comma-separated mix, or names. Settings: names of :data:`NAMED` (``frames`` is the frame-length grid), ``rule``
+(the automatic STFT of :func:`ilrma_cli.pipeline.auto_stft` resolved per case), or
+``key=value`` specs of :func:`quality.parse` on top of the CLI defaults. Every setting is resolved per case to a
 concrete spec, so ``rule`` shares its runs with the grid setting it picks.
 
 Each run is :func:`ilrma_cli.pipeline.separate` (PCA to ``n_src`` when there are more mics)
@@ -63,11 +65,13 @@ GROUPS = {"frames": list(NAMED)}
 
 
 def case_specs(selection: str) -> list[case_lib.CaseSpec | case_lib.RoomSpec | case_lib.DevSpec]:
-    """The cases named by ``selection`` (``dev``, ``varied``, ``sim`` or case names)."""
+    """The cases named by ``selection`` (a group of :func:`group_of`, or case names)."""
     groups = {
         "dev": case_lib.dev_specs(),
         "varied": case_lib.varied_specs(),
         "sim": list(case_lib.CASES),
+        "multi": case_lib.multi_specs() + case_lib.multi_specs(12, seed=3032, first=12),
+        "edge": case_lib.edge_specs(),
     }
     out: list = []
     for item in selection.split(","):
@@ -79,9 +83,13 @@ def case_specs(selection: str) -> list[case_lib.CaseSpec | case_lib.RoomSpec | c
 
 
 def group_of(name: str) -> str:
-    """``dev``, ``varied`` or ``sim`` for a case name."""
+    """``dev``, ``varied``, ``multi``, ``edge`` or ``sim`` for a case name."""
     if name.startswith("v") and name[1:3].isdigit():
         return "varied"
+    if name.startswith("w") and name[1:3].isdigit():
+        return "multi"
+    if name.startswith("e") and name[1:3].isdigit():
+        return "edge"
     return "sim" if any(s.name == name for s in case_lib.CASES) else "dev"
 
 
@@ -256,7 +264,7 @@ def report(args: argparse.Namespace) -> None:
     for case, by_setting in table.items():
         cells = [_cell(by_setting[n], np.mean, len(seeds)) for n in names]
         print(f"| {case} | " + " | ".join(cells) + " |")
-    for group in ("dev", "varied", "sim"):
+    for group in ("dev", "varied", "sim", "multi", "edge"):
         members = [c for c in table if group_of(c) == group]
         if not members:
             continue
