@@ -28,9 +28,10 @@ Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
 
 (2048/512 has the bins of 4096/1024.) With ``--dereverb 4`` (its stage at 4096/1024,
 the separation at 11000/2750, ``--n-iter 2``): 2005 / 2183 MiB (+8.9%), the stage being
-the peak (:func:`dereverb_bytes` counts the waveform in float64; this file reads as float32). For 60 s the estimate is a few % further
-above the measured peak (the constants weigh more). After a change of the
-engine, refit :func:`engine_bytes` on ``make bench``'s memory table.
+the peak (:func:`dereverb_bytes` counts the waveform in float64; this file reads as
+float32). For 60 s the estimate is a few % further above the measured peak (the
+constants weigh more). After a change of the engine, refit :func:`engine_bytes` on
+``make bench``'s memory table.
 
 The long path (:mod:`ilrma_cli.longform`, taken when this estimate exceeds the limit)
 holds the engine on ``fit_frames`` frames, or one streamed span

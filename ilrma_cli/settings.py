@@ -128,10 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delay", int, 2, "Prediction delay of the dereverberation filter, in frames "
             "(--taps)", "engine", example="1,2,3", minimum=1),
     Setting("dereverb", int, 0, "Dereverberate first: joint ILRMA-T with this many past "
-            "frames at a 0.2-s frame (--dereverb-n-fft), one source per channel, then separate the "
-            "dereverberated mixture; its sources come out closer to the early images, not "
-            "the reverberant ones (0: off; 4 is the tested value, at about 2.5x the time "
-            "with 2 mics)", "separation", example="0,4", minimum=0),
+            "frames at a 0.2-s frame (--dereverb-n-fft), one source per channel, then "
+            "separate the dereverberated mixture: sources closer to the early images, not the "
+            "reverberant ones (0: off; 4 for reverberant speech, not for music or dry rooms, "
+            "see the README; about 2.5x the time with 2 mics)", "separation", example="0,4",
+            minimum=0),
     Setting("dereverb_delay", int, 2, "Prediction delay of --dereverb, in frames of its "
             "own STFT", "separation", example="1,2,3", minimum=1),
     Setting("dereverb_n_fft", int, None, "Frame length of the --dereverb stage in samples, "
