@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ilrma_cli.engine import Result, mixing_matrices
+from ilrma_cli.engine import Result, project_back
 from ilrma_cli.engine.fullrank_refine import fullrank_images
 from ilrma_cli.stft import StftConfig, istft_span, spans
 
@@ -45,8 +45,7 @@ def signature(obs: np.ndarray, result: Result, ref_mic: int, config: StftConfig)
         part = replace(model, activation=model.activation[:, :, frames])
         images = fullrank_images(obs[:, :, frames], part, ref_mic)
     else:
-        mixing = mixing_matrices(result.demix)[:, ref_mic, :]  # (n_freq, n_sources)
-        images = result.separated[:, :, frames] * mixing.T[:, :, None]
+        images = project_back(result.separated[:, :, frames], result.demix, ref_mic)
     return istft_span(images, span, config).astype(np.float32)
 
 
