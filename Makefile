@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install test lint demo bench quality clean
 
 install: $(STAMP)
+	@$(BIN)/python -m ilrma_cli.engine.aot
 
 $(STAMP): pyproject.toml
 	@echo "==> make install: creating the virtual environment $(VENV)/ (once)"
@@ -14,8 +15,6 @@ $(STAMP): pyproject.toml
 	@echo "==> installing ilrma and its dependencies into $(VENV)/ (a minute or two)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,dask]'
-	@echo "==> compiling the numerical kernels once (about five minutes; later runs load them from the cache)"
-	$(BIN)/python -c 'from ilrma_cli.engine import compiled, fullrank_compiled, taps_compiled; compiled.warm_up(); fullrank_compiled.warm_up(); taps_compiled.warm_up()'
 	touch $(STAMP)
 	@echo "==> installed: $(BIN)/ilrma"
 
@@ -52,4 +51,4 @@ quality: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/quality.py --set reverb
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build *.egg-info ilrma_cli/engine/_kernels.*

@@ -5,7 +5,9 @@ their source; later runs load them in about half a second. The compile takes one
 three minutes (77 s for the first separation of a 10-s file on an idle 2-core machine,
 3.5 minutes on a loaded one), and without a word the first run looks hung. numba
 announces every compile that its cache could not spare (a ``numba:compile`` event), so
-the notice appears exactly when a compile starts, whatever made the cache cold.
+the notice appears exactly when a compile starts, whatever made the cache cold. With the
+kernels compiled ahead of time (``make install``, :mod:`ilrma_cli.engine.aot`) there is
+nothing to announce.
 """
 
 from __future__ import annotations
@@ -30,10 +32,16 @@ def announce_compiles(enabled: bool = True) -> None:
     """From now on, print :data:`NOTICE` on stderr when this process starts compiling a kernel.
 
     Once per process, and only for functions of this package; a no-op when not
-    ``enabled`` or when called again. Imports numba, so call it only where runs happen.
+    ``enabled``, when called again, or when the kernels were compiled ahead of time
+    (:mod:`ilrma_cli.engine.kernels`: nothing to compile). Otherwise it imports numba,
+    so call it only where runs happen.
     """
     global _installed
     if _installed or not enabled:
+        return
+    from ilrma_cli.engine import kernels
+
+    if kernels.AHEAD_OF_TIME is not None:
         return
     from numba.core import event
 

@@ -6,6 +6,7 @@ which do not depend on the machine: which modules a command imports.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import REPO
 
 from ilrma_cli.cli import COMMANDS, cli
+from ilrma_cli.engine.aot import JIT_ENV
 from ilrma_cli.firstrun import NOTICE
 
 HEAVY = ("numpy", "scipy", "numba", "soundfile", "matplotlib", "dask", "tqdm")
@@ -100,7 +102,7 @@ numba.njit(ours)(2)
 def test_a_kernel_compile_is_announced_once_on_stderr(enabled):
     result = subprocess.run(
         [sys.executable, "-c", NOTICE_SCRIPT.format(enabled=enabled)],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True, text=True, check=True, cwd=REPO, env={**os.environ, **JIT_ENV},
     )  # fmt: skip
     assert result.stdout == ""
     assert result.stderr == (NOTICE + "\n" if enabled else "")

@@ -1,4 +1,4 @@
-"""The compiled backend: per-frequency sweeps of Gaussian ILRMA and of IVA (numba).
+"""The compiled backend: per-frequency sweeps of Gaussian ILRMA and of IVA (numba, :mod:`.kernels`).
 
 One iteration of the reference loop (:mod:`ilrma_cli.engine.reference`) with the
 Gaussian NMF source model is a single pass over the frequencies; at each frequency ``f`` it
@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numba
 import numpy as np
 
+from ilrma_cli.engine.kernels import entry, inline
 from ilrma_cli.engine.observation import FLOOR, LOADING, Observation
 from ilrma_cli.engine.reference import log_det_sum, normalise
 from ilrma_cli.engine.source_models import GaussNMF, SourceModel
@@ -46,21 +46,7 @@ NO_COV, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3
 KERNEL_RULES = {"ip": RULE_IP, "iss": RULE_ISS, "ip2": RULE_IP2}
 
 
-# Reassociation lets the compiler vectorise the sums over frames; no
-# assumptions about NaN or infinity, so the finiteness checks stay. Every helper
-# is inlined into the two sweeps, so each sweep is optimised as one unit: with
-# separately compiled helpers, the code a process compiled and the code it later
-# loaded from the cache rounded differently, so the first run after installing
-# gave other last bits than the runs after it. The price is a longer first
-# compile (about 45 s, once; ``make install`` does it, see :func:`warm_up`).
-_FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, nogil=True)
-_hot = numba.njit(
-    cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, inline="always"
-)
-
-
-@_hot
+@inline
 def _reciprocal(x):  # pragma: no cover - compiled
     """``1 / x`` for ``x >= 1e-12`` (well inside the float32 range after clipping), to ~1e-14.
 
@@ -71,7 +57,7 @@ def _reciprocal(x):  # pragma: no cover - compiled
     return y * (2.0 - x * y)
 
 
-@_hot
+@inline
 def _inverse_variance(basis, activation, n, f, eps, out):  # pragma: no cover - compiled
     """``out[t] = 1 / max(basis[n, f] @ activation[n, :, t], eps)``."""
     n_basis, n_frames = activation.shape[1], activation.shape[2]
@@ -92,7 +78,7 @@ def _inverse_variance(basis, activation, n, f, eps, out):  # pragma: no cover - 
         out[t] = _reciprocal(max(out[t] + w * activation[n, n_basis - 1, t], eps))
 
 
-@_hot
+@inline
 def _covariances(feats, f, inv_var, loading, floor, means, out):  # pragma: no cover - compiled
     """``out[n] = mean_t x x^H inv_var[n, t]`` (m x m, complex) for every source, plus loading.
 
@@ -133,25 +119,25 @@ def _covariances(feats, f, inv_var, loading, floor, means, out):  # pragma: no c
                 q += 2
 
 
-@_hot
+@inline
 def _magnitude(z):  # pragma: no cover - compiled
     """``|Re z| + |Im z|``: a cheap norm for pivoting (no square root)."""
     return abs(z.real) + abs(z.imag)
 
 
-@_hot
+@inline
 def _abs2(z):  # pragma: no cover - compiled
     """``|z|^2`` without the square root of ``abs``."""
     return z.real * z.real + z.imag * z.imag
 
 
-@_hot
+@inline
 def _inverse(z):  # pragma: no cover - compiled
     """``1 / z`` with one real division (numba's complex division is branchy and slow)."""
     return z.conjugate() * (1.0 / _abs2(z))
 
 
-@_hot
+@inline
 def _solve_unit(a, col, out):  # pragma: no cover - compiled
     """``out = a^{-1} e_col``; False when ``a`` is numerically singular (``a`` is only read for 3 x 3,
     overwritten otherwise).
@@ -206,7 +192,7 @@ def _solve_unit(a, col, out):  # pragma: no cover - compiled
     return True
 
 
-@_hot
+@inline
 def _cholesky(a, low):  # pragma: no cover - compiled
     """``low`` lower-triangular with ``low low^H = a`` (Hermitian); False unless ``a`` is positive definite.
 
@@ -234,7 +220,7 @@ def _cholesky(a, low):  # pragma: no cover - compiled
     return True
 
 
-@_hot
+@inline
 def _solve_lower(low, b, out):  # pragma: no cover - compiled
     """``out = low^{-1} b`` (forward substitution; ``low`` from :func:`_cholesky`)."""
     m = low.shape[0]
@@ -245,7 +231,7 @@ def _solve_lower(low, b, out):  # pragma: no cover - compiled
         out[r] = acc * low[r, r].imag
 
 
-@_hot
+@inline
 def _solve_lower_adjoint(low, b, out):  # pragma: no cover - compiled
     """``out = low^{-H} b`` (back substitution; ``low`` from :func:`_cholesky`)."""
     m = low.shape[0]
@@ -256,7 +242,7 @@ def _solve_lower_adjoint(low, b, out):  # pragma: no cover - compiled
         out[r] = acc * low[r, r].imag
 
 
-@_hot
+@inline
 def _cholesky_2x2(u):  # pragma: no cover - compiled
     """``(inv_d0, l10, inv_d1)`` of ``L = [[d0, 0], [l10, d1]]``, ``L L^H = u``; ``inv_d1`` is 0
     unless ``u`` is positive definite."""
@@ -271,7 +257,7 @@ def _cholesky_2x2(u):  # pragma: no cover - compiled
     return inv_d0, l10, 1.0 / np.sqrt(pivot)
 
 
-@_hot
+@inline
 def _all_finite(a, b):  # pragma: no cover - compiled
     """Both complex numbers finite."""
     return (
@@ -279,7 +265,7 @@ def _all_finite(a, b):  # pragma: no cover - compiled
     )
 
 
-@_hot
+@inline
 def _inverse_2x2(w):  # pragma: no cover - compiled
     """``(ok, q00, q01, q10, q11)``: ``w^{-1}`` of a 2 x 2 matrix; ``ok`` False when it is singular."""
     w00, w01, w10, w11 = w[0, 0], w[0, 1], w[1, 0], w[1, 1]
@@ -291,7 +277,7 @@ def _inverse_2x2(w):  # pragma: no cover - compiled
     return True, w11 * inv_det, -w01 * inv_det, -w10 * inv_det, w00 * inv_det
 
 
-@_hot
+@inline
 def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
     """:func:`_update_ip` for two channels, in scalars (the same operations, unrolled)."""
     for n in range(2):
@@ -312,7 +298,7 @@ def _update_ip_2x2(demix_f, cov):  # pragma: no cover - compiled
             demix_f[n, 0], demix_f[n, 1] = x0.conjugate(), x1.conjugate()
 
 
-@_hot
+@inline
 def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
     """:func:`_update_ip2` for two channels (one pair), in scalars (the same operations, unrolled)."""
     ok, q00, q01, q10, q11 = _inverse_2x2(demix_f)
@@ -354,7 +340,7 @@ def _update_ip2_2x2(demix_f, cov, floor):  # pragma: no cover - compiled
         demix_f[1, 0], demix_f[1, 1] = v0.conjugate(), v1.conjugate()
 
 
-@_hot
+@inline
 def _update_ip_3x3(demix_f, cov, q):  # pragma: no cover - compiled
     """:func:`_update_ip` for three channels, in scalars (the same operations, unrolled).
 
@@ -395,7 +381,7 @@ def _update_ip_3x3(demix_f, cov, q):  # pragma: no cover - compiled
             )
 
 
-@_hot
+@inline
 def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
     """IP (Ono 2011) at one frequency: ``w_n = (W U_n)^{-1} e_n = U_n^{-1} q_n``, ``w_n^H U_n w_n = 1``.
 
@@ -431,7 +417,7 @@ def _update_ip(demix_f, cov, mats, vecs):  # pragma: no cover - compiled
                 demix_f[n, i] = x[i].conjugate() * scale
 
 
-@_hot
+@inline
 def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compiled
     """ISS (Scheibler & Ono 2020) at one frequency; see :func:`ilrma_cli.engine.spatial.update_iss`."""
     n_src, n_ch = demix_f.shape
@@ -458,7 +444,7 @@ def _update_iss(demix_f, cov, floor, row, u_w, v):  # pragma: no cover - compile
                 demix_f[n, i] -= v[n] * row[i]
 
 
-@_hot
+@inline
 def _gevp_pair(a00, a11, a01, b00, b11, b01, floor):  # pragma: no cover - compiled
     """Generalised eigenvectors ``(e, f)`` of 2 x 2 Hermitian ``G_a e = lambda G_b e``.
 
@@ -490,7 +476,7 @@ def _gevp_pair(a00, a11, a01, b00, b11, b01, floor):  # pragma: no cover - compi
     return e0, e1, -b_e1.conjugate(), b_e0.conjugate()
 
 
-@_hot
+@inline
 def _gram(z):  # pragma: no cover - compiled
     """Entries ``(g00, g11, g01)`` of ``z^H z`` for ``z`` ``(m, 2)``."""
     g00, g11, g01 = 0.0, 0.0, 0j
@@ -501,7 +487,7 @@ def _gram(z):  # pragma: no cover - compiled
     return g00, g11, g01
 
 
-@_hot
+@inline
 def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - compiled
     """IP2 (Ono 2012) at one frequency; as :func:`ilrma_cli.engine.spatial.update_ip2`.
 
@@ -554,7 +540,7 @@ def _update_ip2(demix_f, cov, floor, mats, vecs, pair):  # pragma: no cover - co
                     demix_f[src[side], i] = a[side, i].conjugate()
 
 
-@_hot
+@inline
 def _update_demix(rule, demix_f, cov_f, floor, mats, vecs, pair):  # pragma: no cover - compiled
     """Apply the in-sweep rule to one frequency (scratch: see :func:`_workspace`)."""
     if rule == RULE_IP:
@@ -565,7 +551,7 @@ def _update_demix(rule, demix_f, cov_f, floor, mats, vecs, pair):  # pragma: no 
         _update_ip2(demix_f, cov_f, floor, mats, vecs, pair)
 
 
-@_hot
+@inline
 def _workspace(n_src, n_ch):  # pragma: no cover - compiled
     """Scratch of the per-frequency rules: ``mats`` ``(n_src + 2, m, m)``, ``vecs`` ``(3, max(m, n_src))``, ``pair`` ``(2, m, 2)``."""
     mats = np.empty((n_src + 2, n_ch, n_ch), dtype=np.complex128)
@@ -574,7 +560,7 @@ def _workspace(n_src, n_ch):  # pragma: no cover - compiled
     return mats, vecs, pair
 
 
-@_hot
+@inline
 def _sum_log(values):  # pragma: no cover - compiled
     """``sum(log(values))`` of positive values with one logarithm per 8 values.
 
@@ -596,7 +582,7 @@ def _sum_log(values):  # pragma: no cover - compiled
     return total
 
 
-@_hot
+@inline
 def _update_nmf(
     basis, activation, n, f, power, inv_var, ratio, eps, act_num, act_den
 ):  # pragma: no cover - compiled
@@ -624,7 +610,7 @@ def _update_nmf(
             act_num[n, k, t] += b * power[t] * ratio[t] * ratio[t]
 
 
-@_hot
+@inline
 def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
     """``out[t] = |demix_row @ x_ft|^2`` from the features; returns ``sum_t out[t]``.
 
@@ -660,7 +646,7 @@ def _output_power(feats, f, demix_row, out):  # pragma: no cover - compiled
     return total
 
 
-@_jit
+@entry
 def sweep(
     feats,
     demix,
@@ -723,7 +709,7 @@ def sweep(
     return loss
 
 
-@_jit
+@entry
 def iva_sweep(
     feats, demix, inv_var, power_sum, rule, loading, floor, f_lo, f_hi
 ):  # pragma: no cover

@@ -26,25 +26,20 @@ does not see changes made to helpers in other files).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from ilrma_cli.engine.fullrank import EPS, FullRankModel
+from ilrma_cli.engine.kernels import entry, inline
 from ilrma_cli.engine.observation import LOADING
 from ilrma_cli.engine.threads import chunk_bounds, run_chunks
 from ilrma_cli.engine.types import Callback
 
-_FLAGS = {"reassoc", "contract", "arcp", "nsz"}
-_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, nogil=True)
-_hot = numba.njit(
-    inline="always", cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False
-)
 # Frequencies per block: the NMF sums of a block are matrix products (BLAS), and the
 # block's variances and ratios (3 n_src BLOCK n_frames floats) stay in the cache.
 BLOCK = 32
 
 
-@_hot
+@inline
 def _block_variances(basis, activation, lo, hi, eps, lam):  # pragma: no cover - compiled
     """``lam[n, b] = max(basis[n, lo + b] @ activation[n], eps)`` for ``b < hi - lo`` (BLAS products)."""
     n_src = basis.shape[0]
@@ -56,7 +51,7 @@ def _block_variances(basis, activation, lo, hi, eps, lam):  # pragma: no cover -
                 lam[n, b, t] = max(product[b, t], eps)
 
 
-@_hot
+@inline
 def _inverse_model_power(weights, lam, eps, inv):  # pragma: no cover - compiled
     """``inv[m, t] = 1 / max(sum_n g_nm lam[n, t], eps)``."""
     n_src, n_mics = weights.shape
@@ -73,7 +68,7 @@ def _inverse_model_power(weights, lam, eps, inv):  # pragma: no cover - compiled
             inv[m, t] = 1.0 / max(inv[m, t], eps)
 
 
-@_hot
+@inline
 def _projected(feats, f, q_f, proj):  # pragma: no cover - compiled
     """``proj[m, t] = |q_fm^H x_ft|^2`` from the features (clipped at zero)."""
     n_mics = q_f.shape[0]
@@ -98,7 +93,7 @@ def _projected(feats, f, q_f, proj):  # pragma: no cover - compiled
             proj[m, t] = max(proj[m, t], 0.0)
 
 
-@_hot
+@inline
 def _weighted_covariance(feats, f, inv_m, loading, floor, means, cov):  # pragma: no cover
     """``cov = mean_t x_ft x_ft^H inv_m[t]`` (Hermitian, loaded by ``loading`` trace / m)."""
     n_mics = cov.shape[0]
@@ -122,7 +117,7 @@ def _weighted_covariance(feats, f, inv_m, loading, floor, means, cov):  # pragma
             p += 2
 
 
-@_hot
+@inline
 def _solve(a, b, work):  # pragma: no cover - compiled
     """``b <- a^{-1} b`` by Gaussian elimination with partial pivoting (``a`` copied to ``work``)."""
     n = a.shape[0]
@@ -153,7 +148,7 @@ def _solve(a, b, work):  # pragma: no cover - compiled
         b[i] = total / work[i, i]
 
 
-@_hot
+@inline
 def _cholesky(a, low):  # pragma: no cover - compiled
     """Lower factor ``a = low low^H`` of a Hermitian positive definite ``a`` (NaN if it is not)."""
     n = a.shape[0]
@@ -172,7 +167,7 @@ def _cholesky(a, low):  # pragma: no cover - compiled
             low[i, j] = 0.0
 
 
-@_hot
+@inline
 def _update_rows(
     feats, f, q_f, inv, loading, floor, means, cov, low, work, col
 ):  # pragma: no cover
@@ -211,7 +206,7 @@ def _update_rows(
                 q_f[m, i] = (col[i] / norm).conjugate()
 
 
-@_jit
+@entry
 def weights_pass(
     feats, diag, weights, basis, activation, num, den, eps, f_lo, f_hi
 ):  # pragma: no cover - compiled
@@ -242,7 +237,7 @@ def weights_pass(
                     den[n, m] += s_den
 
 
-@_jit
+@entry
 def diagonaliser_pass(
     feats,
     diag,
@@ -335,7 +330,7 @@ def diagonaliser_pass(
     return loss
 
 
-@_hot
+@inline
 def _source_ratios(weights, proj, inv, scaled, ratio, b):  # pragma: no cover - compiled
     """``ratio[0, n, b] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1, n, b] = sum_m g_nm / yt_m``.
 

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ilrma_cli.engine import compiled
 from ilrma_cli.engine.compiled import (
-    _FLAGS,
     NO_COV,
     RULE_IP,
     RULE_ISS,
@@ -46,14 +44,10 @@ from ilrma_cli.engine.compiled import (
     _update_iss,
     _update_nmf,
 )
+from ilrma_cli.engine.kernels import entry, inline
 from ilrma_cli.engine.observation import FLOOR, LOADING, freq_blocks
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.types import Callback
-
-_jit = numba.njit(cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, nogil=True)
-_hot = numba.njit(
-    cache=True, fastmath=_FLAGS, error_model="numpy", boundscheck=False, inline="always"
-)
 
 
 @dataclass
@@ -130,7 +124,7 @@ def taps_frames(
     return frames, mean_power if mean_power > 0 else 1.0
 
 
-@_hot
+@inline
 def _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, out):  # pragma: no cover
     """``out[n] = mean_t z z^H inv_var[n, t]`` ``(K, K)`` for every source, loaded as the reference's.
 
@@ -189,7 +183,7 @@ def _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, out):  
                 out[n, b, a] = out[n, a, b].conjugate()
 
 
-@_hot
+@inline
 def _outputs(planes, f, rows, shifts, row, y_re, y_im):  # pragma: no cover - compiled
     """``y[t] = row @ z_t`` ``(n_frames,)`` into ``y_re``, ``y_im`` (``row`` ``(K,)`` complex)."""
     n_frames = planes.shape[3]
@@ -208,7 +202,7 @@ def _outputs(planes, f, rows, shifts, row, y_re, y_im):  # pragma: no cover - co
             out_im[t] += cr * im[t] + ci * re[t]
 
 
-@_hot
+@inline
 def _output_power(planes, f, rows, shifts, row, y_re, y_im, out):  # pragma: no cover - compiled
     """``out[t] = |row @ z_t|^2``; returns ``sum_t out[t]``."""
     _outputs(planes, f, rows, shifts, row, y_re, y_im)
@@ -220,7 +214,7 @@ def _output_power(planes, f, rows, shifts, row, y_re, y_im, out):  # pragma: no 
     return total
 
 
-@_hot
+@inline
 def _steering(demix_f, n, a, q):  # pragma: no cover - compiled
     """``q = [W^{-1} e_n; 0]`` ``(K,)``, ``W = demix_f[:, :n_src]`` (scratch ``a`` ``(n_src, n_src)``); False if singular."""
     n_src, width = demix_f.shape
@@ -232,7 +226,7 @@ def _steering(demix_f, n, a, q):  # pragma: no cover - compiled
     return _solve_unit(a, n, q[:n_src])
 
 
-@_hot
+@inline
 def _update_ip(demix_f, cov, a, low, q, z, x):  # pragma: no cover - compiled
     """ILRMA-T's IP on the extended rows: ``p_n = U_n^{-1} q_n / sqrt(q_n^H U_n^{-1} q_n)``.
 
@@ -258,7 +252,7 @@ def _update_ip(demix_f, cov, a, low, q, z, x):  # pragma: no cover - compiled
                 demix_f[n, i] = x[i].conjugate() * scale
 
 
-@_hot
+@inline
 def _update_ip2(demix_f, cov, floor, a, mats, col, out, pair, rows):  # pragma: no cover
     """IP2 on the extended rows (:func:`ilrma_cli.engine.spatial.update_ip2` with padded steering columns).
 
@@ -302,7 +296,7 @@ def _update_ip2(demix_f, cov, floor, a, mats, col, out, pair, rows):  # pragma: 
                     demix_f[src[side], i] = rows[side, i].conjugate()
 
 
-@_hot
+@inline
 def _update_tap_columns(demix_f, cov, floor, row_cov):  # pragma: no cover - compiled
     """T-ISS's tap steps at one frequency (:func:`ilrma_cli.engine.taps.update_tap_columns`).
 
@@ -324,7 +318,7 @@ def _update_tap_columns(demix_f, cov, floor, row_cov):  # pragma: no cover - com
                 row_cov[n, j] -= v * cov[n, c, j]
 
 
-@_hot
+@inline
 def _workspace(n_src, width):  # pragma: no cover - compiled
     """Scratch of the rules: ``a`` ``(n_src, n_src)``, ``mats`` ``(n_src + 1, K, K)``, ``vecs`` ``(3, K)``,
     ``pair`` ``(2, K, 2)``, ``rows`` ``(n_src + 2, K)``."""
@@ -336,7 +330,7 @@ def _workspace(n_src, width):  # pragma: no cover - compiled
     return a, mats, vecs, pair, rows
 
 
-@_hot
+@inline
 def _update_demix(rule, demix_f, cov_f, floor, a, mats, vecs, pair, rows):  # pragma: no cover
     """Apply the in-sweep rule (IP, T-ISS or IP2) to one frequency's extended rows."""
     if rule == RULE_IP:
@@ -348,7 +342,7 @@ def _update_demix(rule, demix_f, cov_f, floor, a, mats, vecs, pair, rows):  # pr
         _update_ip2(demix_f, cov_f, floor, a, mats, vecs[0], vecs[1], pair, rows)
 
 
-@_jit
+@entry
 def sweep(
     planes,
     rows,
@@ -403,7 +397,7 @@ def sweep(
     return loss
 
 
-@_jit
+@entry
 def iva_sweep(
     planes, rows, shifts, demix, inv_var, power_sum, rule, loading, floor, f_lo, f_hi
 ):  # pragma: no cover
@@ -427,7 +421,7 @@ def iva_sweep(
                 power_sum[n, t] += power[t]
 
 
-@_jit
+@entry
 def apply(planes, rows, shifts, demix, scale, out):  # pragma: no cover - compiled
     """``out[n, f] = scale * demix[f, n] @ z_f`` ``(n_src, n_freq, n_frames)`` complex128."""
     n_freq, n_frames = planes.shape[1], planes.shape[3]

@@ -1,0 +1,96 @@
+"""How the kernels of the engine are compiled: ahead of time when built, else numba's JIT.
+
+The kernel modules mark their helpers with :func:`inline` and the
+functions the engine calls with :func:`entry`. Two ways to run them:
+
+- **Ahead of time.** :mod:`ilrma_cli.engine.aot` (run by ``make install``) compiles every
+  entry with numba's ``pycc`` into the extension module ``_kernels`` beside this file,
+  with the same options as the JIT below. A process that finds it never imports numba:
+  the kernels are ready at once, where loading them from numba's cache costs about
+  half a second of numba start-up per process (issue 16's start-up budget).
+- **Just in time** (numba, cached beside the sources): when ``_kernels`` is absent,
+  does not import (another numpy ABI), was built from other kernel sources (its
+  :func:`source_digest` differs), or ``ILRMA_JIT=1`` is set.
+
+Both give the same bits (``tests/test_aot.py``). The extension holds one specialisation
+per entry, the argument types of the engine's calls (every array C-contiguous, float64
+or complex128); a test checks that the engine makes no other calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+# Reassociation lets the compiler vectorise the sums over frames; no assumptions about
+# NaN or infinity, so the finiteness checks stay.
+FASTMATH = frozenset({"reassoc", "contract", "arcp", "nsz"})
+OPTIONS: dict[str, Any] = {"error_model": "numpy", "boundscheck": False}
+# The kernel modules and those whose constants they freeze (LOADING, EPS).
+SOURCES = (
+    "kernels.py",
+    "compiled.py",
+    "fullrank_compiled.py",
+    "taps_compiled.py",
+    "observation.py",
+    "fullrank.py",
+)
+MODULE = "_kernels"
+
+
+def source_digest() -> int:
+    """A 63-bit digest of the kernel sources (:data:`SOURCES`), stamped into the extension."""
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
+def _load_ahead_of_time() -> ModuleType | None:
+    if os.environ.get("ILRMA_JIT", "") not in ("", "0"):
+        return None
+    try:
+        from ilrma_cli.engine import _kernels  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _kernels if _kernels.source_digest() == source_digest() else None
+
+
+AHEAD_OF_TIME = _load_ahead_of_time()
+JIT_ENTRIES: dict[str, Any] = {}
+"""In a JIT process, every :func:`entry`'s dispatcher by its exported name (``compiled_sweep``)."""
+
+
+def export_name(func: Callable[..., Any]) -> str:
+    """The extension's name for an entry: its module's last part and its own name."""
+    return f"{func.__module__.rsplit('.', 1)[-1]}_{func.__name__}"
+
+
+def inline(func: Callable[..., Any]) -> Any:
+    """A helper inlined into the entries that call it (as itself when they are ahead of time).
+
+    Inlining keeps every entry one unit for the optimiser; with separately compiled
+    helpers, the code a process compiled and the code it later loaded from numba's cache
+    rounded differently, so the first run after installing gave other last bits.
+    """
+    if AHEAD_OF_TIME is not None:
+        return func
+    import numba
+
+    return numba.njit(inline="always", cache=True, fastmath=set(FASTMATH), **OPTIONS)(func)
+
+
+def entry(func: Callable[..., Any]) -> Any:
+    """A kernel the engine calls: the extension's function, or a cached JIT one that
+    releases the GIL (the threads of :mod:`ilrma_cli.engine.threads` run it at once)."""
+    if AHEAD_OF_TIME is not None:
+        return getattr(AHEAD_OF_TIME, export_name(func))
+    import numba
+
+    dispatcher = numba.njit(cache=True, nogil=True, fastmath=set(FASTMATH), **OPTIONS)(func)
+    JIT_ENTRIES[export_name(func)] = dispatcher
+    return dispatcher
