@@ -6,8 +6,10 @@ goes through each command as a user would run it. The script does the same work 
 iterations with 4 NMF bases per source: 20 IVA then 100 ILRMA, inverse STFT, write):
 read, ``scipy.signal.stft``, ``pra.bss.ilrma(n_components=4, n_iter=120)``,
 ``scipy.signal.istft``, write. ``ilrma separate`` with its defaults (the automatic
-STFT, 11000/2750 here, and the full-rank refinement) is timed too. Median wall time of
-``--repeats`` interleaved runs, one BLAS thread each. Needs the ``bench`` extra.
+STFT, 11000/2750 here, and the full-rank refinement) is timed too, and the same work with
+numba's JIT kernels (``ILRMA_JIT=1``) when the kernels were compiled ahead of time
+(``make install``; :mod:`ilrma_cli.engine.kernels`). Median wall time of ``--repeats``
+interleaved runs, one BLAS thread each. Needs the ``bench`` extra.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ilrma_cli.engine import kernels
+
 CASE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "arctic_2src_rt250"
 SECONDS = 10.0
 
@@ -31,6 +35,8 @@ import sys
 import numpy as np
 import pyroomacoustics as pra
 import soundfile as sf
+
+from ilrma_cli.engine import kernels
 from scipy.signal import istft, stft
 
 mix, rate = sf.read(sys.argv[1])  # (n_samples, n_channels)
@@ -66,18 +72,21 @@ def main() -> None:
         script.write_text(PEER_SCRIPT)
         (folder / "pra_out").mkdir()
         ours = [ilrma, "separate", str(mix), "-o", str(folder / "out"), "-f", "-q", "--no-progress"]
+        same_work = [*ours, "--spatial", "rank1", "--n-fft", "4096", "--hop", "1024"]
         commands = {
-            "ilrma separate": ours,
-            "same work": [*ours, "--spatial", "rank1", "--n-fft", "4096", "--hop", "1024"],
-            "pyroomacoustics script": [sys.executable, str(script), str(mix),
-                                       str(folder / "pra_out")],
+            "ilrma separate": (ours, env),
+            "same work": (same_work, env),
+            "pyroomacoustics script": ([sys.executable, str(script), str(mix),
+                                        str(folder / "pra_out")], env),
         }  # fmt: skip
-        for command in commands.values():  # warm the caches (files, compiled kernels)
-            wall_seconds(command, env)
+        if kernels.AHEAD_OF_TIME is not None:
+            commands["same work, JIT"] = (same_work, {**env, "ILRMA_JIT": "1"})
+        for command, command_env in commands.values():  # warm the caches (files, kernels)
+            wall_seconds(command, command_env)
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
-            for name, command in commands.items():
-                times[name].append(wall_seconds(command, env))
+            for name, (command, command_env) in commands.items():
+                times[name].append(wall_seconds(command, command_env))
     median = {name: statistics.median(values) for name, values in times.items()}
     ours, same, peer = (
         median[k] for k in ("ilrma separate", "same work", "pyroomacoustics script")
@@ -86,7 +95,13 @@ def main() -> None:
         f"end to end, 10-s 2-ch 16-kHz file, median of {args.repeats} whole processes: "
         f"pyroomacoustics script {peer:.2f} s; ilrma separate --spatial rank1 --n-fft 4096 "
         f"--hop 1024 (the same work) {same:.2f} s, {peer / same:.1f}x faster; ilrma separate "
-        f"(defaults) {ours:.2f} s, {peer / ours:.1f}x faster"
+        f"(defaults) {ours:.2f} s, {peer / ours:.1f}x faster; kernels "
+        + (
+            f"ahead of time (the same work with the JIT kernels: {median['same work, JIT']:.2f} s, "
+            f"{peer / median['same work, JIT']:.1f}x)"
+            if "same work, JIT" in median
+            else "JIT (no ahead-of-time build: `python -m ilrma_cli.engine.aot`)"
+        )
     )
 
 
