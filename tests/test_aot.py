@@ -128,3 +128,21 @@ def test_an_up_to_date_extension_is_not_rebuilt(capsys):
     assert main([]) == 0
     assert os.stat(extension).st_mtime_ns == before
     assert capsys.readouterr().err == ""
+
+
+def test_a_failed_build_says_why_and_leaves_the_jit_in_charge(monkeypatch, capsys):
+    from ilrma_cli.engine import aot
+
+    def no_compiler(directory=None):
+        raise OSError("gcc: not found")
+
+    warmed = []
+    monkeypatch.setenv("ILRMA_JIT", "1")
+    monkeypatch.setattr(aot, "build", no_compiler)
+    monkeypatch.setattr(aot, "warm_up", lambda: warmed.append(True))
+    assert main([]) == 0
+    assert warmed == [True]
+    assert capsys.readouterr().err == (
+        "ilrma: ahead-of-time kernels not built (OSError: gcc: not found); runs load numba's "
+        "JIT cache instead (about 0.5 s more per process)\n"
+    )
