@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if kernels.AHEAD_OF_TIME is not None and not force:
             return 0
-        print("==> compiling the numerical kernels ahead of time (three to five minutes, once)",
+        print("==> compiling the numerical kernels ahead of time (about five minutes, once)",
               file=sys.stderr, flush=True)  # fmt: skip
         command = [sys.executable, "-m", "ilrma_cli.engine.aot", *(["--force"] if force else [])]
         return subprocess.run(command, env={**os.environ, **JIT_ENV}).returncode
