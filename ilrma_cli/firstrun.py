@@ -17,7 +17,8 @@ import sys
 
 NOTICE = (
     "ilrma: compiling the numerical kernels once for this installation (one to three minutes, "
-    "longer on a busy machine); later runs load them from the cache"
+    "longer on a busy machine); later runs load them from the cache, or start at once after "
+    "`python -m ilrma_cli.engine.aot`"
 )
 
 _installed = False
