@@ -51,4 +51,4 @@ quality: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/quality.py --set reverb
 
 clean:
-	rm -rf $(VENV) out build *.egg-info ilrma_cli/engine/_kernels.*
+	rm -rf $(VENV) out build *.egg-info ilrma_cli/engine/_kernels_*

@@ -1,18 +1,19 @@
 """How the kernels of the engine are compiled: ahead of time when built, else numba's JIT.
 
-The kernel modules mark their helpers with :func:`inline` and the
-functions the engine calls with :func:`entry`. Two ways to run them:
+The kernel modules mark their helpers with :func:`inline` and the functions the engine
+calls with :func:`entry`. Two ways to run them:
 
-- **Ahead of time.** :mod:`ilrma_cli.engine.aot` (run by ``make install``) compiles every
-  entry with numba's ``pycc`` into the extension module ``_kernels`` beside this file,
-  with the same options as the JIT below. A process that finds it never imports numba:
-  the kernels are ready at once, where loading them from numba's cache costs about
-  half a second of numba start-up per process (issue 16's start-up budget).
-- **Just in time** (numba, cached beside the sources): when ``_kernels`` is absent,
+- **Ahead of time.** :mod:`ilrma_cli.engine.aot` (run by ``make install``) compiles the
+  entries of each kernel module (:data:`KERNEL_MODULES`) with numba's ``pycc`` into an
+  extension module beside this file (:func:`extension_name`), with the JIT's options.
+  A process that finds them all never imports numba: the kernels are ready at once,
+  where loading them from numba's cache costs about half a second of numba start-up
+  per process (issue 16's start-up budget).
+- **Just in time** (numba, cached beside the sources): when an extension is absent,
   does not import (another numpy ABI), was built from other kernel sources (its
   :func:`source_digest` differs), or ``ILRMA_JIT=1`` is set.
 
-Both give the same bits (``tests/test_aot.py``). The extension holds one specialisation
+Both give the same bits (``tests/test_aot.py``). The extensions hold one specialisation
 per entry, the argument types of the engine's calls (every array C-contiguous, float64
 or complex128); a test checks that the engine makes no other calls.
 """
@@ -20,6 +21,7 @@ or complex128); a test checks that the engine makes no other calls.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -39,35 +41,45 @@ SOURCES = (
     "observation.py",
     "fullrank.py",
 )
-MODULE = "_kernels"
+KERNEL_MODULES = ("compiled", "fullrank_compiled", "taps_compiled")
+
+
+def extension_name(kernel_module: str) -> str:
+    """The extension built from a kernel module (``compiled`` -> ``_kernels_compiled``)."""
+    return f"_kernels_{kernel_module}"
 
 
 def source_digest() -> int:
-    """A 63-bit digest of the kernel sources (:data:`SOURCES`), stamped into the extension."""
+    """A 63-bit digest of the kernel sources (:data:`SOURCES`), stamped into the extensions."""
     digest = hashlib.sha256()
     for name in SOURCES:
         digest.update((Path(__file__).parent / name).read_bytes())
     return int.from_bytes(digest.digest()[:8], "little") >> 1
 
 
-def _load_ahead_of_time() -> ModuleType | None:
+def _load_ahead_of_time() -> dict[str, ModuleType] | None:
+    """Every kernel module's extension, or None unless all import and match the sources."""
     if os.environ.get("ILRMA_JIT", "") not in ("", "0"):
         return None
-    try:
-        from ilrma_cli.engine import _kernels  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _kernels if _kernels.source_digest() == source_digest() else None
+    digest, found = source_digest(), {}
+    for kernel_module in KERNEL_MODULES:
+        try:
+            extension = importlib.import_module(f"{__package__}.{extension_name(kernel_module)}")
+        except ImportError:
+            return None
+        if extension.source_digest() != digest:
+            return None
+        found[kernel_module] = extension
+    return found
 
 
 AHEAD_OF_TIME = _load_ahead_of_time()
 JIT_ENTRIES: dict[str, Any] = {}
-"""In a JIT process, every :func:`entry`'s dispatcher by its exported name (``compiled_sweep``)."""
+"""In a JIT process, every :func:`entry`'s dispatcher by ``module.name`` (``compiled.sweep``)."""
 
 
-def export_name(func: Callable[..., Any]) -> str:
-    """The extension's name for an entry: its module's last part and its own name."""
-    return f"{func.__module__.rsplit('.', 1)[-1]}_{func.__name__}"
+def _module_of(func: Callable[..., Any]) -> str:
+    return func.__module__.rsplit(".", 1)[-1]
 
 
 def inline(func: Callable[..., Any]) -> Any:
@@ -88,9 +100,9 @@ def entry(func: Callable[..., Any]) -> Any:
     """A kernel the engine calls: the extension's function, or a cached JIT one that
     releases the GIL (the threads of :mod:`ilrma_cli.engine.threads` run it at once)."""
     if AHEAD_OF_TIME is not None:
-        return getattr(AHEAD_OF_TIME, export_name(func))
+        return getattr(AHEAD_OF_TIME[_module_of(func)], func.__name__)
     import numba
 
     dispatcher = numba.njit(cache=True, nogil=True, fastmath=set(FASTMATH), **OPTIONS)(func)
-    JIT_ENTRIES[export_name(func)] = dispatcher
+    JIT_ENTRIES[f"{_module_of(func)}.{func.__name__}"] = dispatcher
     return dispatcher
