@@ -65,9 +65,10 @@ def _load_ahead_of_time() -> dict[str, ModuleType] | None:
     for kernel_module in KERNEL_MODULES:
         try:
             extension = importlib.import_module(f"{__package__}.{extension_name(kernel_module)}")
-        except ImportError:
+            current = extension.source_digest() == digest
+        except (ImportError, AttributeError):  # absent, another numpy ABI, or not ours
             return None
-        if extension.source_digest() != digest:
+        if not current:
             return None
         found[kernel_module] = extension
     return found
