@@ -40,7 +40,13 @@ from ilrma_cli.engine import Callback, Result, mixing_matrices
 from ilrma_cli.engine.observation import demix_apply
 from ilrma_cli.errors import InputError, ProcessingError
 from ilrma_cli.memory import LONG_RUN_FRAMES
-from ilrma_cli.pipeline import _best_of_restarts, check_layout, check_live, project_frames
+from ilrma_cli.pipeline import (
+    _best_of_restarts,
+    check_layout,
+    check_live,
+    project_frames,
+    restart_steps,
+)
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import (
     SPAN_SAMPLES,
@@ -194,7 +200,7 @@ def progress_steps(job: Job, settings: SeparationSettings, subtype: str) -> int:
     output measures its peak in a first pass)."""
     if job.fit_frames is None:
         stage = stage_config(settings).total_iter if settings.dereverb else 0
-        return stage + settings.ilrma.total_iter * settings.restarts
+        return stage + restart_steps(settings)
     resolved, _ = long_settings(settings.for_rate(job.mixture.rate, job.mixture.n_samples))
     passes = 1 if subtype == "float" else 2
     n_spans = len(stream_spans(job.mixture.n_samples, resolved))

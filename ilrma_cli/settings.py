@@ -149,8 +149,9 @@ SETTINGS: tuple[Setting, ...] = (
             "and seed give the same output", "separation", sweep="none", minimum=0),
     Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; keeps the run whose "
             "sources agree most with the other runs' (the medoid; of 2 runs, the lower final "
-            "loss). 5 makes music results steady, at 5x the time", "separation", sweep="none",
-            minimum=1),
+            "loss). With the full-rank model the runs are its rank-1 stage and the kept one is "
+            "refined once. 5 steadies most music results, at about 3x the time", "separation",
+            sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "
             "model; expect a few dB per source, see the README)", "separation", sweep="none",

@@ -102,6 +102,33 @@ def test_restarts_keep_the_medoid_of_the_runs(dev_case):
     np.testing.assert_array_equal(parallel.sources, best.sources)
 
 
+def test_full_rank_restarts_refine_the_medoid_of_the_rank1_runs_once(dev_case):
+    """Each restart runs the rank-1 stage; the kept one is refined: that seed's whole run."""
+    from ilrma_cli.consensus import medoid, signature
+    from ilrma_cli.pipeline import restart_steps
+    from ilrma_cli.stft import stft
+
+    mix, _, rate = dev_case("arctic_2src_rt250")
+    mix = mix[:, : 4 * rate]
+    config = ILRMAConfig(n_basis=2, n_iter=12, iva_iter=3, spatial="fullrank", fullrank_iter=4)
+    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=config)
+    rank1 = replace(base, ilrma=replace(config, spatial="rank1"))
+    stages = [separate(mix, replace(rank1, seed=5 + k)) for k in range(3)]
+    obs = stft(mix, base.stft)
+    kept = medoid([signature(obs, s.result, 0, base.stft) for s in stages])
+    calls = []
+    best = separate(mix, replace(base, seed=5, restarts=3), callback=lambda i, v: calls.append(i))
+    whole = separate(mix, replace(base, seed=5 + kept))
+    assert best.seed == 5 + kept
+    assert best.final_losses == pytest.approx([s.result.loss[-1] for s in stages])
+    np.testing.assert_array_equal(best.sources, whole.sources)
+    np.testing.assert_array_equal(best.result.loss, whole.result.loss)
+    assert best.result.n_iter == whole.result.n_iter == 12 + 4
+    assert len(calls) == restart_steps(replace(base, restarts=3)) == 3 * 12 + 4
+    parallel = separate(mix, replace(base, seed=5, restarts=3), workers=2)
+    np.testing.assert_array_equal(parallel.sources, best.sources)
+
+
 def test_pca_reduction_separates_two_sources_at_three_mics(dev_case):
     mix, refs, rate = dev_case("arctic_2src_rt250")
     n = 5 * rate
