@@ -5,9 +5,11 @@ seeds 0-9 of the dev cases its rank correlation with the SDR is about zero, for 
 and the full-rank model alike (QUALITY.md, "The full-rank default"). Runs that disagree
 with the rest are the unlucky ones (or lucky: both are rare), so ``--restarts`` keeps the
 *medoid*: the run whose sources are, on average, the most similar to the other runs'.
-With 5 restarts of the defaults the worst of every window of 5 consecutive seeds in 0-9
-lies within 1 dB of the windows' mean on all 9 dev cases (single seeds: 3 cases fail);
-over seeds 0-19, 2 music cases still fail (QUALITY.md, session 8).
+With 5 restarts of the whole default run the worst of every window of 5 consecutive
+seeds in 0-9 lies within 1 dB of the windows' mean on all 9 dev cases (single seeds: 3
+cases fail); over seeds 0-19, 2 music cases still fail. The medoid of 5 rank-1 stages,
+refined once (what ``--restarts`` now does with the full-rank model), is as steady over
+0-19 at about 55 % of the cost (QUALITY.md, session 8).
 
 Similarity of two runs: the mean over sources of the absolute normalised correlation of
 their time signals at the reference mic, for the best pairing of the sources; for long

@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; keeps the run whose "
             "sources agree most with the other runs' (the medoid; of 2 runs, the lower final "
             "loss). With the full-rank model the runs are its rank-1 stage and the kept one is "
-            "refined once. 5 steadies most music results, at about 3x the time", "separation",
+            "refined once. 5 steadies most music results, at 2-3x the time", "separation",
             sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "
