@@ -282,8 +282,9 @@ def _best_of_restarts(
     or of two runs the one with the lower final loss.
 
     With the full-rank model the restarts run its rank-1 stage only, and the kept run is
-    then refined once: the result of that seed's whole run, at about 55 % of the cost of
-    refining every run and as steady (QUALITY.md, session 8). Returns the kept run, its
+    then refined once: that seed's whole run (bit for bit with as many sources as
+    channels; with more, the extra sources start from another draw), at about 55 % of the
+    cost of refining every run and as steady (QUALITY.md, session 8). Returns the kept run, its
     seed and every run's final loss (of the rank-1 stage when refined once). Every run is
     held until all are done. With ``workers > 1`` the restarts run in that many processes
     (same numbers); ``callback`` then sees each run's losses when it finishes and cannot
