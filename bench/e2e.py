@@ -35,8 +35,6 @@ import sys
 import numpy as np
 import pyroomacoustics as pra
 import soundfile as sf
-
-from ilrma_cli.engine import kernels
 from scipy.signal import istft, stft
 
 mix, rate = sf.read(sys.argv[1])  # (n_samples, n_channels)
