@@ -204,7 +204,7 @@ def progress_steps(job: Job, settings: SeparationSettings, subtype: str) -> int:
     resolved, _ = long_settings(settings.for_rate(job.mixture.rate, job.mixture.n_samples))
     passes = 1 if subtype == "float" else 2
     n_spans = len(stream_spans(job.mixture.n_samples, resolved))
-    return resolved.ilrma.total_iter * settings.restarts + passes * n_spans
+    return restart_steps(resolved) + passes * n_spans
 
 
 def run_long_job(

@@ -294,7 +294,8 @@ def _best_of_restarts(
     if settings.restarts > 1 and not config.record_loss:
         config = replace(config, record_loss=True)
     stage, n_sources = config, settings.n_sources
-    if _refines_once(settings):
+    refine_once = _refines_once(settings)
+    if refine_once:
         stage = replace(config, spatial="rank1")
         n_sources = None if n_sources is None else min(n_sources, obs.shape[0])
     seeds = [settings.seed + k for k in range(settings.restarts)]
@@ -310,7 +311,7 @@ def _best_of_restarts(
         assert settings.stft is not None
         kept = medoid([signature(obs, r, settings.ref_mic, settings.stft) for r in results])
     result = results[kept]
-    if stage is not config and result.n_iter == config.n_iter:  # not stopped by the callback
+    if refine_once and result.n_iter == config.n_iter:  # not stopped by the callback
         result = _refine(obs, config, result, seeds[kept], callback, settings.n_sources)
     return result, seeds[kept], losses
 
