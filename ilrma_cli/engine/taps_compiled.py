@@ -4,11 +4,13 @@ One iteration of the reference loop on the stacked-taps observation
 (:mod:`ilrma_cli.engine.taps`: ``y = P z``, ``z_t = [x_t; x_{t-D}; ...; x_{t-D-L+1}]``,
 ``P = [W, -G]`` ``(n_sources, K)``) with the Gaussian NMF model, as a single pass over the
 frequencies in the order of :func:`ilrma_cli.engine.compiled.sweep`: at each ``f`` the
-inverse model variances, the extended weighted covariances ``U_n = mean_t z z^H / r_n``
-``(K, K)``, the rule on the extended rows (IP and IP2 with ``W^{-1} e_n`` zero-padded, as
-:func:`ilrma_cli.engine.spatial.steering_column`; ISS as T-ISS, tap columns first, as
-:func:`ilrma_cli.engine.taps.update_t_iss`), then the output powers ``|p_n^H z|^2`` and the
-Itakura-Saito NMF steps (Kitamura et al., TASLP 2016, eqs. 28-29).
+inverse model variances, the rule on the extended rows, then the output powers
+``|p_n^H z|^2`` and the Itakura-Saito NMF steps (Kitamura et al., TASLP 2016, eqs. 28-29).
+IP and IP2 form the extended weighted covariances ``U_n = mean_t z z^H / r_n`` ``(K, K)``
+and use ``W^{-1} e_n`` zero-padded (as :func:`ilrma_cli.engine.spatial.steering_column`);
+ISS is T-ISS, tap columns first, as :func:`ilrma_cli.engine.taps.update_t_iss`, but with
+every inner product taken on the outputs (:func:`_t_iss_on_outputs`): no ``K x K`` matrix,
+so its cost grows with ``K`` instead of ``K^2``.
 
 The stack is never formed: :class:`TapsFrames` holds each signal's frames once (the mics
 once when they are also the current frame, i.e. without PCA), split into real and
@@ -41,7 +43,6 @@ from ilrma_cli.engine.compiled import (
     _solve_lower_adjoint,
     _solve_unit,
     _sum_log,
-    _update_iss,
     _update_nmf,
 )
 from ilrma_cli.engine.kernels import entry, inline
@@ -206,6 +207,12 @@ def _outputs(planes, f, rows, shifts, row, y_re, y_im):  # pragma: no cover - co
 def _output_power(planes, f, rows, shifts, row, y_re, y_im, out):  # pragma: no cover - compiled
     """``out[t] = |row @ z_t|^2``; returns ``sum_t out[t]``."""
     _outputs(planes, f, rows, shifts, row, y_re, y_im)
+    return _power(y_re, y_im, out)
+
+
+@inline
+def _power(y_re, y_im, out):  # pragma: no cover - compiled
+    """``out[t] = y_re[t]^2 + y_im[t]^2``; returns ``sum_t out[t]``."""
     total = 0.0
     for t in range(out.shape[0]):
         value = y_re[t] * y_re[t] + y_im[t] * y_im[t]
@@ -297,25 +304,108 @@ def _update_ip2(demix_f, cov, floor, a, mats, col, out, pair, rows):  # pragma: 
 
 
 @inline
-def _update_tap_columns(demix_f, cov, floor, row_cov):  # pragma: no cover - compiled
-    """T-ISS's tap steps at one frequency (:func:`ilrma_cli.engine.taps.update_tap_columns`).
+def _t_iss_on_outputs(
+    planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads, v, yk
+):  # pragma: no cover - compiled
+    """T-ISS at one frequency on the outputs themselves, without the ``K x K`` covariances.
 
-    ``row_cov`` ``(n_src, K)`` holds ``p_n^H U_n``, kept current by the rank-1 corrections.
+    The same steps as :func:`_update_tap_columns` then :func:`_update_iss` on ``U_n`` loaded
+    as :func:`_covariances` does, with every inner product formed from the signals:
+    ``p_n^H U_n e_c = mean_t y_n conj(z_c) / r_n + load_n p_nc`` and
+    ``p_n^H U_n p_k = mean_t y_n conj(y_k) / r_n + load_n p_n . conj(p_k)``, so a step costs
+    ``O(n_src n_frames)`` and an iteration ``O(n_src K n_frames)`` instead of the
+    covariances' ``O(n_src K^2 n_frames)``. The outputs ``y_n = p_n z`` are formed once and
+    kept current by each step's rank-1 correction; on return ``ys`` ``(n_src, 2, n_frames)``
+    holds them (real, imaginary planes) for the updated rows. Scratch: ``diag`` ``(n_src, K)``,
+    ``loads`` ``(n_src,)``, ``v`` ``(n_src,)`` complex, ``yk`` ``(2, n_frames)``.
     """
     n_src, width = demix_f.shape
+    n_frames = planes.shape[3]
+    scale = 1.0 / n_frames
     for n in range(n_src):
-        for j in range(width):
-            acc = 0j
-            for k in range(width):
-                acc += demix_f[n, k] * cov[n, k, j]
-            row_cov[n, j] = acc
-    for c in range(n_src, width):
+        _outputs(planes, f, rows, shifts, demix_f[n], ys[n, 0], ys[n, 1])
+    # diag[n, c] = mean_t |z_c|^2 / r_n, then the loading of U_n from its trace.
+    for c in range(width):
+        count = n_frames - shifts[c]
         for n in range(n_src):
-            pivot = cov[n, c, c].real
-            v = row_cov[n, c] * (1.0 / pivot) if pivot > floor else 0j
-            demix_f[n, c] -= v
-            for j in range(width):
-                row_cov[n, j] -= v * cov[n, c, j]
+            diag[n, c] = 0.0
+        if count <= 0:
+            continue
+        re, im = planes[rows[c], f, 0, :count], planes[rows[c], f, 1, :count]
+        for n in range(n_src):
+            w = inv_var[n, shifts[c] :]
+            acc = 0.0
+            for t in range(count):
+                acc += w[t] * (re[t] * re[t] + im[t] * im[t])
+            diag[n, c] = acc * scale
+    for n in range(n_src):
+        trace = 0.0
+        for c in range(width):
+            trace += diag[n, c]
+        loads[n] = loading * max(trace / width, floor)
+        for c in range(width):
+            diag[n, c] += loads[n]
+    # Tap steps (T-ISS): y_n <- y_n - v_n z_c for each tap column c.
+    for c in range(n_src, width):
+        count = n_frames - shifts[c]
+        if count <= 0:
+            continue
+        s = shifts[c]
+        re, im = planes[rows[c], f, 0, :count], planes[rows[c], f, 1, :count]
+        for n in range(n_src):
+            pivot = diag[n, c]
+            if not pivot > floor:
+                continue
+            w = inv_var[n, s:]
+            y_re, y_im = ys[n, 0, s:], ys[n, 1, s:]
+            acc_r, acc_i = 0.0, 0.0
+            for t in range(count):  # y conj(z)
+                acc_r += w[t] * (y_re[t] * re[t] + y_im[t] * im[t])
+                acc_i += w[t] * (y_im[t] * re[t] - y_re[t] * im[t])
+            cross = complex(acc_r * scale, acc_i * scale) + loads[n] * demix_f[n, c]
+            step = cross * (1.0 / pivot)
+            demix_f[n, c] -= step
+            sr, si = step.real, step.imag
+            for t in range(count):
+                y_re[t] -= sr * re[t] - si * im[t]
+                y_im[t] -= sr * im[t] + si * re[t]
+    # Separation steps (ISS) on the extended rows: y_n <- y_n - v_n y_k.
+    for k in range(n_src):
+        for t in range(n_frames):
+            yk[0, t] = ys[k, 0, t]
+            yk[1, t] = ys[k, 1, t]
+        norm_k = 0.0
+        for i in range(width):
+            norm_k += _abs2(demix_f[k, i])
+        for n in range(n_src):
+            w = inv_var[n]
+            y_re, y_im = ys[n, 0], ys[n, 1]
+            quad, acc_r, acc_i = 0.0, 0.0, 0.0
+            for t in range(n_frames):
+                quad += w[t] * (yk[0, t] * yk[0, t] + yk[1, t] * yk[1, t])
+                acc_r += w[t] * (y_re[t] * yk[0, t] + y_im[t] * yk[1, t])
+                acc_i += w[t] * (y_im[t] * yk[0, t] - y_re[t] * yk[1, t])
+            quad = quad * scale + loads[n] * norm_k
+            if n == k:
+                v[n] = 1.0 - 1.0 / np.sqrt(quad) if quad > floor else 0.0
+            else:
+                inner = 0j
+                for i in range(width):
+                    inner += demix_f[n, i] * demix_f[k, i].conjugate()
+                cross = complex(acc_r * scale, acc_i * scale) + loads[n] * inner
+                v[n] = cross * (1.0 / max(quad, floor))
+        for n in range(n_src):
+            if n != k:  # row k last: the others subtract its old value
+                for i in range(width):
+                    demix_f[n, i] -= v[n] * demix_f[k, i]
+            sr, si = v[n].real, v[n].imag
+            y_re, y_im = ys[n, 0], ys[n, 1]
+            for t in range(n_frames):
+                y_re[t] -= sr * yk[0, t] - si * yk[1, t]
+                y_im[t] -= sr * yk[1, t] + si * yk[0, t]
+        vk = v[k]
+        for i in range(width):
+            demix_f[k, i] -= vk * demix_f[k, i]
 
 
 @inline
@@ -331,13 +421,22 @@ def _workspace(n_src, width):  # pragma: no cover - compiled
 
 
 @inline
+def _t_iss_workspace(n_src, width, n_frames):  # pragma: no cover - compiled
+    """Scratch of :func:`_t_iss_on_outputs`: ``ys``, ``diag``, ``loads``, ``v``, ``yk``."""
+    ys = np.empty((n_src, 2, n_frames))
+    diag = np.empty((n_src, width))
+    loads = np.empty(n_src)
+    v = np.empty(n_src, dtype=np.complex128)
+    yk = np.empty((2, n_frames))
+    return ys, diag, loads, v, yk
+
+
+@inline
 def _update_demix(rule, demix_f, cov_f, floor, a, mats, vecs, pair, rows):  # pragma: no cover
-    """Apply the in-sweep rule (IP, T-ISS or IP2) to one frequency's extended rows."""
+    """Apply IP or IP2 to one frequency's extended rows (T-ISS needs no covariances:
+    :func:`_t_iss_on_outputs`)."""
     if rule == RULE_IP:
         _update_ip(demix_f, cov_f, a, mats[0], vecs[0], vecs[1], vecs[2])
-    elif rule == RULE_ISS:
-        _update_tap_columns(demix_f, cov_f, floor, rows)
-        _update_iss(demix_f, cov_f, floor, vecs[0], vecs[1], vecs[2])
     else:
         _update_ip2(demix_f, cov_f, floor, a, mats, vecs[0], vecs[1], pair, rows)
 
@@ -372,19 +471,26 @@ def sweep(
     y_im = np.empty(n_frames)
     prod = np.empty((2, n_frames))
     a, mats, vecs, pair, rows_scratch = _workspace(n_src, width)
+    ys, diag, loads, v, yk = _t_iss_workspace(n_src, width, n_frames)
     cov_f = np.empty((n_src, width, width), dtype=np.complex128)
     want_sum = power_sum.shape[0] > 0
     loss = 0.0
     for f in range(f_lo, f_hi):
         for n in range(n_src):
             _inverse_variance(basis, activation, n, f, eps, inv_var[n])
-        if rule != NO_COV:
+        if rule == RULE_ISS:
+            _t_iss_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], ys,
+                              diag, loads, v, yk)  # fmt: skip
+        elif rule != NO_COV:
             _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, cov_f)
             _update_demix(rule, demix[f], cov_f, floor, a, mats, vecs, pair, rows_scratch)
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
-            total = _output_power(planes, f, rows, shifts, demix[f, n], y_re, y_im, power)
+            if rule == RULE_ISS:  # the outputs of the updated rows are at hand
+                total = _power(ys[n, 0], ys[n, 1], power)
+            else:
+                total = _output_power(planes, f, rows, shifts, demix[f, n], y_re, y_im, power)
             if want_sum:
                 power_sum[n] += total
             if want_loss:
@@ -409,14 +515,21 @@ def iva_sweep(
     y_im = np.empty(n_frames)
     prod = np.empty((2, n_frames))
     a, mats, vecs, pair, rows_scratch = _workspace(n_src, width)
+    ys, diag, loads, v, yk = _t_iss_workspace(n_src, width, n_frames)
     cov_f = np.empty((n_src, width, width), dtype=np.complex128)
     power_sum[:] = 0.0
     for f in range(f_lo, f_hi):
-        if rule != NO_COV:
+        if rule == RULE_ISS:
+            _t_iss_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], ys,
+                              diag, loads, v, yk)  # fmt: skip
+        elif rule != NO_COV:
             _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, cov_f)
             _update_demix(rule, demix[f], cov_f, floor, a, mats, vecs, pair, rows_scratch)
         for n in range(n_src):
-            _output_power(planes, f, rows, shifts, demix[f, n], y_re, y_im, power)
+            if rule == RULE_ISS:
+                _power(ys[n, 0], ys[n, 1], power)
+            else:
+                _output_power(planes, f, rows, shifts, demix[f, n], y_re, y_im, power)
             for t in range(n_frames):
                 power_sum[n, t] += power[t]
 
