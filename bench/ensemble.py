@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/ensemble.py run --seeds 0-19 --jobs 2   # sources -> out/ensemble
     .venv/bin/python bench/ensemble.py report --seeds 0-19         # markdown tables
+    .venv/bin/python bench/ensemble.py run --cases varied,sim --kinds full --seeds 0-4
+    .venv/bin/python bench/ensemble.py report --cases varied,sim --kinds full --seeds 0-4 --windows 5
 
-``run`` separates every dev case with the defaults (``full``) and with ``--spatial rank1``
+``run`` separates every case (``--cases``, as ``bench/grid.py``; the dev cases by default) with the defaults (``full``) and with ``--spatial rank1``
 (``rank1``) for each seed, through :func:`ilrma_cli.pipeline.separate` as ``bench/grid.py``
 does, and keeps the sources at mic 0 (float32 ``.npy``). ``report`` scores, for every window
 of N consecutive seeds: one seed (the window's first), the medoid of the window
@@ -39,7 +41,6 @@ from ilrma_cli.settings import SeparationSettings  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "ensemble"
 KINDS = ("full", "rank1")
-WINDOWS = (3, 5)
 
 
 def path_of(case: str, kind: str, seed: int) -> Path:
@@ -63,7 +64,13 @@ def run_one(spec: case_lib.DevSpec, kind: str, seed: int) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    jobs = [(s, k, seed) for s in case_specs("dev") for seed in seed_list(args.seeds) for k in KINDS]
+    kinds = args.kinds.split(",")
+    jobs = [
+        (s, k, seed)
+        for s in case_specs(args.cases)
+        for seed in seed_list(args.seeds)
+        for k in kinds
+    ]
     with ProcessPoolExecutor(args.jobs, initializer=os.nice, initargs=(10,)) as pool:
         for n, done in enumerate(pool.map(run_one, *zip(*jobs, strict=True)), 1):
             print(f"[{n}/{len(jobs)}] {done}", flush=True)
@@ -87,12 +94,12 @@ def sdri(spec: case_lib.DevSpec, estimates: np.ndarray) -> float:
 
 def report(args: argparse.Namespace) -> None:
     seeds = seed_list(args.seeds)
-    for kind in KINDS:
-        for size in WINDOWS:
+    for kind in args.kinds.split(","):
+        for size in (int(n) for n in args.windows.split(",")):
             print(f"\n{kind}, windows of {size} of seeds {args.seeds}: mean (worst - mean)\n")
             print("| case | one seed | medoid | mean of the window | mean of the 3 most central |")
             print("|---|---|---|---|---|")
-            for spec in case_specs("dev"):
+            for spec in case_specs(args.cases):
                 runs = {s: np.load(path_of(spec.name, kind, s)) for s in seeds}
                 cols: dict[str, list[float]] = {"one": [], "medoid": [], "mean": [], "central": []}
                 for first in range(len(seeds) - size + 1):
@@ -100,7 +107,12 @@ def report(args: argparse.Namespace) -> None:
                     kept = medoid(window)
                     aligned = [paired(window[kept], w) for w in window]
                     closeness = [
-                        np.mean([abs(np.corrcoef(a, b)[0, 1]) for a, b in zip(x, window[kept], strict=True)])
+                        np.mean(
+                            [
+                                abs(np.corrcoef(a, b)[0, 1])
+                                for a, b in zip(x, window[kept], strict=True)
+                            ]
+                        )
                         for x in aligned
                     ]
                     central = [aligned[i] for i in np.argsort(closeness)[::-1][:3]]
@@ -116,10 +128,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run")
-    p_run.add_argument("--seeds", default="0-19")
     p_run.add_argument("--jobs", type=int, default=2)
     p_rep = sub.add_parser("report")
-    p_rep.add_argument("--seeds", default="0-19")
+    p_rep.add_argument("--windows", default="3,5")
+    for p in (p_run, p_rep):
+        p.add_argument("--seeds", default="0-19")
+        p.add_argument("--cases", default="dev")
+        p.add_argument("--kinds", default=",".join(KINDS))
     args = parser.parse_args()
     {"run": run, "report": report}[args.command](args)
 

@@ -1,15 +1,14 @@
-"""Which of several restarts to keep: the medoid, the run that agrees most with the others.
+"""How several restarts are combined: their sources paired with the medoid's, then averaged.
 
 The lowest final negative log-likelihood does not pick the better of several seeds: over
 seeds 0-9 of the dev cases its rank correlation with the SDR is about zero, for the rank-1
-and the full-rank model alike (QUALITY.md, "The full-rank default"). Runs that disagree
-with the rest are the unlucky ones (or lucky: both are rare), so ``--restarts`` keeps the
-*medoid*: the run whose sources are, on average, the most similar to the other runs'.
-With 5 restarts of the whole default run the worst of every window of 5 consecutive
-seeds in 0-9 lies within 1 dB of the windows' mean on all 9 dev cases (single seeds: 3
-cases fail); over seeds 0-19, 2 music cases still fail. The medoid of 5 rank-1 stages,
-refined once (what ``--restarts`` now does with the full-rank model), is as steady over
-0-19 at about 55 % of the cost (QUALITY.md, session 8).
+and the full-rank model alike (QUALITY.md, "The full-rank default"). The *medoid*, the
+run whose sources are on average the most similar to the other runs', is never an
+outlier; but the *mean* of the runs, each run's sources paired with the medoid's
+(:func:`pairing`), beats keeping the medoid on every dev case, in mean and in the worst
+window of seeds: independent local optima err differently (QUALITY.md, session 9). So
+``--restarts`` outputs that mean (:func:`ilrma_cli.pipeline.mean_images`) and reports the
+medoid's run.
 
 Similarity of two runs: the mean over sources of the absolute normalised correlation of
 their time signals at the reference mic, for the best pairing of the sources; for long
@@ -55,17 +54,24 @@ def signature(obs: np.ndarray, result: Result, ref_mic: int, config: StftConfig)
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Mean normalised |correlation| of the sources of ``a`` and ``b`` ``(n_sources, n)``
     under their best pairing (real or complex signals)."""
+    return pairing(a, b)[0]
+
+
+def pairing(a: np.ndarray, b: np.ndarray) -> tuple[float, list[int]]:
+    """``(similarity, order)``: source ``i`` of ``a`` pairs with source ``order[i]`` of ``b``
+    (the pairing of :func:`similarity`)."""
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
     corr = np.abs(a @ b.conj().T)  # (n, n)
     n = len(corr)
     if n <= EXHAUSTIVE_MAX:
         rows = np.arange(n)
-        return max(float(corr[rows, list(p)].mean()) for p in itertools.permutations(range(n)))
+        order = max(itertools.permutations(range(n)), key=lambda p: corr[rows, list(p)].mean())
+        return float(corr[rows, list(order)].mean()), list(order)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-corr)
-    return float(corr[rows, cols].mean())
+    return float(corr[rows, cols].mean()), [int(c) for c in cols]
 
 
 def medoid(signatures: list[np.ndarray]) -> int:

@@ -41,10 +41,10 @@ from ilrma_cli.engine.observation import demix_apply
 from ilrma_cli.errors import InputError, ProcessingError
 from ilrma_cli.memory import LONG_RUN_FRAMES
 from ilrma_cli.pipeline import (
-    _best_of_restarts,
     check_layout,
     check_live,
     project_frames,
+    restart_runs,
     restart_steps,
 )
 from ilrma_cli.settings import SeparationSettings
@@ -92,11 +92,13 @@ def long_settings(settings: SeparationSettings) -> tuple[SeparationSettings, str
 @dataclass
 class LongFit:
     """The demixing fitted on ``fit_frames`` frames: the engine's ``result`` (of the kept
-    ``seed``), its ``mixing`` matrices ``W^{-1}`` ``(n_freq, n_channels, n_sources)``,
-    the settings that ran and what the sampled frames showed."""
+    ``seed``), the settings that ran and what the sampled frames showed. ``filters`` holds
+    every restart's demixing ``W`` ``(n_freq, n_sources, n_channels)`` and mixing matrices
+    ``W^{-1}`` ``(n_freq, n_channels, n_sources)``, their sources in the kept run's order:
+    the sources streamed are their mean (:func:`ilrma_cli.pipeline.mean_images`)."""
 
     result: Result
-    mixing: np.ndarray
+    filters: list[tuple[np.ndarray, np.ndarray]]
     settings: SeparationSettings
     seed: int
     final_losses: list[float]
@@ -157,9 +159,11 @@ def fit_long(
         if live[a] and same[a, b]
     ]
     with threadpool_limits(limits=1, user_api="blas"):
-        result, seed, losses = _best_of_restarts(obs, settings, callback, workers)
-        mixing = mixing_matrices(result.demix)
-    return LongFit(result, mixing, settings, seed, losses, obs.shape[-1], warnings)
+        fits = restart_runs(obs, settings, callback, workers)
+        demixes = [r.demix[:, order] for r, order in zip(fits.results, fits.orders, strict=True)]
+        filters = [(demix, mixing_matrices(demix)) for demix in demixes]
+    result, seed, losses = fits.kept_result, fits.kept_seed, fits.losses
+    return LongFit(result, filters, settings, seed, losses, obs.shape[-1], warnings)
 
 
 def stream_spans(n_samples: int, settings: SeparationSettings) -> list[Span]:
@@ -175,23 +179,28 @@ def stream_sources(
     """Each span and its samples of every source, ``(n_outputs, span.stop - span.start)`` each.
 
     The frames a span needs are read and transformed alone (:func:`~ilrma_cli.stft.stft_frames`),
-    demixed by ``fit``, projected to ``ref_mic`` (None: every mic) and inverted; the
-    numbers are those of the fitted demixing applied to the whole-file STFT.
+    demixed by each of ``fit``'s filters, projected to ``ref_mic`` (None: every mic),
+    averaged over the filters and inverted; the numbers are those of the fitted demixing
+    applied to the whole-file STFT.
     """
     config = fit.settings.stft
     assert config is not None
-    demix, dtype = fit.result.demix, fit.settings.ilrma.complex_dtype
+    dtype = fit.settings.ilrma.complex_dtype
     for span in stream_spans(reader.n_samples, fit.settings):
         chunk = reader.read(*frame_samples(span.first, span.end, reader.n_samples, config))
         frames = stft_frames(chunk, span.first, span.end, reader.n_samples, config, dtype)
-        separated = demix_apply(demix, frames, dtype)
-        yield (
-            span,
-            [
-                istft_span(project_frames(separated[s], fit.mixing[:, :, s], ref_mic), span, config)
-                for s in range(separated.shape[0])
-            ],
-        )
+        projected: list[np.ndarray] = []
+        for k, (demix, mixing) in enumerate(fit.filters):
+            separated = demix_apply(demix, frames, dtype)
+            for s in range(separated.shape[0]):
+                images = project_frames(separated[s], mixing[:, :, s], ref_mic)
+                if k == 0:
+                    projected.append(images)
+                else:
+                    projected[s] += images
+        if len(fit.filters) > 1:
+            projected = [images / len(fit.filters) for images in projected]
+        yield span, [istft_span(images, span, config) for images in projected]
 
 
 def progress_steps(job: Job, settings: SeparationSettings, subtype: str) -> int:

@@ -17,9 +17,16 @@ from functools import cached_property, partial
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ilrma_cli.consensus import medoid, signature
+from ilrma_cli.consensus import medoid, pairing, signature
 from ilrma_cli.dereverb import dereverberate
-from ilrma_cli.engine import Callback, ILRMAConfig, InitialState, Result, mixing_matrices, run
+from ilrma_cli.engine import (
+    Callback,
+    ILRMAConfig,
+    Result,
+    mixing_matrices,
+    project_back,
+    run,
+)
 from ilrma_cli.engine.fullrank_refine import fullrank_images
 from ilrma_cli.execute import imap_processes
 from ilrma_cli.settings import SeparationSettings
@@ -99,7 +106,8 @@ def project_frames(frames: np.ndarray, mixing: np.ndarray, ref_mic: int | None) 
 class Separation:
     """The outcome of a separation: its time signals (:attr:`signals`, or all at once: :attr:`sources`).
 
-    ``result`` is the engine's (its separated spectrogram is the one ``signals`` read);
+    ``result`` is the engine's, of the kept run (with ``--restarts``, the medoid, whose
+    sources the others are paired with; ``signals`` are then the mean of every run's);
     ``settings`` are the resolved ones; ``seed`` is the seed of the kept run and
     ``final_losses`` the final loss of every restart.
     """
@@ -246,91 +254,109 @@ def separate_analysis(
     ref_mic = None if settings.images else settings.ref_mic
     with threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
-        result, seed, losses = _best_of_restarts(obs, settings, callback, workers)
-        spectra = result.separated
-        mixing: np.ndarray | None = mixing_matrices(result.demix)
-        if result.fullrank is not None:  # its Wiener images are already at the mics
-            spectra, mixing = fullrank_images(obs, result.fullrank, ref_mic), None
-            if ref_mic is not None:
-                spectra = spectra[:, None]
+        runs = restart_runs(obs, settings, callback, workers)
+        result = runs.kept_result
+        mixing: np.ndarray | None = None  # None: the spectra are at the mics already
+        if len(runs.results) > 1:
+            spectra = mean_images(obs, runs, ref_mic)
+        elif result.fullrank is not None:  # the Wiener images
+            spectra = _images(obs, result, ref_mic)
+        else:  # projected back block by block by SourceSignals
+            spectra, mixing = result.separated, mixing_matrices(result.demix)
         del obs
         seconds["ilrma"] = time.perf_counter() - start
     signals = SourceSignals(spectra, mixing, ref_mic, analysis.n_samples, settings.stft)
-    return Separation(signals, result, seconds, settings, seed, losses)
+    return Separation(signals, result, seconds, settings, runs.kept_seed, runs.losses)
 
 
 def restart_steps(settings: SeparationSettings) -> int:
     """The iterations the restarts of a separation report through its callback."""
-    config = settings.ilrma
-    if _refines_once(settings):
-        return config.n_iter * settings.restarts + config.fullrank_iter
-    return config.total_iter * settings.restarts
+    return settings.ilrma.total_iter * settings.restarts
 
 
-def _refines_once(settings: SeparationSettings) -> bool:
-    """Whether the restarts are of the rank-1 stage only, the kept one refined once."""
-    return settings.restarts > 1 and settings.ilrma.spatial == "fullrank"
+@dataclass
+class Restarts:
+    """The runs of ``--restarts`` (seeds ``seed, seed + 1, ...``), each held whole.
+
+    ``kept`` indexes the medoid (:mod:`ilrma_cli.consensus`; of two runs the lower final
+    loss): the run the others are paired with, whose result and seed a separation reports.
+    ``orders[r][i]`` is the source of run ``r`` paired with source ``i`` of the kept run.
+    """
+
+    results: list[Result]
+    seeds: list[int]
+    losses: list[float]
+    kept: int
+    orders: list[list[int]]
+
+    @property
+    def kept_result(self) -> Result:
+        return self.results[self.kept]
+
+    @property
+    def kept_seed(self) -> int:
+        return self.seeds[self.kept]
 
 
-def _best_of_restarts(
+def restart_runs(
     obs: np.ndarray,
     settings: SeparationSettings,
     callback: Callback | None,
     workers: int,
-) -> tuple[Result, int, list[float]]:
-    """Run seeds ``seed .. seed + restarts - 1``; keep the medoid (:mod:`ilrma_cli.consensus`),
-    or of two runs the one with the lower final loss.
+) -> Restarts:
+    """Run seeds ``seed .. seed + restarts - 1`` on ``obs`` ``(n_channels, n_freq, n_frames)``
+    and pair their sources with the medoid's.
 
-    With the full-rank model the restarts run its rank-1 stage only, and the kept run is
-    then refined once: that seed's whole run (bit for bit with as many sources as
-    channels; with more, the extra sources start from another draw), at about 55 % of the
-    cost of refining every run and as steady (QUALITY.md, session 8). Returns the kept run, its
-    seed and every run's final loss (of the rank-1 stage when refined once). Every run is
-    held until all are done. With ``workers > 1`` the restarts run in that many processes
-    (same numbers); ``callback`` then sees each run's losses when it finishes and cannot
-    stop it.
+    The separation is then the mean of the paired runs (:func:`mean_images`): independent
+    local optima err differently, so the mean beats keeping the medoid on every dev case,
+    in mean and in the worst window of seeds (QUALITY.md, session 9). With ``workers > 1``
+    the restarts run in that many processes (same numbers); ``callback`` then sees each
+    run's losses when it finishes and cannot stop it.
     """
     config = settings.ilrma
     if settings.restarts > 1 and not config.record_loss:
         config = replace(config, record_loss=True)
-    stage, n_sources = config, settings.n_sources
-    refine_once = _refines_once(settings)
-    if refine_once:
-        stage = replace(config, spatial="rank1")
-        n_sources = None if n_sources is None else min(n_sources, obs.shape[0])
     seeds = [settings.seed + k for k in range(settings.restarts)]
+    n_sources = settings.n_sources
     if workers > 1 and len(seeds) > 1:
-        results = list(_run_in_processes(obs, stage, n_sources, seeds, workers, callback))
+        results = list(_run_in_processes(obs, config, n_sources, seeds, workers, callback))
     else:
-        results = [run(obs, stage, seed, callback, n_sources=n_sources) for seed in seeds]
+        results = [run(obs, config, seed, callback, n_sources=n_sources) for seed in seeds]
     losses = [float(r.loss[-1]) if r.loss.size else float("nan") for r in results]
-    kept = 0
-    if len(results) == 2:  # two runs agree equally with each other: the lower loss decides
-        kept = int(np.argmin(losses))
-    elif len(results) > 2:
-        assert settings.stft is not None
-        kept = medoid([signature(obs, r, settings.ref_mic, settings.stft) for r in results])
-    result = results[kept]
-    if refine_once and result.n_iter == config.n_iter:  # not stopped by the callback
-        result = _refine(obs, config, result, seeds[kept], callback, settings.n_sources)
-    return result, seeds[kept], losses
+    n_out = results[0].separated.shape[0]
+    if len(results) == 1:
+        return Restarts(results, seeds, losses, 0, [list(range(n_out))])
+    assert settings.stft is not None
+    signatures = [signature(obs, r, settings.ref_mic, settings.stft) for r in results]
+    # Two runs agree equally with each other: the lower loss decides which leads.
+    kept = int(np.argmin(losses)) if len(results) == 2 else medoid(signatures)
+    orders = [pairing(signatures[kept], other)[1] for other in signatures]
+    return Restarts(results, seeds, losses, kept, orders)
 
 
-def _refine(
-    obs: np.ndarray,
-    config: ILRMAConfig,
-    stage: Result,
-    seed: int,
-    callback: Callback | None,
-    n_sources: int | None,
-) -> Result:
-    """The full-rank refinement of the rank-1 run ``stage`` of ``seed``: the engine from its
-    state with no rank-1 iterations; the losses of both, in order, as in one whole run."""
-    start = InitialState(demix=stage.demix, basis=stage.basis, activation=stage.activation)
-    refined = run(obs, replace(config, n_iter=0, iva_iter=0), seed, callback, init=start,
-                  n_sources=n_sources)  # fmt: skip
-    loss = np.concatenate([stage.loss, refined.loss[1:]])
-    return replace(refined, loss=loss, n_iter=stage.n_iter + refined.n_iter)
+def mean_images(obs: np.ndarray, runs: Restarts, ref_mic: int | None) -> np.ndarray:
+    """The mean over the runs of their paired sources at the mics ``(n_src, n_out, n_freq, n_frames)``
+    (``n_out`` 1 at ``ref_mic``, every mic when it is None), from the mixture ``obs``."""
+    total: np.ndarray | None = None
+    for result, order in zip(runs.results, runs.orders, strict=True):
+        images = _images(obs, result, ref_mic)[order]
+        if total is None:
+            total = images
+        else:
+            total += images
+    assert total is not None
+    total /= len(runs.results)
+    return total
+
+
+def _images(obs: np.ndarray, result: Result, ref_mic: int | None) -> np.ndarray:
+    """One run's sources at the mics ``(n_src, n_out, n_freq, n_frames)``: the full-rank
+    model's Wiener images, or the rank-1 outputs projected back."""
+    if result.fullrank is not None:
+        images = fullrank_images(obs, result.fullrank, ref_mic)
+    else:
+        images = project_back(result.separated, result.demix, ref_mic)
+    return images if ref_mic is None else images[:, None]
 
 
 def _run_in_processes(

@@ -92,6 +92,29 @@ def test_streamed_sources_are_the_fitted_filters_on_the_whole_file_stft(
     assert np.max(np.abs(streamed - whole)) <= 1e-9 * np.max(np.abs(whole))
 
 
+def test_streamed_restarts_are_the_mean_of_every_fitted_filter(long_mix, monkeypatch):
+    monkeypatch.setattr(longform, "SPAN_SAMPLES", SPAN)
+    reader, fit = _fit(long_mix, 256, restarts=3)
+    assert len(fit.filters) == 3 and len(fit.final_losses) == 3
+    assert any(np.array_equal(demix, fit.result.demix) for demix, _ in fit.filters)
+    with reader:
+        pieces = list(longform.stream_sources(reader, fit, 0))
+        x = reader.read(0, reader.n_samples)
+    streamed = np.concatenate([np.stack(blocks) for _, blocks in pieces], axis=-1)[:, 0]
+    config = fit.settings.stft
+    obs = stft(x, config)
+    each = [
+        istft(project_back(demix_apply(demix, obs, np.complex128), demix, 0), x.shape[1], config)
+        for demix, _ in fit.filters
+    ]
+    whole = np.mean(each, axis=0)
+    assert np.max(np.abs(streamed - whole)) <= 1e-9 * np.max(np.abs(whole))
+    # the filters' sources are paired: each run's source k resembles the others' source k
+    for other in each[1:]:
+        corr = np.abs(np.corrcoef(np.concatenate([each[0], other]))[:2, 2:])
+        assert np.all(np.diag(corr) > np.diag(corr[::-1]))
+
+
 def test_sources_keep_one_order_from_block_to_block(long_mix, monkeypatch):
     """Each third of the output (one repetition of the dev mixture) matches the references
     in the same order."""

@@ -77,56 +77,63 @@ def test_unknown_model_and_bad_dof_are_refused():
         ILRMAConfig(model="t", dof=0.0)
 
 
-def test_restarts_keep_the_medoid_of_the_runs(dev_case):
-    from ilrma_cli.consensus import medoid, signature, similarity
-    from ilrma_cli.stft import stft
+def _paired_mean(runs: list, kept: int, signatures: list) -> np.ndarray:
+    """The mean of the runs' sources, each run's reordered to pair with the kept run's."""
+    from ilrma_cli.consensus import pairing
 
-    mix, _, rate = dev_case("arctic_2src_rt250")
-    mix = mix[:, : 4 * rate]
-    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=ILRMAConfig(n_basis=2, n_iter=15))
-    single = [separate(mix, replace(base, seed=5 + k)) for k in range(3)]
-    best = separate(mix, replace(base, seed=5, restarts=3))
-    assert best.final_losses == pytest.approx([s.result.loss[-1] for s in single])
-    obs = stft(mix, base.stft)
-    signatures = [signature(obs, s.result, 0, base.stft) for s in single]
-    kept = medoid(signatures)
-    assert best.seed == 5 + kept
-    np.testing.assert_array_equal(best.sources, single[kept].sources)
-    # the signatures are the output time signals (all of them at this length)
-    assert medoid([s.sources for s in single]) == kept
-    for sig, run_ in zip(signatures, single, strict=True):
-        n = min(sig.shape[1], run_.sources.shape[1])
-        assert similarity(sig[:, :n], run_.sources[:, :n]) == pytest.approx(1.0, abs=1e-4)
-    parallel = separate(mix, replace(base, seed=5, restarts=3), workers=2)
-    assert parallel.seed == best.seed
-    np.testing.assert_array_equal(parallel.sources, best.sources)
+    orders = [pairing(signatures[kept], other)[1] for other in signatures]
+    return np.mean([r.sources[order] for r, order in zip(runs, orders, strict=True)], axis=0)
 
 
-def test_full_rank_restarts_refine_the_medoid_of_the_rank1_runs_once(dev_case):
-    """Each restart runs the rank-1 stage; the kept one is refined: that seed's whole run."""
+@pytest.mark.parametrize("spatial", ["rank1", "fullrank"])
+def test_restarts_give_the_mean_of_the_runs_paired_with_the_medoid(dev_case, spatial):
     from ilrma_cli.consensus import medoid, signature
     from ilrma_cli.pipeline import restart_steps
     from ilrma_cli.stft import stft
 
     mix, _, rate = dev_case("arctic_2src_rt250")
     mix = mix[:, : 4 * rate]
-    config = ILRMAConfig(n_basis=2, n_iter=12, iva_iter=3, spatial="fullrank", fullrank_iter=4)
+    config = ILRMAConfig(n_basis=2, n_iter=12, iva_iter=3, spatial=spatial, fullrank_iter=4)
     base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=config)
-    rank1 = replace(base, ilrma=replace(config, spatial="rank1"))
-    stages = [separate(mix, replace(rank1, seed=5 + k)) for k in range(3)]
+    single = [separate(mix, replace(base, seed=5 + k)) for k in range(3)]
+    calls: list[int] = []
+    mean = separate(mix, replace(base, seed=5, restarts=3), callback=lambda i, v: calls.append(i))
+    assert mean.final_losses == pytest.approx([s.result.loss[-1] for s in single])
+    assert len(calls) == restart_steps(replace(base, restarts=3)) == 3 * config.total_iter
     obs = stft(mix, base.stft)
-    kept = medoid([signature(obs, s.result, 0, base.stft) for s in stages])
-    calls = []
-    best = separate(mix, replace(base, seed=5, restarts=3), callback=lambda i, v: calls.append(i))
-    whole = separate(mix, replace(base, seed=5 + kept))
-    assert best.seed == 5 + kept
-    assert best.final_losses == pytest.approx([s.result.loss[-1] for s in stages])
-    np.testing.assert_array_equal(best.sources, whole.sources)
-    np.testing.assert_array_equal(best.result.loss, whole.result.loss)
-    assert best.result.n_iter == whole.result.n_iter == 12 + 4
-    assert len(calls) == restart_steps(replace(base, restarts=3)) == 3 * 12 + 4
+    signatures = [signature(obs, s.result, 0, base.stft) for s in single]
+    kept = medoid(signatures)
+    assert mean.seed == 5 + kept
+    np.testing.assert_array_equal(mean.result.loss, single[kept].result.loss)
+    expected = _paired_mean(single, kept, signatures)
+    scale = np.max(np.abs(expected))
+    assert np.max(np.abs(mean.sources - expected)) <= 1e-9 * scale
+    # it is the mean, not one of the runs
+    assert min(np.max(np.abs(mean.sources - s.sources)) for s in single) > 1e-3 * scale
     parallel = separate(mix, replace(base, seed=5, restarts=3), workers=2)
-    np.testing.assert_array_equal(parallel.sources, best.sources)
+    assert parallel.seed == mean.seed
+    np.testing.assert_array_equal(parallel.sources, mean.sources)
+    again = separate(mix, replace(base, seed=5, restarts=3))
+    np.testing.assert_array_equal(again.sources, mean.sources)
+
+
+def test_two_restarts_pair_with_the_run_of_lower_loss(dev_case):
+    from ilrma_cli.consensus import signature
+    from ilrma_cli.stft import stft
+
+    mix, _, rate = dev_case("arctic_2src_rt250")
+    mix = mix[:, : 4 * rate]
+    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=ILRMAConfig(n_basis=2, n_iter=15))
+    single = [separate(mix, replace(base, seed=5 + k)) for k in range(2)]
+    mean = separate(mix, replace(base, seed=5, restarts=2, images=True))
+    kept = int(np.argmin([s.result.loss[-1] for s in single]))
+    assert mean.seed == 5 + kept
+    obs = stft(mix, base.stft)
+    signatures = [signature(obs, s.result, 0, base.stft) for s in single]
+    images = [separate(mix, replace(base, seed=5 + k, images=True)) for k in range(2)]
+    expected = _paired_mean(images, kept, signatures)  # (n_src, n_mics, n_samples)
+    assert mean.sources.shape == expected.shape == (2, 2, mix.shape[1])
+    assert np.max(np.abs(mean.sources - expected)) <= 1e-9 * np.max(np.abs(expected))
 
 
 def test_pca_reduction_separates_two_sources_at_three_mics(dev_case):
