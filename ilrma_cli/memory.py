@@ -15,7 +15,8 @@ n_frames`` time-frequency bins, ``c`` the complex item size: 8 single, 16 double
 The peak is the interpreter with the CLI's modules loaded (``BASELINE``) plus the
 largest phase, times a small ``MARGIN``. What ``--refs`` or ``--spectrograms`` hold
 on top (the sources at the reference mic, ``m N 8``, and the references), and the
-extra copies of ``--restarts`` and ``-j``, are not counted.
+copies of the processes of ``-j``, are not counted. ``--restarts N`` adds the finished runs
+held until all are done and the mean of their images (:func:`restart_bytes`).
 
 Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
 ``--n-basis 2 --n-iter 2``, other options at their defaults), 16 kHz float32 WAV,
@@ -63,6 +64,10 @@ REFERENCE_ARRAYS = 8
 # available); its fit frames fill LONG_SAFETY of that limit, in runs of LONG_RUN_FRAMES
 # contiguous frames, and it needs at least MIN_FIT_FRAMES of them.
 LONG_PATH_CAP = 2 * 2**30
+# Arrays the size of the mean of --restarts counted while it is formed: the mean, one run's
+# images and what else the measured peaks showed (with 3 restarts the estimate is 5-9 %
+# above them, tests/test_memory.py).
+RESTART_MEANS = 3
 LONG_SAFETY = 0.9
 LONG_RUN_FRAMES = 32
 MIN_FIT_FRAMES = 64
@@ -162,6 +167,7 @@ def estimate_peak_bytes(
     n_sources: int | None = None,
     images: bool = True,
     dereverb: tuple[int, int, int] | None = None,
+    restarts: int = 1,
 ) -> int:
     """Estimated peak resident bytes of a whole ``ilrma separate`` run (see the module docstring).
 
@@ -170,7 +176,7 @@ def estimate_peak_bytes(
     """
     phases = phase_bytes(
         n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps,
-        fullrank_basis, n_sources, images, dereverb,
+        fullrank_basis, n_sources, images, dereverb, restarts,
     )  # fmt: skip
     return int(BASELINE + MARGIN * max(phases.values()))
 
@@ -189,10 +195,12 @@ def phase_bytes(
     n_sources: int | None = None,
     images: bool = True,
     dereverb: tuple[int, int, int] | None = None,
+    restarts: int = 1,
 ) -> dict[str, int]:
-    """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output, and
-    with ``dereverb`` ``(taps, n_fft, hop)`` the dereverberation stage before the STFT,
-    whose waveform the STFT then holds too."""
+    """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output, with
+    ``dereverb`` ``(taps, n_fft, hop)`` the dereverberation stage before the STFT, whose
+    waveform the STFT then holds too, and with ``restarts`` > 1 the mean of the runs
+    (:func:`restart_bytes`)."""
     if precision not in ITEMSIZE:
         raise ValueError(f"unknown precision {precision!r}; choose one of single, double")
     cplx = ITEMSIZE[precision][1]
@@ -208,25 +216,41 @@ def phase_bytes(
     if dereverb is not None and dereverb[0] > 0:
         phases["dereverb"] = dereverb_bytes(m, n_samples, n_basis, precision, *dereverb)
         waveform *= 2  # the caller's and the dereverberated one
+    bins = n_freq * frames
+    engine = engine_bytes(
+        m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis,
+        n_sources, images,
+    )  # fmt: skip
+    held, mean = restart_bytes(m, bins, precision, restarts, n_sources, images)
+    if restarts > 1:  # the finished runs, the mixture and the mean being formed
+        phases["combine"] = ENGINE_SCRATCH + spectrogram + restarts * held + RESTART_MEANS * mean
     return phases | {
         "stft": waveform + spectrogram + stft_block,
-        "engine": engine_bytes(
-            m,
-            n_freq,
-            frames,
-            n_basis,
-            precision,
-            backend,
-            spatial,
-            taps,
-            fullrank_basis,
-            n_sources,
-            images,
-        ),  # fmt: skip
+        "engine": engine + (restarts - 1) * held,
         "output": spectrogram
         + output_block
-        + fullrank_images_bytes(m, n_freq * frames, spatial, n_sources, images),
+        + max(fullrank_images_bytes(m, bins, spatial, n_sources, images), mean),
     }
+
+
+def restart_bytes(
+    n_channels: int,
+    bins: int,
+    precision: str,
+    restarts: int,
+    n_sources: int | None = None,
+    images: bool = True,
+) -> tuple[int, int]:
+    """``(held, mean)``: the bytes of ``--restarts`` beyond one run. Each finished run is
+    held (its separated spectrogram ``n B c``, ``n`` sources, default one per channel) while
+    the next ones run; their mean (:func:`ilrma_cli.pipeline.mean_images`) is complex128 at
+    every mic with ``images`` (else at the reference mic), formed beside one run's images
+    (:data:`RESTART_MEANS`). Both 0 for one run."""
+    if restarts <= 1:
+        return 0, 0
+    n_src = n_sources or n_channels
+    held = n_src * bins * ITEMSIZE[precision][1]
+    return held, n_src * (n_channels if images else 1) * bins * 16
 
 
 def dereverb_bytes(
@@ -255,21 +279,27 @@ def long_phase_bytes(
     precision: str,
     backend: str,
     fit_frames: int,
+    restarts: int = 1,
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase of the long path (:mod:`ilrma_cli.longform`).
 
     fit: the engine on ``fit_frames`` frames (:func:`engine_bytes`) and one run of samples
-    read for them; stream: one span of ``SPAN_SAMPLES`` (its samples, the mixture, separated
-    and projected frames in complex128, and the inverse's samples, images at worst).
+    read for them, and the finished ``restarts`` (:func:`restart_bytes`); stream: one span of
+    ``SPAN_SAMPLES`` (its samples, the mixture, separated and projected frames in complex128,
+    the sum over the restarts' filters, and the inverse's samples, images at worst).
     Neither depends on the length of the file.
     """
     n_freq = n_fft // 2 + 1
     m = n_channels
     span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
     run = m * ((LONG_RUN_FRAMES - 1) * hop + n_fft) * 8 + m * LONG_RUN_FRAMES * n_freq * 16
+    held, _ = restart_bytes(m, n_freq * fit_frames, precision, restarts)
+    projected = (3 if restarts == 1 else 4) * m * span_frames * n_freq * 16
     return {
-        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend) + run,
-        "stream": m * (SPAN_SAMPLES + n_fft) * 8 * 4 + 3 * m * span_frames * n_freq * 16,
+        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend)
+        + run
+        + restarts * held,
+        "stream": m * (SPAN_SAMPLES + n_fft) * 8 * 4 + projected,
     }
 
 
@@ -282,12 +312,15 @@ def long_fit_frames(
     backend: str,
     limit: int,
     total_frames: int,
+    restarts: int = 1,
 ) -> int:
     """The most frames (at most ``total_frames``) the long path can fit its demixing on within
     ``LONG_SAFETY`` of ``limit`` bytes; 0 when not even one frame fits."""
 
     def peak(frames: int) -> int:
-        phases = long_phase_bytes(n_channels, n_fft, hop, n_basis, precision, backend, frames)
+        phases = long_phase_bytes(
+            n_channels, n_fft, hop, n_basis, precision, backend, frames, restarts
+        )
         return int(BASELINE + MARGIN * max(phases.values()))
 
     lo, hi = 0, total_frames  # peak(lo) fits (or lo == 0), the answer is in [lo, hi]

@@ -339,11 +339,12 @@ def mean_images(obs: np.ndarray, runs: Restarts, ref_mic: int | None) -> np.ndar
     (``n_out`` 1 at ``ref_mic``, every mic when it is None), from the mixture ``obs``."""
     total: np.ndarray | None = None
     for result, order in zip(runs.results, runs.orders, strict=True):
-        images = _images(obs, result, ref_mic)[order]
+        images = _images(obs, result, ref_mic)
         if total is None:
-            total = images
-        else:
-            total += images
+            total = images[order]
+            continue
+        for source, paired in enumerate(order):
+            total[source] += images[paired]
     assert total is not None
     total /= len(runs.results)
     return total

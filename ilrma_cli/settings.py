@@ -149,8 +149,8 @@ SETTINGS: tuple[Setting, ...] = (
             "and seed give the same output", "separation", sweep="none", minimum=0),
     Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; outputs the mean of "
             "their sources, each run's paired with those of the run that agrees most with the "
-            "others (the medoid; of 2 runs, the lower final loss). 5 add about 0.7 dB on "
-            "average and steady music results, at about N times the time", "separation",
+            "others (the medoid; of 2 runs, the lower final loss). 5 add about 0.6 dB on "
+            "average and steady music results, at about N times the time and 3x the memory", "separation",
             sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "

@@ -8,6 +8,7 @@ block to block, and nothing is left behind when a long run fails halfway.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,10 @@ def test_the_rule_whole_file_below_the_limit_else_fit_frames_within_it(long_mix,
     assert plan.long_fit(mixture, settings, None) == fit
     monkeypatch.setattr(plan, "available_bytes", lambda: 64 * 2**30)
     assert plan.switch_limit(None) == memory.LONG_PATH_CAP
+    # restarts hold every run and their mean: the whole file needs more, the fit fewer frames
+    five = replace(settings, restarts=5)
+    assert plan.whole_file_bytes(mixture, five) > need
+    assert plan.long_fit(mixture, five, need) < fit
     # not even the long path fits: refused before any work
     problem = plan.memory_problem(mixture, settings, 150 * 2**20)
     assert problem is not None and str(problem).startswith(f"{long_mix}: needs about ")

@@ -229,6 +229,7 @@ def whole_file_bytes(mixture: MixtureInput, settings: SeparationSettings) -> int
         resolved.ilrma.n_basis, resolved.ilrma.precision, choose_backend(resolved.ilrma),
         resolved.ilrma.spatial, resolved.ilrma.taps, resolved.ilrma.fullrank_basis,
         resolved.n_sources, resolved.images, dereverb_stage(mixture.rate, resolved),
+        resolved.restarts,
     )  # fmt: skip
 
 
@@ -253,7 +254,8 @@ def long_fit(mixture: MixtureInput, settings: SeparationSettings, limit: int | N
     total = n_frames(max(mixture.n_samples, config.n_fft), config)
     backend = choose_backend(replace(engine, spatial="rank1", taps=0))
     return long_fit_frames(mixture.n_channels, config.n_fft, config.hop, engine.n_basis,
-                           engine.precision, backend, allowed, total)  # fmt: skip
+                           engine.precision, backend, allowed, total,
+                           resolved.restarts)  # fmt: skip
 
 
 def with_memory_plan(
