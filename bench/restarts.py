@@ -1,4 +1,4 @@
-"""Seed spread with ``--restarts N`` (the medoid of N runs) against single seeds, per case.
+"""Seed spread with ``--restarts N`` (the mean of N runs since session 9; the medoid before) against single seeds, per case.
 
     python bench/restarts.py --cases dev --restarts 3,5 --seeds 0-9 --jobs 2
 

@@ -229,8 +229,8 @@ class SeparationSettings:
 
     ``stft=None`` is "auto": :func:`auto_stft` of the input's sample rate, with ``window``.
     ``restarts`` runs seeds ``seed, seed + 1, ...`` and outputs the mean of the runs'
-    sources paired with the medoid's (:mod:`ilrma_cli.consensus`). ``n_sources`` below the channel count separates in
-    the principal subspace (:mod:`ilrma_cli.engine.pca`).
+    sources paired with the medoid's (:mod:`ilrma_cli.consensus`). ``n_sources`` below
+    the channel count separates in the principal subspace (:mod:`ilrma_cli.engine.pca`).
     """
 
     stft: StftConfig | None = None
