@@ -15,8 +15,9 @@ n_frames`` time-frequency bins, ``c`` the complex item size: 8 single, 16 double
 The peak is the interpreter with the CLI's modules loaded (``BASELINE``) plus the
 largest phase, times a small ``MARGIN``. What ``--refs`` or ``--spectrograms`` hold
 on top (the sources at the reference mic, ``m N 8``, and the references), and the
-copies of the processes of ``-j``, are not counted. ``--restarts N`` adds the finished runs
-held until all are done and the mean of their images (:func:`restart_bytes`).
+copies of the processes of ``-j``, are not counted. ``--restarts N`` adds a phase that forms
+the mean of the runs' images (:func:`restart_bytes`; the finished runs hold only their
+matrices and models until then).
 
 Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
 ``--n-basis 2 --n-iter 2``, other options at their defaults), 16 kHz float32 WAV,
@@ -65,7 +66,7 @@ REFERENCE_ARRAYS = 8
 # contiguous frames, and it needs at least MIN_FIT_FRAMES of them.
 LONG_PATH_CAP = 2 * 2**30
 # Arrays the size of the mean of --restarts counted while it is formed: the mean, one run's
-# images and what else the measured peaks showed (with 3 restarts the estimate is 5-9 %
+# images and what else the measured peaks showed (with 3 restarts the estimate is 6-11 %
 # above them, tests/test_memory.py).
 RESTART_MEANS = 3
 LONG_SAFETY = 0.9
@@ -221,9 +222,10 @@ def phase_bytes(
         m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis,
         n_sources, images,
     )  # fmt: skip
-    held, mean = restart_bytes(m, bins, precision, restarts, n_sources, images)
-    if restarts > 1:  # the finished runs, the mixture and the mean being formed
-        phases["combine"] = ENGINE_SCRATCH + spectrogram + restarts * held + RESTART_MEANS * mean
+    held, combine = restart_bytes(m, bins, precision, restarts, n_sources, images, spatial, taps)
+    mean = (n_sources or m) * (m if images else 1) * bins * 16 if restarts > 1 else 0
+    if restarts > 1:  # the mixture and the mean being formed
+        phases["combine"] = ENGINE_SCRATCH + spectrogram + combine
     return phases | {
         "stft": waveform + spectrogram + stft_block,
         "engine": engine + (restarts - 1) * held,
@@ -240,17 +242,27 @@ def restart_bytes(
     restarts: int,
     n_sources: int | None = None,
     images: bool = True,
+    spatial: str = "rank1",
+    taps: int = 0,
 ) -> tuple[int, int]:
-    """``(held, mean)``: the bytes of ``--restarts`` beyond one run. Each finished run is
-    held (its separated spectrogram ``n B c``, ``n`` sources, default one per channel) while
-    the next ones run; their mean (:func:`ilrma_cli.pipeline.mean_images`) is complex128 at
-    every mic with ``images`` (else at the reference mic), formed beside one run's images
-    (:data:`RESTART_MEANS`). Both 0 for one run."""
+    """``(held, combine)``: the bytes of ``--restarts`` beyond one run, both 0 for one run.
+
+    ``held``, per finished run while the others run: nothing but its matrices and model,
+    its separated spectrogram ``n B c`` (``n`` sources, default one per channel) being
+    formed again from the mixture (:func:`ilrma_cli.pipeline._held_run`), except with taps.
+    ``combine``, beyond the mixture while the mean of the images is formed
+    (:func:`ilrma_cli.pipeline.mean_images`): the held runs, the kept run's separated
+    spectrogram (and, for rank 1, another run's formed again) and :data:`RESTART_MEANS`
+    arrays of the mean's size, complex128 at every mic with ``images``, else at the
+    reference mic."""
     if restarts <= 1:
         return 0, 0
     n_src = n_sources or n_channels
-    held = n_src * bins * ITEMSIZE[precision][1]
-    return held, n_src * (n_channels if images else 1) * bins * 16
+    separated = n_src * bins * ITEMSIZE[precision][1]
+    mean = n_src * (n_channels if images else 1) * bins * 16
+    held = separated if taps else 0
+    formed = separated if spatial == "rank1" and not taps else 0
+    return held, restarts * held + separated + formed + RESTART_MEANS * mean
 
 
 def dereverb_bytes(
@@ -284,21 +296,19 @@ def long_phase_bytes(
     """Bytes alive (beyond ``BASELINE``) in each phase of the long path (:mod:`ilrma_cli.longform`).
 
     fit: the engine on ``fit_frames`` frames (:func:`engine_bytes`) and one run of samples
-    read for them, and the finished ``restarts`` (:func:`restart_bytes`); stream: one span of
-    ``SPAN_SAMPLES`` (its samples, the mixture, separated and projected frames in complex128,
-    the sum over the restarts' filters, and the inverse's samples, images at worst).
+    read for them (finished ``restarts`` hold only their matrices: rank 1 without taps, as
+    the long path runs, :func:`restart_bytes`); stream: one span of ``SPAN_SAMPLES`` (its
+    samples, the mixture, separated and projected frames in complex128, the sum over the
+    restarts' filters, and the inverse's samples, images at worst).
     Neither depends on the length of the file.
     """
     n_freq = n_fft // 2 + 1
     m = n_channels
     span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
     run = m * ((LONG_RUN_FRAMES - 1) * hop + n_fft) * 8 + m * LONG_RUN_FRAMES * n_freq * 16
-    held, _ = restart_bytes(m, n_freq * fit_frames, precision, restarts)
     projected = (3 if restarts == 1 else 4) * m * span_frames * n_freq * 16
     return {
-        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend)
-        + run
-        + restarts * held,
+        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend) + run,
         "stream": m * (SPAN_SAMPLES + n_fft) * 8 * 4 + projected,
     }
 

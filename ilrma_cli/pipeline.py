@@ -10,7 +10,7 @@ block by block from the separated spectrogram.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 
@@ -28,6 +28,7 @@ from ilrma_cli.engine import (
     run,
 )
 from ilrma_cli.engine.fullrank_refine import fullrank_images
+from ilrma_cli.engine.observation import demix_apply
 from ilrma_cli.execute import imap_processes
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
@@ -309,29 +310,59 @@ def restart_runs(
 
     The separation is then the mean of the paired runs (:func:`mean_images`): independent
     local optima err differently, so the mean beats keeping the medoid on every dev case,
-    in mean and in the worst window of seeds (QUALITY.md, session 9). With ``workers > 1``
-    the restarts run in that many processes (same numbers); ``callback`` then sees each
-    run's losses when it finishes and cannot stop it.
+    in mean and in the worst window of seeds (QUALITY.md, session 9). Of several runs only
+    the kept one keeps its separated spectrogram; the others' is formed again from ``obs``
+    when their images are (:func:`_held_run`). With ``workers > 1`` the restarts run in that
+    many processes (same numbers); ``callback`` then sees each run's losses when it
+    finishes and cannot stop it.
     """
     config = settings.ilrma
-    if settings.restarts > 1 and not config.record_loss:
-        config = replace(config, record_loss=True)
     seeds = [settings.seed + k for k in range(settings.restarts)]
-    n_sources = settings.n_sources
-    if workers > 1 and len(seeds) > 1:
-        results = list(_run_in_processes(obs, config, n_sources, seeds, workers, callback))
-    else:
-        results = [run(obs, config, seed, callback, n_sources=n_sources) for seed in seeds]
-    losses = [float(r.loss[-1]) if r.loss.size else float("nan") for r in results]
-    n_out = results[0].separated.shape[0]
-    if len(results) == 1:
-        return Restarts(results, seeds, losses, 0, [list(range(n_out))])
+    if len(seeds) == 1:
+        result = run(obs, config, seeds[0], callback, n_sources=settings.n_sources)
+        loss = float(result.loss[-1]) if result.loss.size else float("nan")
+        return Restarts([result], seeds, [loss], 0, [list(range(result.separated.shape[0]))])
     assert settings.stft is not None
-    signatures = [signature(obs, r, settings.ref_mic, settings.stft) for r in results]
+    config = replace(config, record_loss=True)
+    held = partial(_held_run, obs, config, settings.n_sources, settings.ref_mic, settings.stft)
+    if workers > 1:
+        runs = list(_run_in_processes(held, seeds, workers, callback))
+    else:
+        runs = [held(seed, callback) for seed in seeds]
+    results, signatures = [r for r, _ in runs], [sig for _, sig in runs]
+    losses = [float(r.loss[-1]) if r.loss.size else float("nan") for r in results]
     # Two runs agree equally with each other: the lower loss decides which leads.
     kept = int(np.argmin(losses)) if len(results) == 2 else medoid(signatures)
     orders = [pairing(signatures[kept], other)[1] for other in signatures]
+    results[kept] = replace(results[kept], separated=_separated(obs, results[kept]))
     return Restarts(results, seeds, losses, kept, orders)
+
+
+def _held_run(
+    obs: np.ndarray,
+    config: ILRMAConfig,
+    n_sources: int | None,
+    ref_mic: int,
+    stft_config: StftConfig,
+    seed: int,
+    callback: Callback | None = None,
+) -> tuple[Result, np.ndarray]:
+    """One restart and its signature (:func:`ilrma_cli.consensus.signature`), the result
+    without its separated spectrogram (zero frames) where that is ``demix @ obs``
+    (:func:`_separated` forms it again), so that the runs held until all are done stay small."""
+    result = run(obs, config, seed, callback, n_sources=n_sources)
+    sig = signature(obs, result, ref_mic, stft_config)
+    if result.filters is None:
+        separated = result.separated
+        result = replace(result, separated=np.empty((*separated.shape[:2], 0), separated.dtype))
+    return result, sig
+
+
+def _separated(obs: np.ndarray, result: Result) -> np.ndarray:
+    """``result.separated``, formed again from ``obs`` where :func:`_held_run` dropped it."""
+    if result.separated.shape[-1] == obs.shape[-1]:
+        return result.separated
+    return demix_apply(result.demix, obs, result.separated.dtype.type)
 
 
 def mean_images(obs: np.ndarray, runs: Restarts, ref_mic: int | None) -> np.ndarray:
@@ -356,24 +387,22 @@ def _images(obs: np.ndarray, result: Result, ref_mic: int | None) -> np.ndarray:
     if result.fullrank is not None:
         images = fullrank_images(obs, result.fullrank, ref_mic)
     else:
-        images = project_back(result.separated, result.demix, ref_mic)
+        images = project_back(_separated(obs, result), result.demix, ref_mic)
     return images if ref_mic is None else images[:, None]
 
 
 def _run_in_processes(
-    obs: np.ndarray,
-    config: ILRMAConfig,
-    n_sources: int | None,
+    held: Callable[[int], tuple[Result, np.ndarray]],
     seeds: list[int],
     workers: int,
     callback: Callback | None,
-) -> Iterator[Result]:
-    """:func:`run` for each seed in a process pool (one BLAS thread per process), in seed order."""
-    one_seed = partial(run, obs, config, n_sources=n_sources)
-    results = dict(imap_processes(one_seed, seeds, workers))
+) -> Iterator[tuple[Result, np.ndarray]]:
+    """``held(seed)`` (:func:`_held_run`) for each seed in a process pool (one BLAS thread per
+    process), in seed order; ``callback`` sees each run's losses as it is yielded."""
+    runs = dict(imap_processes(held, seeds, workers))
     for index in range(len(seeds)):
-        result = results[index]
+        result, sig = runs[index]
         if callback is not None:
             for it, loss in enumerate(result.loss[1:], start=1):
                 callback(it, float(loss))
-        yield result
+        yield result, sig

@@ -150,7 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; outputs the mean of "
             "their sources, each run's paired with those of the run that agrees most with the "
             "others (the medoid; of 2 runs, the lower final loss). 5 add about 0.6 dB on "
-            "average and steady music results, at about N times the time and 3x the memory", "separation",
+            "average and steady music results, at about N times the time and 1.6x the memory",
+            "separation",
             sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "

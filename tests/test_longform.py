@@ -155,10 +155,10 @@ def test_the_rule_whole_file_below_the_limit_else_fit_frames_within_it(long_mix,
     assert plan.long_fit(mixture, settings, None) == fit
     monkeypatch.setattr(plan, "available_bytes", lambda: 64 * 2**30)
     assert plan.switch_limit(None) == memory.LONG_PATH_CAP
-    # restarts hold every run and their mean: the whole file needs more, the fit fewer frames
+    # restarts form the mean of their images: the whole file needs more
     five = replace(settings, restarts=5)
     assert plan.whole_file_bytes(mixture, five) > need
-    assert plan.long_fit(mixture, five, need) < fit
+    assert plan.long_fit(mixture, five, need) is not None
     # not even the long path fits: refused before any work
     problem = plan.memory_problem(mixture, settings, 150 * 2**20)
     assert problem is not None and str(problem).startswith(f"{long_mix}: needs about ")

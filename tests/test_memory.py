@@ -103,15 +103,15 @@ def test_the_fullrank_refinement_is_counted_within_a_few_percent_of_calibration_
 
 @pytest.mark.parametrize(
     ("spatial", "images", "measured_mib"),
-    [("rank1", False, 2116), ("fullrank", False, 2182), ("fullrank", True, 3062)],
+    [("rank1", False, 1823), ("fullrank", False, 1599), ("fullrank", True, 2475)],
 )
 def test_restarts_are_counted_above_the_calibration_runs(spatial, images, measured_mib):
     # VmHWM of `ilrma separate --restarts 3 --n-fft 4096 --hop 2048 --n-iter 2 --n-basis 2
-    # (--fullrank-iter 2) --max-memory 20G` on 10 minutes of 2-channel 16 kHz float32 audio:
-    # three runs held and the mean of their images (one run: 661 MiB rank 1).
+    # (--fullrank-iter 2) [--images] --max-memory 20G` on 10 minutes of 2-channel 16 kHz
+    # float32 audio: the mean of three runs' images (one run: 661 MiB rank 1, 996 full rank).
     one = estimate_peak_bytes(2, TEN_MINUTES, 4096, 2048, 2, "double", spatial=spatial,
                               images=images)  # fmt: skip
     three = estimate_peak_bytes(2, TEN_MINUTES, 4096, 2048, 2, "double", spatial=spatial,
                                 images=images, restarts=3)  # fmt: skip
     assert measured_mib <= three / MIB <= 1.15 * measured_mib
-    assert three > 1.8 * one  # far above one run: this is what picks the long path
+    assert three > 1.3 * one  # above one run: this is what picks the long path

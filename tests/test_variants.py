@@ -117,6 +117,33 @@ def test_restarts_give_the_mean_of_the_runs_paired_with_the_medoid(dev_case, spa
     np.testing.assert_array_equal(again.sources, mean.sources)
 
 
+@pytest.mark.parametrize(
+    ("n_ch", "n_sources", "extra"),
+    [(2, None, {}), (3, 2, {}), (2, None, {"spatial": "fullrank", "fullrank_iter": 3}),
+     (2, None, {"taps": 1, "update": "iss"})],
+)  # fmt: skip
+def test_a_held_restart_forms_its_separated_spectrogram_again_from_the_mixture(
+    n_ch, n_sources, extra
+):
+    """The restarts drop each run's separated spectrogram while the others run (memory);
+    ``demix @ obs`` gives it back (with taps it is not that, so it is kept)."""
+    from ilrma_cli.consensus import signature
+    from ilrma_cli.pipeline import _held_run, _separated
+
+    obs = laplace_mixture(seed=3, n_ch=n_ch)
+    config = ILRMAConfig(n_basis=2, n_iter=6, **extra)
+    stft_config = StftConfig(64, 16)
+    whole = run(obs, config, seed=2, n_sources=n_sources)
+    held, sig = _held_run(obs, config, n_sources, 0, stft_config, 2)
+    assert held.separated.shape[-1] == (obs.shape[-1] if "taps" in extra else 0)
+    np.testing.assert_array_equal(held.demix, whole.demix)
+    np.testing.assert_array_equal(held.loss, whole.loss)
+    formed = _separated(obs, held)
+    scale = np.max(np.abs(whole.separated))
+    assert np.max(np.abs(formed - whole.separated)) <= 1e-10 * scale
+    np.testing.assert_array_equal(sig, signature(obs, whole, 0, stft_config))
+
+
 def test_two_restarts_pair_with_the_run_of_lower_loss(dev_case):
     from ilrma_cli.consensus import signature
     from ilrma_cli.stft import stft
