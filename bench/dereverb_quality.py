@@ -80,7 +80,11 @@ def one_run(
     stft = STFTS[stft_name]
     ilrma = replace(DEFAULT_ILRMA, taps=taps, delay=delay, spatial="rank1")
     settings = SeparationSettings(
-        stft=stft, ilrma=ilrma, seed=seed, n_sources=n_src if n_src < mix.shape[0] else None
+        stft=stft,
+        ilrma=ilrma,
+        seed=seed,
+        n_sources=n_src if n_src < mix.shape[0] else None,
+        restarts=1,
     )
     start = time.perf_counter()
     observed = wpe_front_end(mix, wpe_taps, delay) if wpe_taps else mix

@@ -54,7 +54,9 @@ def run_one(spec: case_lib.DevSpec, kind: str, seed: int) -> str:
         return f"{out} (kept)"
     case, _, _ = _load(spec)
     n_src = case.images.shape[0]
-    settings = SeparationSettings(seed=seed, n_sources=n_src if n_src < case.mix.shape[0] else None)
+    settings = SeparationSettings(
+        seed=seed, n_sources=n_src if n_src < case.mix.shape[0] else None, restarts=1
+    )
     if kind == "rank1":
         settings = replace(settings, ilrma=replace(settings.ilrma, spatial="rank1"))
     sources = separate(case.mix, settings, rate=case_lib.RATE).sources

@@ -45,7 +45,7 @@ def main(cases: list[str]) -> None:
     with threadpool_limits(limits=1):
         for case in cases:
             mix, refs = quality.load(case)
-            settings = SeparationSettings(stft=config, seed=0, n_sources=len(refs))
+            settings = SeparationSettings(stft=config, seed=0, n_sources=len(refs), restarts=1)
             separation = separate(mix, settings, rate=quality.RATE)
             result = separation.result
             cells = [quality.sdri(refs, separation.sources, mix)]

@@ -105,7 +105,7 @@ def room(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ours(mix: np.ndarray, n_src: int, seed: int, stft: StftConfig | None = None) -> np.ndarray:
-    settings = SeparationSettings(stft=stft, seed=seed, n_sources=n_src)
+    settings = SeparationSettings(stft=stft, seed=seed, n_sources=n_src, restarts=1)
     settings = replace(settings, ilrma=replace(settings.ilrma, spatial="fullrank"))
     return separate(mix, settings, rate=RATE).sources
 

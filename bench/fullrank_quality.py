@@ -71,7 +71,7 @@ def ilrma_and_refine(
     mix: np.ndarray, refs: np.ndarray, seed: int, stft_config: StftConfig, refine_iter: int
 ) -> dict[str, tuple[float, float]]:
     """``{method: (sdri, seconds)}`` for ILRMA, its Wiener start and its refinement."""
-    settings = SeparationSettings(stft=stft_config, seed=seed, n_sources=len(refs))
+    settings = SeparationSettings(stft=stft_config, seed=seed, n_sources=len(refs), restarts=1)
     start = time.perf_counter()
     separation = separate(mix, settings, rate=RATE)
     estimates = separation.sources
@@ -101,7 +101,7 @@ def refine16(
     mix: np.ndarray, refs: np.ndarray, seed: int, config: StftConfig
 ) -> tuple[float, float]:
     """ILRMA, then 100 iterations with the NMF refitted to 16 bases and weight floor 5e-2."""
-    settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs))
+    settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs), restarts=1)
     start = time.perf_counter()
     result = separate(mix, settings, rate=RATE).result
     obs = stft(mix, config)
@@ -147,7 +147,7 @@ def iterations_study(
     from ilrma_cli.engine.observation import unit_power_features
 
     config = FRAMES[frames]
-    settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs))
+    settings = SeparationSettings(stft=config, seed=seed, n_sources=len(refs), restarts=1)
     result = separate(mix, settings, rate=RATE).result
     obs = stft(mix, config)
     feats = unit_power_features(obs)[0]

@@ -48,7 +48,7 @@ def run_cli(method: str, path: str, out_dir: str, n_fft: int, hop: int, n_iter: 
     args = ["separate", path, "-o", out_dir, "--force", "-q", "--no-progress"]
     args += ["--n-fft", str(n_fft), "--hop", str(hop), "--n-iter", str(n_iter)]
     args += ["--update", update, "--precision", precision, "--n-basis", str(N_BASIS)]
-    args += ["--spatial", "rank1"]  # ILRMA against the peers' ILRMA
+    args += ["--spatial", "rank1", "--restarts", "1"]  # one ILRMA run against the peers' ILRMA
     cli.main(args, prog_name="ilrma", standalone_mode=False)
     return baseline
 

@@ -147,12 +147,11 @@ SETTINGS: tuple[Setting, ...] = (
             "separation", sweep="none", flag="--images"),
     Setting("seed", int, 0, "Seed of the random NMF initialisation: the same input, settings "
             "and seed give the same output", "separation", sweep="none", minimum=0),
-    Setting("restarts", int, 1, "Runs with seeds seed, seed+1, ...; outputs the mean of "
+    Setting("restarts", int, 5, "Runs with seeds seed, seed+1, ...; outputs the mean of "
             "their sources, each run's paired with those of the run that agrees most with the "
-            "others (the medoid; of 2 runs, the lower final loss). 5 add about 0.6 dB on "
-            "average and steady music results, at about N times the time and 1.6x the memory",
-            "separation",
-            sweep="none", minimum=1),
+            "others (the medoid; of 2 runs, the lower final loss). 5 (the default) add about "
+            "0.6 dB to one run on average and steady music results, at about 4x its time and "
+            "1.6x its memory; 1 for speed", "separation", sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "
             "model; expect a few dB per source, see the README)", "separation", sweep="none",
@@ -240,7 +239,7 @@ class SeparationSettings:
     ref_mic: int = 0
     images: bool = False
     seed: int = 0
-    restarts: int = 1
+    restarts: int = 5
     n_sources: int | None = None
     dereverb: int = 0
     dereverb_delay: int = 2

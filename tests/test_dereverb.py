@@ -152,7 +152,9 @@ def test_sweep_grids_over_the_stage(tmp_path):
 def test_progress_counts_the_stage_then_the_separation(tmp_path):
     mixture = plan_mixtures([SAMPLE / "mix.wav"])[0]
     job = plan.Job(mixture, (tmp_path / "o" / "s1.wav", tmp_path / "o" / "s2.wav"), None)
-    settings = SeparationSettings.from_values({"n_iter": 4, "fullrank_iter": 3, "dereverb": 2})
+    settings = SeparationSettings.from_values(
+        {"n_iter": 4, "fullrank_iter": 3, "dereverb": 2, "restarts": 1}
+    )
     calls = []
     run_job(job, settings, plan.OutputOptions(tmp_path / "o"), lambda i, loss: calls.append(i))
     assert len(calls) == progress_steps(job, settings, "float") == 4 + (4 + 3)

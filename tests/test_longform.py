@@ -26,7 +26,7 @@ from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import StftConfig, frame_samples, istft, n_frames, stft, stft_frames
 
 CASE = DEV / "arctic_2src_rt250"
-QUICK = {"n_fft": 1024, "hop": 256, "n_iter": 10, "iva_iter": 5}
+QUICK = {"n_fft": 1024, "hop": 256, "n_iter": 10, "iva_iter": 5, "restarts": 1}  # one run
 SPAN = 3000  # samples per streamed span: many block edges in a few seconds
 
 
@@ -139,7 +139,9 @@ def test_sources_keep_one_order_from_block_to_block(long_mix, monkeypatch):
 def test_the_rule_whole_file_below_the_limit_else_fit_frames_within_it(long_mix, monkeypatch):
     mixture = plan_mixtures([long_mix])[0]
     # rank 1 (as the long path runs): the full-rank default needs more for the whole file
-    settings = SeparationSettings.from_values({"n_fft": 1024, "hop": 256, "spatial": "rank1"})
+    settings = SeparationSettings.from_values(
+        {"n_fft": 1024, "hop": 256, "spatial": "rank1", "restarts": 1}
+    )
     need = plan.whole_file_bytes(mixture, settings)
     assert plan.long_fit(mixture, settings, need) is None
     fit = plan.long_fit(mixture, settings, need - 2**20)

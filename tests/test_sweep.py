@@ -345,3 +345,14 @@ def test_references_of_other_lengths_warn_unless_quiet(data, tmp_path):
                f"{2 * rate}; every signal is trimmed to {rate} samples\n")  # fmt: skip
     assert (loud.exit_code, loud.stderr) == (1, warning + refused)
     assert (quiet.exit_code, quiet.stderr) == (1, refused)
+
+
+def test_each_study_run_is_one_seed_whatever_the_restarts_default():
+    from ilrma_cli.settings import BY_NAME, SeparationSettings
+    from ilrma_cli.study.grid import SETTING_COLUMNS, plan_runs
+
+    assert SeparationSettings().restarts > 1  # the default is the mean of several runs
+    grid = {name: [BY_NAME[name].default] for name in SETTING_COLUMNS}
+    runs = plan_runs(grid, [0, 1, 2], "data", 16000, 16000 * 10)
+    assert [run.settings.seed for run in runs] == [0, 1, 2]
+    assert all(run.settings.restarts == 1 for run in runs)

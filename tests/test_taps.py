@@ -209,7 +209,7 @@ def test_the_pipeline_outputs_the_dereverberated_sources_projected_back():
     )
     config = StftConfig(256, 64, "hann")
     settings = SeparationSettings(
-        stft=config, ilrma=ILRMAConfig(n_iter=5, iva_iter=2, taps=3, delay=2)
+        stft=config, ilrma=ILRMAConfig(n_iter=5, iva_iter=2, taps=3, delay=2), restarts=1
     )
     separation = separate(mix, settings)
     result = separation.result

@@ -94,7 +94,7 @@ def test_restarts_give_the_mean_of_the_runs_paired_with_the_medoid(dev_case, spa
     mix, _, rate = dev_case("arctic_2src_rt250")
     mix = mix[:, : 4 * rate]
     config = ILRMAConfig(n_basis=2, n_iter=12, iva_iter=3, spatial=spatial, fullrank_iter=4)
-    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=config)
+    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=config, restarts=1)
     single = [separate(mix, replace(base, seed=5 + k)) for k in range(3)]
     calls: list[int] = []
     mean = separate(mix, replace(base, seed=5, restarts=3), callback=lambda i, v: calls.append(i))
@@ -150,7 +150,9 @@ def test_two_restarts_pair_with_the_run_of_lower_loss(dev_case):
 
     mix, _, rate = dev_case("arctic_2src_rt250")
     mix = mix[:, : 4 * rate]
-    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=ILRMAConfig(n_basis=2, n_iter=15))
+    base = SeparationSettings(
+        stft=StftConfig(1024, 256), ilrma=ILRMAConfig(n_basis=2, n_iter=15), restarts=1
+    )
     single = [separate(mix, replace(base, seed=5 + k)) for k in range(2)]
     mean = separate(mix, replace(base, seed=5, restarts=2, images=True))
     kept = int(np.argmin([s.result.loss[-1] for s in single]))

@@ -156,6 +156,8 @@ def plan_runs(
     runs = []
     for values in itertools.product(*(grid[name] for name in SETTING_COLUMNS), seeds):
         chosen = dict(zip((*SETTING_COLUMNS, "seed"), values, strict=True))
+        # One run per seed: a study spreads the seeds itself (not the mean of --restarts).
+        chosen["restarts"] = 1
         settings = SeparationSettings.from_values(chosen).for_rate(rate, n_samples)
         runs.append(Run(settings, run_key(data_id, settings)))
     return runs
