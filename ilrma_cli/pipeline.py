@@ -277,7 +277,8 @@ def restart_steps(settings: SeparationSettings) -> int:
 
 @dataclass
 class Restarts:
-    """The runs of ``--restarts`` (seeds ``seed, seed + 1, ...``), each held whole.
+    """The runs of ``--restarts`` (seeds ``seed, seed + 1, ...``); of several, only the kept
+    one with its separated spectrogram (:func:`_held_run`).
 
     ``kept`` indexes the medoid (:mod:`ilrma_cli.consensus`; of two runs the lower final
     loss): the run the others are paired with, whose result and seed a separation reports.
