@@ -18,7 +18,6 @@ best permutation), as ``bench/grid.py``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases as case_lib  # noqa: E402
 from grid import _load, case_specs, seed_list  # noqa: E402
 
-from ilrma_cli.consensus import medoid  # noqa: E402
+from ilrma_cli.consensus import medoid, pairing  # noqa: E402
 from ilrma_cli.metrics import score  # noqa: E402
 from ilrma_cli.pipeline import separate  # noqa: E402
 from ilrma_cli.settings import SeparationSettings  # noqa: E402
@@ -79,13 +78,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def paired(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """``other``'s sources reordered to best match ``reference``'s (both ``(n, samples)``)."""
-    a = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-30)
-    b = other / np.maximum(np.linalg.norm(other, axis=1, keepdims=True), 1e-30)
-    corr = np.abs(a @ b.T)
-    n = len(corr)
-    best = max(itertools.permutations(range(n)), key=lambda p: corr[np.arange(n), list(p)].sum())
-    return other[list(best)]
+    """``other``'s sources reordered to pair with ``reference``'s (both ``(n, samples)``), as
+    ``--restarts`` pairs them (:func:`ilrma_cli.consensus.pairing`)."""
+    return other[pairing(reference, other)[1]]
 
 
 def sdri(spec: case_lib.DevSpec, estimates: np.ndarray) -> float:

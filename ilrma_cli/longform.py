@@ -199,7 +199,8 @@ def stream_sources(
                 else:
                     projected[s] += images
         if len(fit.filters) > 1:
-            projected = [images / len(fit.filters) for images in projected]
+            for images in projected:
+                images /= len(fit.filters)
         yield span, [istft_span(images, span, config) for images in projected]
 
 

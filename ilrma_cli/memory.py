@@ -222,8 +222,9 @@ def phase_bytes(
         m, n_freq, frames, n_basis, precision, backend, spatial, taps, fullrank_basis,
         n_sources, images,
     )  # fmt: skip
-    held, combine = restart_bytes(m, bins, precision, restarts, n_sources, images, spatial, taps)
-    mean = (n_sources or m) * (m if images else 1) * bins * 16 if restarts > 1 else 0
+    held, mean, combine = restart_bytes(
+        m, bins, precision, restarts, n_sources, images, spatial, taps
+    )
     if restarts > 1:  # the mixture and the mean being formed
         phases["combine"] = ENGINE_SCRATCH + spectrogram + combine
     return phases | {
@@ -244,8 +245,8 @@ def restart_bytes(
     images: bool = True,
     spatial: str = "rank1",
     taps: int = 0,
-) -> tuple[int, int]:
-    """``(held, combine)``: the bytes of ``--restarts`` beyond one run, both 0 for one run.
+) -> tuple[int, int, int]:
+    """``(held, mean, combine)``: the bytes of ``--restarts`` beyond one run, all 0 for one run.
 
     ``held``, per finished run while the others run: nothing but its matrices and model,
     its separated spectrogram ``n B c`` (``n`` sources, default one per channel) being
@@ -253,16 +254,16 @@ def restart_bytes(
     ``combine``, beyond the mixture while the mean of the images is formed
     (:func:`ilrma_cli.pipeline.mean_images`): the held runs, the kept run's separated
     spectrogram (and, for rank 1, another run's formed again) and :data:`RESTART_MEANS`
-    arrays of the mean's size, complex128 at every mic with ``images``, else at the
+    arrays of the ``mean``'s size, complex128 at every mic with ``images``, else at the
     reference mic."""
     if restarts <= 1:
-        return 0, 0
+        return 0, 0, 0
     n_src = n_sources or n_channels
     separated = n_src * bins * ITEMSIZE[precision][1]
     mean = n_src * (n_channels if images else 1) * bins * 16
     held = separated if taps else 0
     formed = separated if spatial == "rank1" and not taps else 0
-    return held, restarts * held + separated + formed + RESTART_MEANS * mean
+    return held, mean, restarts * held + separated + formed + RESTART_MEANS * mean
 
 
 def dereverb_bytes(

@@ -309,8 +309,9 @@ def _t_iss_on_outputs(
 ):  # pragma: no cover - compiled
     """T-ISS at one frequency on the outputs themselves, without the ``K x K`` covariances.
 
-    The same steps as :func:`_update_tap_columns` then :func:`_update_iss` on ``U_n`` loaded
-    as :func:`_covariances` does, with every inner product formed from the signals:
+    The steps of :func:`ilrma_cli.engine.taps.update_t_iss` (the tap columns, then ISS) on
+    ``U_n`` loaded as :func:`_covariances` does, with every inner product formed from the
+    signals:
     ``p_n^H U_n e_c = mean_t y_n conj(z_c) / r_n + load_n p_nc`` and
     ``p_n^H U_n p_k = mean_t y_n conj(y_k) / r_n + load_n p_n . conj(p_k)``, so a step costs
     ``O(n_src n_frames)`` and an iteration ``O(n_src K n_frames)`` instead of the
