@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases as case_lib  # noqa: E402
 from grid import _load, case_specs, seed_list  # noqa: E402
 
-from ilrma_cli.consensus import medoid, pairing  # noqa: E402
+from ilrma_cli.consensus import medoid, pairing, similarity  # noqa: E402
 from ilrma_cli.metrics import score  # noqa: E402
 from ilrma_cli.pipeline import separate  # noqa: E402
 from ilrma_cli.settings import SeparationSettings  # noqa: E402
+from ilrma_cli.stft import StftConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "ensemble"
@@ -56,8 +57,15 @@ def run_one(spec: case_lib.DevSpec, kind: str, seed: int) -> str:
     settings = SeparationSettings(
         seed=seed, n_sources=n_src if n_src < case.mix.shape[0] else None, restarts=1
     )
-    if kind == "rank1":
+    kind_frame, _, iterations = kind.partition(":it")
+    base, _, frame = kind_frame.partition("@")
+    if iterations:
+        settings = replace(settings, ilrma=replace(settings.ilrma, fullrank_iter=int(iterations)))
+    if base == "rank1":
         settings = replace(settings, ilrma=replace(settings.ilrma, spatial="rank1"))
+    if frame:
+        n_fft = int(frame)
+        settings = replace(settings, stft=StftConfig(n_fft, n_fft // 4))
     sources = separate(case.mix, settings, rate=case_lib.RATE).sources
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, sources.astype(np.float32))
@@ -121,6 +129,38 @@ def report(args: argparse.Namespace) -> None:
                 print(f"| {spec.name} | " + " | ".join(cells) + " |", flush=True)
 
 
+def resolutions(args: argparse.Namespace) -> None:
+    """Means over windows of N seeds: each kind alone, the kinds taken in turn (seed i of the
+    window at kind i mod len(kinds): the same cost), and every kind for every seed."""
+    seeds = seed_list(args.seeds)
+    kinds = args.kinds.split(",")
+    size = int(args.windows)
+    heads = [*kinds, "in turn", "all kinds", "most agreeing kind"]
+    print(f"\nwindows of {size} of seeds {args.seeds}: mean (worst - mean)\n")
+    print("| case | " + " | ".join(heads) + " |")
+    print("|---" * (len(heads) + 1) + "|")
+    for spec in case_specs(args.cases):
+        runs = {(k, s): np.load(path_of(spec.name, k, s)) for k in kinds for s in seeds}
+        cols: dict[str, list[float]] = {h: [] for h in heads}
+        for first in range(len(seeds) - size + 1):
+            window = seeds[first : first + size]
+            sets = {k: [runs[k, s] for s in window] for k in kinds}
+            sets["in turn"] = [runs[kinds[i % len(kinds)], s] for i, s in enumerate(window)]
+            sets["all kinds"] = [runs[k, s] for s in window for k in kinds]
+            agreement = {}
+            for head, members in sets.items():
+                kept = medoid(members)
+                aligned = [paired(members[kept], w) for w in members]
+                cols[head].append(sdri(spec, np.mean(aligned, axis=0)))
+                agreement[head] = np.mean(
+                    [similarity(a, b) for i, a in enumerate(members) for b in members[:i]]
+                )
+            picked = max(kinds, key=lambda k: agreement[k])
+            cols["most agreeing kind"].append(cols[picked][-1])
+        cells = [f"{np.mean(v):.2f} ({min(v) - np.mean(v):+.2f})" for v in cols.values()]
+        print(f"| {spec.name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,12 +168,14 @@ def main() -> None:
     p_run.add_argument("--jobs", type=int, default=2)
     p_rep = sub.add_parser("report")
     p_rep.add_argument("--windows", default="3,5")
-    for p in (p_run, p_rep):
+    p_res = sub.add_parser("resolutions")
+    p_res.add_argument("--windows", default="5")
+    for p in (p_run, p_rep, p_res):
         p.add_argument("--seeds", default="0-19")
         p.add_argument("--cases", default="dev")
         p.add_argument("--kinds", default=",".join(KINDS))
     args = parser.parse_args()
-    {"run": run, "report": report}[args.command](args)
+    {"run": run, "report": report, "resolutions": resolutions}[args.command](args)
 
 
 if __name__ == "__main__":

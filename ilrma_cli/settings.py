@@ -117,7 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
             "refined from the ILRMA solution, Wiener-filtered output; gauss model only, no "
             "--taps)", "engine", example="rank1,fullrank", choices=SPATIAL_MODELS,
             default_text="fullrank; rank1 with --model t or partition, or --taps"),
-    Setting("fullrank_iter", int, 30, "Iterations of the full-rank model after the ILRMA "
+    Setting("fullrank_iter", int, 60, "Iterations of the full-rank model after the ILRMA "
             "ones (--spatial fullrank)", "engine", example="30,100", minimum=0),
     Setting("fullrank_basis", int, 16, "NMF bases per source of the full-rank model, refitted "
             "to the ILRMA outputs (--spatial fullrank)", "engine", example="4,16", minimum=1),
@@ -147,10 +147,10 @@ SETTINGS: tuple[Setting, ...] = (
             "separation", sweep="none", flag="--images"),
     Setting("seed", int, 0, "Seed of the random NMF initialisation: the same input, settings "
             "and seed give the same output", "separation", sweep="none", minimum=0),
-    Setting("restarts", int, 5, "Runs with seeds seed, seed+1, ...; outputs the mean of "
+    Setting("restarts", int, 4, "Runs with seeds seed, seed+1, ...; outputs the mean of "
             "their sources, each run's paired with those of the run that agrees most with the "
-            "others (the medoid; of 2 runs, the lower final loss). 5 (the default) add about "
-            "0.6 dB to one run on average and steady music results, at about 4x its time and "
+            "others (the medoid; of 2 runs, the lower final loss). 4 (the default) add about "
+            "0.6 dB to one run on average and steady music results, at about 3.5x its time and "
             "1.6x its memory; 1 for speed", "separation", sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "
@@ -239,7 +239,7 @@ class SeparationSettings:
     ref_mic: int = 0
     images: bool = False
     seed: int = 0
-    restarts: int = 5
+    restarts: int = 4
     n_sources: int | None = None
     dereverb: int = 0
     dereverb_delay: int = 2

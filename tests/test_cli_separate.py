@@ -110,8 +110,8 @@ def test_json_is_the_only_stdout_and_holds_what_it_promises(tmp_path, short_mix)
         2,
         48000,
     )
-    # 5 ILRMA iterations, then the 30 of the full-rank refinement (the default model)
-    assert mixture["n_iter"] == 35 and np.isfinite(mixture["final_loss"])
+    # 5 ILRMA iterations, then the 60 of the full-rank refinement (the default model)
+    assert mixture["n_iter"] == 65 and np.isfinite(mixture["final_loss"])
     assert doc["settings"]["n_fft"] == 1024 and doc["settings"]["update"] == "ip"
     assert doc["settings"]["spatial"] == "fullrank"
     assert {"ilrma", "numpy", "scipy"} <= set(doc["versions"])

@@ -95,13 +95,13 @@ def test_runs_csv_has_one_row_per_run_with_every_column(done):
         (b, u, s) for b in ("2", "4") for u in ("ip", "iss") for s in ("0", "1")
     ]
     assert {(r["n_fft"], r["hop"], r["n_iter"], r["iterations"]) for r in rows} == {
-        ("1024", "512", "3", "33")  # 3 ILRMA iterations, then 30 of the full-rank model
+        ("1024", "512", "3", "63")  # 3 ILRMA iterations, then 60 of the full-rank model
     }
     assert len({r["key"] for r in rows}) == 8
     for row in rows:
         assert np.isfinite([float(row[c]) for c in ("sdr_1", "sir_2", "sar_1", "sdri")]).all()
     losses = RunLog(out, columns(2), rows[0]["data_id"]).losses()
-    assert all(len(losses[r["key"]]) == 34 and losses[r["key"]][-1] == float(r["final_loss"])
+    assert all(len(losses[r["key"]]) == 64 and losses[r["key"]][-1] == float(r["final_loss"])
                for r in rows)  # fmt: skip
     assert "8 runs (4 settings x 2 seeds); 0 already" in result.stderr
 
@@ -201,7 +201,7 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
     assert document["fixed"] == {"n_fft": 1024, "hop": 512, "window": "hann", "n_iter": 3,
                                  "iva_iter": 20, "normalize": True, "ref_mic": 0,
                                  "model": "gauss", "dof": 1.0, "precision": "double",
-                                 "spatial": "fullrank", "fullrank_iter": 30,
+                                 "spatial": "fullrank", "fullrank_iter": 60,
                                  "fullrank_basis": 16, "taps": 0, "delay": 2,
                                  "dereverb": 0, "dereverb_delay": 2,
                                  "dereverb_n_fft": None}  # fmt: skip
