@@ -324,7 +324,6 @@ def restart_runs(
         loss = float(result.loss[-1]) if result.loss.size else float("nan")
         return Restarts([result], seeds, [loss], 0, [list(range(result.separated.shape[0]))])
     assert settings.stft is not None
-    config = replace(config, record_loss=True)
     held = partial(_held_run, obs, config, settings.n_sources, settings.ref_mic, settings.stft)
     if workers > 1:
         runs = list(_run_in_processes(held, seeds, workers, callback))
@@ -404,6 +403,11 @@ def _run_in_processes(
     for index in range(len(seeds)):
         result, sig = runs[index]
         if callback is not None:
-            for it, loss in enumerate(result.loss[1:], start=1):
+            per_iteration = np.full(result.n_iter, np.nan)  # NaN where the loss was not computed
+            if result.loss.size == result.n_iter + 1:
+                per_iteration[:] = result.loss[1:]
+            elif result.loss.size and result.n_iter:
+                per_iteration[-1] = result.loss[-1]
+            for it, loss in enumerate(per_iteration, start=1):
                 callback(it, float(loss))
         yield result, sig

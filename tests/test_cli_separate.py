@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import SAMPLE, invoke, sdr_improvement
 
 from ilrma_cli.cli import cli
+from ilrma_cli.settings import SeparationSettings
 
 FAST = ["--n-iter", "5", "--n-fft", "1024", "--hop", "512"]
 
@@ -278,6 +279,21 @@ def test_loss_plot_is_a_png_beside_the_outputs(tmp_path, short_mix):
     marked = matplotlib.image.imread(png)[..., :3]
     plain = matplotlib.image.imread(tmp_path / "r" / "short" / "loss.png")[..., :3]
     assert marked.shape == plain.shape and not np.array_equal(marked, plain)
+
+
+def test_the_loss_per_iteration_is_computed_only_for_a_plot_and_changes_nothing_else(
+    tmp_path, short_mix
+):
+    docs = {}
+    for name, extra in (("plain", []), ("plot", ["--loss-plot"])):
+        result = invoke("separate", short_mix, "-o", tmp_path / name, "--json", *extra, *FAST)
+        assert result.exit_code == 0
+        docs[name] = json.loads(result.stdout)["mixtures"][0]
+    read = lambda name, i: (tmp_path / name / "short" / f"source{i}.wav").read_bytes()  # noqa: E731
+    assert all(read("plain", i) == read("plot", i) for i in (1, 2))
+    finals = [docs[n]["resolved"]["final_losses"] for n in ("plain", "plot")]
+    np.testing.assert_allclose(finals[0], finals[1], rtol=1e-12)
+    assert len(finals[0]) == SeparationSettings().restarts and np.isfinite(finals[0]).all()
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -115,14 +117,27 @@ def test_callback_sees_every_iteration_and_can_stop_early():
     assert [loss for _, loss in seen] == list(result.loss[1:])
 
 
-def test_loss_can_be_switched_off():
+@pytest.mark.parametrize(
+    ("backend", "spatial"),
+    [("compiled", "rank1"), ("reference", "rank1"), ("compiled", "fullrank")],
+)
+def test_without_record_loss_only_the_last_loss_is_computed_and_nothing_else_changes(
+    backend, spatial
+):
     obs = np.random.default_rng(8).standard_normal((2, 17, 40)) + 0j
+    config = ILRMAConfig(n_iter=3, spatial=spatial, fullrank_iter=4, fullrank_basis=2)
+    every = run(obs, config, backend=backend)
     seen = []
-    result = run(
-        obs, ILRMAConfig(n_iter=3, record_loss=False), callback=lambda _, loss: seen.append(loss)
-    )
-    assert result.loss.size == 0
-    assert all(np.isnan(seen))
+    last = run(obs, replace(config, record_loss=False), backend=backend,
+               callback=lambda it, loss: seen.append((it, loss)))  # fmt: skip
+    np.testing.assert_array_equal(last.separated, every.separated)
+    np.testing.assert_array_equal(last.demix, every.demix)
+    np.testing.assert_array_equal(last.activation, every.activation)
+    stages = [every.loss[3]] + ([every.loss[-1]] if spatial == "fullrank" else [])
+    np.testing.assert_allclose(last.loss, stages, rtol=1e-12)
+    assert [it for it, _ in seen] == list(range(1, every.n_iter + 1))
+    shown = [it for it, loss in seen if not np.isnan(loss)]
+    assert shown == ([3, 7] if spatial == "fullrank" else [3])
 
 
 @pytest.mark.parametrize("rule", RULES)

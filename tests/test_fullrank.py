@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -89,7 +91,7 @@ def test_compiled_iteration_matches_the_reference(n_mics: int, n_src: int) -> No
         np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-8)
 
 
-def test_callback_stops_and_loss_can_be_skipped() -> None:
+def test_callback_stops_and_loss_can_be_kept_for_the_last_iteration_only() -> None:
     obs = noisy_obs(2, 5, 30)
     model = random_model(5, 30, 2, 2, 2, np.random.default_rng(0))
     seen: list[tuple[int, float]] = []
@@ -97,8 +99,19 @@ def test_callback_stops_and_loss_can_be_skipped() -> None:
         outer_features(obs), model, 10, lambda it, loss: seen.append((it, loss)) or it == 3
     )
     assert n_done == 3 and len(losses) == 4 and [it for it, _ in seen] == [1, 2, 3]
-    losses, n_done = iterate_compiled(outer_features(obs), model, 2, record_loss=False)
-    assert losses == [] and n_done == 2
+    every, last = copy.deepcopy(model), copy.deepcopy(model)
+    losses, _ = iterate_compiled(outer_features(obs), every, 2)
+    seen.clear()
+    only, n_done = iterate_compiled(
+        outer_features(obs), last, 2, lambda it, loss: seen.append((it, loss)), False
+    )
+    assert n_done == 2 and only == pytest.approx(losses[-1:], rel=1e-12)
+    assert np.isnan(seen[0][1]) and seen[1] == (2, only[0])
+    np.testing.assert_array_equal(last.diagonaliser, every.diagonaliser)
+    # stopped before its last iteration, a run without record_loss has no loss at all
+    stopped, n_done = iterate_compiled(outer_features(obs), model, 5, lambda it, _: it == 2,
+                                       record_loss=False)  # fmt: skip
+    assert stopped == [] and n_done == 2
 
 
 def test_start_from_ilrma_is_the_rank1_model() -> None:

@@ -301,6 +301,7 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
             bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
 
     announce_compiles(wants_notice())
+    settings = settings.with_loss_per_iteration(options.loss_plot is not None or not bar.disable)
     try:
         return run_job(job, settings, options, progress, workers=workers)
     except IlrmaError as err:
@@ -315,6 +316,7 @@ def _run_elsewhere(jobs: list[Job], settings: SeparationSettings, options: Outpu
                    show_progress: bool, quiet: bool) -> list[JobRecord]:  # fmt: skip
     """Jobs in worker processes (local pool or Dask): one progress bar over mixtures."""
     records: dict[int, JobRecord] = {}
+    settings = settings.with_loss_per_iteration(options.loss_plot is not None)
     run = partial(run_job_safely, settings=settings, options=options)
     with tqdm(total=len(jobs), desc="mixtures", unit="mix", file=sys.stderr,
               disable=None if show_progress else True, leave=False) as bar:  # fmt: skip

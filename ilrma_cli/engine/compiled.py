@@ -812,7 +812,8 @@ def run_sweeps(
     ``part - n_freq n_frames sum log g - 2 n_frames sum_f log|det W_f|`` (``W`` the first
     ``n_sources`` columns of an extended ``demix``). Each sweep runs over the frequency
     chunks of :mod:`ilrma_cli.engine.threads`; the chunks' sums ``(n_chunks, n_src,
-    n_basis, n_frames)`` are added in chunk order.
+    n_basis, n_frames)`` are added in chunk order. Without ``record_loss`` only the last
+    iteration's loss is computed and returned.
     """
     if not isinstance(model, GaussNMF):
         raise TypeError(
@@ -826,13 +827,13 @@ def run_sweeps(
     act_den = np.empty_like(act_num)
     power_sum = np.zeros((len(bounds), n_src if normalize else 0))
 
-    def sweep_once(rule_code: int, update_basis: bool) -> float:
+    def sweep_once(rule_code: int, update_basis: bool, want_loss: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
         power_sum.fill(0.0)
 
         def chunk(c: int, lo: int, hi: int) -> float:
-            flags = (rule_code, update_basis, record_loss, eps, LOADING, FLOOR, lo, hi)
+            flags = (rule_code, update_basis, want_loss, eps, LOADING, FLOOR, lo, hi)
             return one_sweep(demix, model.basis, model.activation, act_num[c], act_den[c],
                              power_sum[c], *flags)  # fmt: skip
 
@@ -848,17 +849,17 @@ def run_sweeps(
             - 2.0 * n_frames * log_det_sum(demix[..., :n_src])
         )
 
-    part = sweep_once(NO_COV, n_iter > 0)
+    part = sweep_once(NO_COV, n_iter > 0, record_loss)
     losses = [loss(part, np.ones(n_src))] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        part = sweep_once(code, it < n_iter)
+        part = sweep_once(code, it < n_iter, record_loss or it == n_iter)
         gain = np.ones(n_src)
         if normalize:
             gain = normalise(demix, model, power_sum.sum(axis=0) / (n_freq * n_frames), eps)
         n_done = it
         value = float("nan")
-        if record_loss:
+        if record_loss or it == n_iter:
             value = loss(part, gain)
             losses.append(value)
         if callback is not None and callback(it, value):

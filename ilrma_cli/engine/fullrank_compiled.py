@@ -365,7 +365,8 @@ def iterate_compiled(
 
     ``feats`` ``(n_freq, m*m, n_frames)`` float64 are those of the observation the
     model applies to; ``model`` is updated in place. ``losses`` holds the start and
-    one value per iteration (empty unless ``record_loss``); the callback gets NaN then.
+    one value per iteration with ``record_loss``, else only the last iteration's (the
+    callback gets NaN before it), which costs a pass's log terms only once.
     A callback that stops the run leaves the basis one update ahead of the rest (that
     update only lowers the loss); a run to ``n_iter`` ends in the reference's state.
     """
@@ -378,10 +379,10 @@ def iterate_compiled(
     g_num = np.zeros((len(bounds), *weights.shape))
     g_den = np.zeros_like(g_num)
 
-    def diagonaliser_step(update_q: bool, update_w: bool) -> float:
+    def diagonaliser_step(update_q: bool, update_w: bool, want_loss: bool) -> float:
         act_num.fill(0.0)
         act_den.fill(0.0)
-        flags = (update_q, update_w, record_loss, eps)
+        flags = (update_q, update_w, want_loss, eps)
 
         def chunk(c: int, lo: int, hi: int) -> float:
             return diagonaliser_pass(feats, diag, weights, basis, activation,
@@ -402,7 +403,7 @@ def iterate_compiled(
         run_chunks(chunk, bounds)
         weights[:] *= np.sqrt(g_num.sum(axis=0) / np.maximum(g_den.sum(axis=0), eps))
 
-    start = diagonaliser_step(False, n_iter > 0)
+    start = diagonaliser_step(False, n_iter > 0, record_loss)
     losses = [start] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
@@ -413,14 +414,15 @@ def iterate_compiled(
         mu = weights.sum(axis=1)
         weights /= mu[:, None]
         basis *= mu[:, None, None]
-        value = diagonaliser_step(True, it < n_iter)
+        value = diagonaliser_step(True, it < n_iter, record_loss or it == n_iter)
         nu = basis.sum(axis=1)
         basis /= nu[:, None, :]
         activation *= nu[:, :, None]
         n_done = it
-        if record_loss:
+        if record_loss or it == n_iter:
             losses.append(value)
-        if callback is not None and callback(it, value if record_loss else float("nan")):
+        shown = value if record_loss or it == n_iter else float("nan")
+        if callback is not None and callback(it, shown):
             break
     return losses, n_done
 

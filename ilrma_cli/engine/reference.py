@@ -78,6 +78,9 @@ def iterate(
 ) -> tuple[list[float], int]:
     """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
 
+    ``losses``: the start and every iteration's with ``record_loss``, else only the last
+    iteration's (empty if the callback stopped the run before it).
+
     ``demix`` ``(n_freq, n_sources, n_channels)``, or ``(n_freq, n_sources, K)`` on a
     :class:`TapsObservation` (whose ``iss`` is T-ISS).
     """
@@ -96,7 +99,7 @@ def iterate(
             power /= gain[:, None, None]
         n_done = it
         loss = float("nan")
-        if record_loss:
+        if record_loss or it == n_iter:
             loss = negative_log_likelihood(model, power, model.variance(eps), demix)
             losses.append(loss)
         if callback is not None and callback(it, loss):

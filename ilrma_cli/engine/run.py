@@ -199,7 +199,8 @@ def _refine_fullrank(
     ``feats`` are the working-scale features of every microphone and ``demix``
     ``(n_freq, n_det, n_channels)`` the rank-1 solution (:mod:`ilrma_cli.engine.fullrank_refine`);
     the model has ``n_src >= n_det`` sources. The callback sees iterations ``n_done + 1, ...``;
-    returns the model, its losses after each iteration and the iterations done.
+    returns the model, its losses after each iteration (the last only without
+    ``config.record_loss``) and the iterations done.
 
     With ``n_src`` above ``n_det`` the refinement keeps ILRMA's NMF (no refit) and starts
     from the weight floor of :data:`MORE_SOURCES_WEIGHT_FLOOR`: on 3 sources from 2 mics
@@ -228,7 +229,7 @@ def _refine_fullrank(
     losses, n_more = iterate_compiled(
         feats, fullrank, config.fullrank_iter, shifted, config.record_loss
     )
-    return fullrank, losses[1:], n_more
+    return fullrank, losses[1:] if config.record_loss else losses, n_more
 
 
 def _initial_demix(

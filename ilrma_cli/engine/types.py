@@ -51,7 +51,7 @@ class ILRMAConfig:
     n_iter: int = 100
     update: str = "ip"
     normalize: bool = True
-    record_loss: bool = True
+    record_loss: bool = True  # the loss after every iteration; False: after the last only
     precision: str = "double"  # single: complex64 spectrograms; the iterations run in float64
     model: str = "gauss"
     dof: float = 1.0  # degrees of freedom of the t model
@@ -134,7 +134,8 @@ class Result:
     frequency (with taps: ``demix @ x_t - filters @ [x_{t-D}; ...; x_{t-D-L+1}]``, the
     dereverberated outputs, whose projection back still goes through ``demix^{-1}``)
     and ``basis @ activation`` models its power; ``loss`` has one entry
-    for the initial point and one per iteration done (empty when not recorded);
+    for the initial point and one per iteration done, or without ``record_loss`` only the
+    last iteration's of each stage (ILRMA's, then the full-rank model's);
     ``backend`` names the loop that ran (``compiled`` or ``reference``). With the
     full-rank spatial model, ``fullrank`` is the refined model (at unit mean power) and
     ``loss`` goes on with its negative log-likelihood; the sources are its Wiener images
