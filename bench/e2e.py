@@ -6,8 +6,8 @@ goes through each command as a user would run it. The script does the same work 
 iterations with 4 NMF bases per source: 20 IVA then 100 ILRMA, inverse STFT, write):
 read, ``scipy.signal.stft``, ``pra.bss.ilrma(n_components=4, n_iter=120)``,
 ``scipy.signal.istft``, write. ``ilrma separate`` with its defaults (the automatic
-STFT, 11000/2750 here, the full-rank refinement and the mean of 5 runs: far more work than
-the script) is timed too, and the same work with
+STFT, 11000/2750 here, the full-rank refinement and the mean of the default ``--restarts``
+runs: far more work than the script) is timed too, and the same work with
 numba's JIT kernels (``ILRMA_JIT=1``) when the kernels were compiled ahead of time
 (``make install``; :mod:`ilrma_cli.engine.kernels`). Median wall time of ``--repeats``
 interleaved runs, one BLAS thread each. Needs the ``bench`` extra.
@@ -27,6 +27,7 @@ from pathlib import Path
 import soundfile as sf
 
 from ilrma_cli.engine import kernels
+from ilrma_cli.settings import SeparationSettings
 
 CASE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "arctic_2src_rt250"
 SECONDS = 10.0
@@ -95,7 +96,7 @@ def main() -> None:
         f"end to end, 10-s 2-ch 16-kHz file, median of {args.repeats} whole processes: "
         f"pyroomacoustics script {peer:.2f} s; ilrma separate --spatial rank1 --n-fft 4096 "
         f"--hop 1024 --restarts 1 (the same work) {same:.2f} s, {peer / same:.1f}x faster; "
-        f"ilrma separate (defaults: 5 runs of the full-rank pipeline) {ours:.2f} s, "
+        f"ilrma separate (defaults: the mean of {SeparationSettings().restarts} full-rank runs) {ours:.2f} s, "
         f"{ours / peer:.2f}x the script's time; kernels "
         + (
             f"ahead of time (the same work with the JIT kernels: {median['same work, JIT']:.2f} s, "
