@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -124,7 +125,24 @@ def pyroomacoustics_fastmnmf2(mix: np.ndarray, n_src: int, seed: int) -> np.ndar
     return istft(out.transpose(2, 1, 0), mix.shape[1], config)
 
 
-METHODS = {"ilrma": ours, "ilrma@11000": ours_11000, "pra": pyroomacoustics_fastmnmf2}
+def ours_restarts(restarts: int, fullrank_iter: int) -> Callable[..., np.ndarray]:
+    """The CLI's pipeline with ``restarts`` runs of ``fullrank_iter`` full-rank iterations."""
+
+    def method(mix: np.ndarray, n_src: int, seed: int) -> np.ndarray:
+        settings = SeparationSettings(seed=seed, n_sources=n_src, restarts=restarts)
+        settings = replace(settings, ilrma=replace(settings.ilrma, fullrank_iter=fullrank_iter))
+        return separate(mix, settings, rate=RATE).sources
+
+    return method
+
+
+METHODS = {
+    "ilrma": ours,
+    "ilrma@11000": ours_11000,
+    "pra": pyroomacoustics_fastmnmf2,
+    "restarts5x30": ours_restarts(5, 30),  # the defaults of session 9
+    "restarts4x60": ours_restarts(4, 60),  # the defaults of session 10
+}
 
 
 def run(seeds: list[int], methods: list[str], out: Path) -> None:
