@@ -162,7 +162,7 @@ def estimate(entry: dict) -> int:
     if entry["path"] != "long":
         return memory.estimate_peak_bytes(m, n_samples, n_fft, hop, 4, "double")
     phases = memory.long_phase_bytes(m, n_fft, hop, 4, "double", "compiled", entry["fit_frames"])
-    return int(memory.BASELINE + memory.MARGIN * max(phases.values()))
+    return int(memory.baseline_bytes() + memory.MARGIN * max(phases.values()))
 
 
 def memory_table(entries: list[dict]) -> str:

@@ -20,20 +20,23 @@ the mean of the runs' images (:func:`restart_bytes`; the finished runs hold only
 matrices and models until then).
 
 Calibration: VmHWM of the real CLI in a fresh process (``bench/peak_memory.py``,
-``--n-basis 2 --n-iter 2``, other options at their defaults), 16 kHz float32 WAV,
-600 s, measured / estimated MiB::
+``--n-basis 2 --n-iter 2 --restarts 1``, other options at their defaults, kernels built
+ahead of time), 16 kHz float32 WAV, 600 s, measured / estimated MiB (session 10)::
 
     channels  STFT       double               single
-    2         4096/1024  1391 / 1417 (+1.9%)  1097 / 1118 (+1.9%)
-    2         4096/2048   804 /  819 (+1.9%)   657 /  669 (+1.9%)
-    3         4096/2048  1317 / 1342 (+1.9%)
+    2         4096/1024  1243 / 1278 (+2.8%)   949 /  979 (+3.1%)
+    2         4096/2048   657 /  675 (+2.7%)   509 /  525 (+3.1%)
+    3         4096/2048  1171 / 1201 (+2.6%)
 
-(2048/512 has the bins of 4096/1024.) With ``--dereverb 4`` (its stage at 4096/1024,
-the separation at 11000/2750, ``--n-iter 2``): 2005 / 2183 MiB (+8.9%), the stage being
-the peak (:func:`dereverb_bytes` counts the waveform in float64; this file reads as
-float32). For 60 s the estimate is a few % further above the measured peak (the
-constants weigh more). After a change of the engine, refit :func:`engine_bytes` on
-``make bench``'s memory table.
+(2048/512 has the bins of 4096/1024.) The full-rank default at 4096/2048 (``--n-iter 2
+--fullrank-iter 2``, 4 bases): 990 / 1002 (+1.2%), with ``--images`` 1285 / 1300, at
+11000/2750 1869 / 1899; with ``--dereverb 4`` (its stage at 4096/1024, the separation at
+11000/2750): 1885 / 2035 MiB (+8.0%), the stage being the peak (:func:`dereverb_bytes`
+counts the waveform in float64; this file reads as float32). On numba's JIT kernels
+(``ILRMA_JIT=1``) the peaks are 116-120 MiB higher (777 and 1106 MiB at 4096/2048,
+rank 1 and full rank), which ``JIT_SCRATCH`` counts. For 60 s the estimate is a few %
+further above the measured peak (the constants weigh more). After a change of the engine,
+refit :func:`engine_bytes` on ``make bench``'s memory table.
 
 The long path (:mod:`ilrma_cli.longform`, taken when this estimate exceeds the limit)
 holds the engine on ``fit_frames`` frames, or one streamed span
@@ -51,12 +54,15 @@ from ilrma_cli.engine.observation import BLOCK_BINS
 from ilrma_cli.engine.threads import N_CHUNKS
 from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
 
-BASELINE = 106 * 2**20  # VmRSS after `import ilrma_cli.cli` (numpy, scipy, soundfile, click)
+BASELINE = 41 * 2**20  # VmRSS after importing the command's modules (numpy, soundfile, click)
+JIT_SCRATCH = 118 * 2**20  # numba and LLVM, when the kernels are not built ahead of time
 MARGIN = 1.02
 ITEMSIZE = {"single": (4, 8), "double": (8, 16)}  # (real, complex)
-# The compiled kernels (numba, LLVM and the loaded machine code) and small
-# temporaries, fitted on the calibration runs (the same for every input size).
-ENGINE_SCRATCH = 112 * 2**20
+# The compiled kernels (the ahead-of-time extensions, or numba's JIT ones loaded from its
+# cache) and small temporaries, fitted on the calibration runs (the same for every input
+# size); the full-rank model adds FULLRANK_SCRATCH (its kernels and the refit's temporaries).
+ENGINE_SCRATCH = 30 * 2**20
+FULLRANK_SCRATCH = 32 * 2**20
 # Float64 arrays of m B values that the reference loop (ilrma_cli.engine.reference) holds at
 # its peak beyond the features: powers, variances, weights and the source model's update
 # temporaries (t model, the largest), measured with tracemalloc for 2 and 3 channels.
@@ -95,7 +101,8 @@ def engine_bytes(
     per bin, only each frequency chunk's activation sums ``2 N_CHUNKS m n_basis n_frames 8``
     (whatever the thread count); the reference loop (``backend="reference"``: models
     without a compiled form) ``REFERENCE_ARRAYS`` float64 arrays of ``m B`` values.
-    Finishing: the spectrogram and the separated spectrogram made from it, ``2 m B c``. Plus ``ENGINE_SCRATCH`` throughout.
+    Finishing: the spectrogram and the separated spectrogram made from it, ``2 m B c``.
+    Plus ``ENGINE_SCRATCH`` throughout (and ``FULLRANK_SCRATCH`` with the full-rank model).
 
     ``spatial="fullrank"`` adds the refinement (:mod:`ilrma_cli.engine.fullrank_refine`):
     the spectrogram, the features, the refit of the NMF to ``fullrank_basis`` bases at its
@@ -134,13 +141,15 @@ def engine_bytes(
         iterating += REFERENCE_ARRAYS * m * bins * 8
     else:
         iterating += chunk_sums
+    scratch = ENGINE_SCRATCH
     if spatial == "fullrank":
+        scratch += FULLRANK_SCRATCH
         n_src = max(m, n_sources or m)
         model = 2 * n_src * fullrank_basis * (n_freq + n_frames) * 8
         model += 2 * min(N_CHUNKS, n_freq) * n_src * fullrank_basis * n_frames * 8
         refit = m * bins * 8 + 5 * m * min(bins, BLOCK_BINS) * 8
         iterating = max(iterating, spectrogram + m * m * bins * 8 + refit + model)
-    return ENGINE_SCRATCH + max(
+    return scratch + max(
         iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial, n_sources, images)
     )
 
@@ -179,7 +188,15 @@ def estimate_peak_bytes(
         n_channels, n_samples, n_fft, hop, n_basis, precision, backend, spatial, taps,
         fullrank_basis, n_sources, images, dereverb, restarts,
     )  # fmt: skip
-    return int(BASELINE + MARGIN * max(phases.values()))
+    return int(baseline_bytes() + MARGIN * max(phases.values()))
+
+
+def baseline_bytes() -> int:
+    """``BASELINE``, plus ``JIT_SCRATCH`` when the kernels run on numba's JIT (no build ahead
+    of time, or ``ILRMA_JIT=1``: :mod:`ilrma_cli.engine.kernels`)."""
+    from ilrma_cli.engine.kernels import AHEAD_OF_TIME  # loads the extensions: only when asked
+
+    return BASELINE + (0 if AHEAD_OF_TIME is not None else JIT_SCRATCH)
 
 
 def phase_bytes(
@@ -226,7 +243,8 @@ def phase_bytes(
         m, bins, precision, restarts, n_sources, images, spatial, taps
     )
     if restarts > 1:  # the mixture and the mean being formed
-        phases["combine"] = ENGINE_SCRATCH + spectrogram + combine
+        scratch = ENGINE_SCRATCH + (FULLRANK_SCRATCH if spatial == "fullrank" else 0)
+        phases["combine"] = scratch + spectrogram + combine
     return phases | {
         "stft": waveform + spectrogram + stft_block,
         "engine": engine + (restarts - 1) * held,
@@ -332,7 +350,7 @@ def long_fit_frames(
         phases = long_phase_bytes(
             n_channels, n_fft, hop, n_basis, precision, backend, frames, restarts
         )
-        return int(BASELINE + MARGIN * max(phases.values()))
+        return int(baseline_bytes() + MARGIN * max(phases.values()))
 
     lo, hi = 0, total_frames  # peak(lo) fits (or lo == 0), the answer is in [lo, hi]
     while lo < hi:

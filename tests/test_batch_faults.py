@@ -14,7 +14,9 @@ import pytest
 import soundfile as sf
 from conftest import SAMPLE, invoke
 
-from ilrma_cli.settings import auto_stft
+from ilrma_cli.audio import plan_mixtures
+from ilrma_cli.batch import plan
+from ilrma_cli.settings import SeparationSettings, auto_stft
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--n-iter", "3", "--n-fft", "1024", "--hop", "512"]
@@ -124,8 +126,15 @@ def test_a_mixture_over_the_memory_limit_fails_alone_with_keep_going(tmp_path, i
     data, rate = sf.read(inputs["good"])
     big = inputs["good"].parent / "big.wav"
     sf.write(big, np.tile(data, (40, 1)), rate, subtype="FLOAT")
-    # 240M: room for "good" whole, not even for the long path (streaming) of "big"
-    args = ["separate", inputs["good"], big, "-o", tmp_path / "out", "--max-memory", "240M"]
+    # room for "good" whole, not even for the long path (streaming) of "big" (rank 1: the
+    # full-rank model's own scratch would make "good" need more than that long path)
+    values = {"n_iter": 3, "n_fft": 1024, "hop": 512, "spatial": "rank1"}
+    settings = SeparationSettings.from_values(values)
+    good, huge = plan_mixtures([inputs["good"], big])
+    limit = plan.whole_file_bytes(good, settings) + 2**20
+    assert plan.memory_problem(huge, settings, limit) is not None
+    args = ["separate", inputs["good"], big, "-o", tmp_path / "out", "--max-memory", str(limit),
+            "--spatial", "rank1"]  # fmt: skip
     result = invoke(*args, "--keep-going", "--json", *FAST)
     assert result.exit_code == 1
     statuses = [(m["track"], m["status"]) for m in json.loads(result.stdout)["mixtures"]]

@@ -17,7 +17,7 @@ import soundfile as sf
 from conftest import DEV, invoke
 
 from ilrma_cli import longform, memory
-from ilrma_cli.audio import MixtureReader, plan_mixtures
+from ilrma_cli.audio import MixtureInput, MixtureReader, plan_mixtures
 from ilrma_cli.batch import plan
 from ilrma_cli.engine import project_back
 from ilrma_cli.engine.observation import demix_apply
@@ -150,7 +150,7 @@ def test_the_rule_whole_file_below_the_limit_else_fit_frames_within_it(long_mix,
     more = plan.long_fit(mixture, settings, need - 2**19)
     assert more >= fit  # more memory, more frames
     phases = memory.long_phase_bytes(2, 1024, 256, 4, "double", "compiled", fit)
-    peak = memory.BASELINE + memory.MARGIN * max(phases.values())
+    peak = memory.baseline_bytes() + memory.MARGIN * max(phases.values())
     assert peak <= memory.LONG_SAFETY * (need - 2**20)
     # without --max-memory: the smaller of 2 GiB and what is available
     monkeypatch.setattr(plan, "available_bytes", lambda: need - 2**20)
@@ -162,19 +162,29 @@ def test_the_rule_whole_file_below_the_limit_else_fit_frames_within_it(long_mix,
     assert plan.whole_file_bytes(mixture, five) > need
     assert plan.long_fit(mixture, five, need) is not None
     # not even the long path fits: refused before any work
-    problem = plan.memory_problem(mixture, settings, 150 * 2**20)
+    problem = plan.memory_problem(mixture, settings, smallest_long_limit(mixture, settings) // 2)
     assert problem is not None and str(problem).startswith(f"{long_mix}: needs about ")
+
+
+def smallest_long_limit(mixture: MixtureInput, settings: SeparationSettings) -> int:
+    """The smallest memory limit (a whole MiB) at which the long path fits the mixture."""
+    fits = (plan.long_fit(mixture, settings, mib * 2**20) for mib in range(1, 4096))
+    return (next(i for i, fit in enumerate(fits, 1) if fit is None or fit > 0)) * 2**20
 
 
 def test_cli_streams_a_long_input_and_reports_the_path(long_mix, tmp_path, monkeypatch):
     monkeypatch.setattr(longform, "SPAN_SAMPLES", SPAN)
     out = tmp_path / "out"
     args = ["separate", long_mix, "-o", out, "--n-fft", "1024", "--hop", "256", "--n-iter", "5"]
-    result = invoke(*args, "--max-memory", "270M", "--json", "--spatial", "fullrank")
+    settings = SeparationSettings.from_values({"n_fft": 1024, "hop": 256, "n_iter": 5})
+    mixture = plan_mixtures([long_mix])[0]
+    limit = smallest_long_limit(mixture, settings) + 2**20  # a few frames more than the least
+    total = n_frames(mixture.n_samples, StftConfig(1024, 256))
+    result = invoke(*args, "--max-memory", str(limit), "--json", "--spatial", "fullrank")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)["mixtures"][0]
     assert record["resolved"]["path"] == "long"
-    assert memory.MIN_FIT_FRAMES <= record["resolved"]["fit_frames"] < 1000
+    assert memory.MIN_FIT_FRAMES <= record["resolved"]["fit_frames"] < total
     assert "separated with rank-1 ILRMA" in record["warnings"][0]
     for name in record["outputs"]:
         data, _ = sf.read(name)
@@ -198,9 +208,10 @@ def test_a_truncated_long_file_is_refused_in_one_line_and_nothing_is_written(
     with open(path, "r+b") as handle:
         handle.truncate(path.stat().st_size // 2)
     settings = SeparationSettings.from_values({"n_fft": 1024})
-    assert plan.long_fit(plan_mixtures([path])[0], settings, 250 * 2**20) is not None
+    limit = smallest_long_limit(plan_mixtures([path])[0], settings) + 2**20
+    assert plan.long_fit(plan_mixtures([path])[0], settings, limit)
     out = tmp_path / "out"
-    result = invoke("separate", path, "-o", out, "--max-memory", "250M", "--n-fft", "1024",
+    result = invoke("separate", path, "-o", out, "--max-memory", str(limit), "--n-fft", "1024",
                     "--n-iter", "2")  # fmt: skip
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {path}: {message}")
