@@ -167,7 +167,8 @@ def test_the_rule_whole_file_below_the_limit_else_fit_frames_within_it(long_mix,
 
 
 def smallest_long_limit(mixture: MixtureInput, settings: SeparationSettings) -> int:
-    """The smallest memory limit (a whole MiB) at which the long path fits the mixture."""
+    """The smallest memory limit (whole MiB) at which the mixture runs: on the long path,
+    unless the whole file fits first (then that limit)."""
     fits = (plan.long_fit(mixture, settings, mib * 2**20) for mib in range(1, 4096))
     return (next(i for i, fit in enumerate(fits, 1) if fit is None or fit > 0)) * 2**20
 
