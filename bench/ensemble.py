@@ -152,9 +152,10 @@ def resolutions(args: argparse.Namespace) -> None:
                 kept = medoid(members)
                 aligned = [paired(members[kept], w) for w in members]
                 cols[head].append(sdri(spec, np.mean(aligned, axis=0)))
-                agreement[head] = np.mean(
-                    [similarity(a, b) for i, a in enumerate(members) for b in members[:i]]
-                )
+                if head in kinds:
+                    agreement[head] = np.mean(
+                        [similarity(a, b) for i, a in enumerate(members) for b in members[:i]]
+                    )
             picked = max(kinds, key=lambda k: agreement[k])
             cols["most agreeing kind"].append(cols[picked][-1])
         cells = [f"{np.mean(v):.2f} ({min(v) - np.mean(v):+.2f})" for v in cols.values()]

@@ -141,15 +141,13 @@ def engine_bytes(
         iterating += REFERENCE_ARRAYS * m * bins * 8
     else:
         iterating += chunk_sums
-    scratch = ENGINE_SCRATCH
     if spatial == "fullrank":
-        scratch += FULLRANK_SCRATCH
         n_src = max(m, n_sources or m)
         model = 2 * n_src * fullrank_basis * (n_freq + n_frames) * 8
         model += 2 * min(N_CHUNKS, n_freq) * n_src * fullrank_basis * n_frames * 8
         refit = m * bins * 8 + 5 * m * min(bins, BLOCK_BINS) * 8
         iterating = max(iterating, spectrogram + m * m * bins * 8 + refit + model)
-    return scratch + max(
+    return scratch_bytes(spatial) + max(
         iterating, 2 * spectrogram + fullrank_images_bytes(m, bins, spatial, n_sources, images)
     )
 
@@ -189,6 +187,11 @@ def estimate_peak_bytes(
         fullrank_basis, n_sources, images, dereverb, restarts,
     )  # fmt: skip
     return int(baseline_bytes() + MARGIN * max(phases.values()))
+
+
+def scratch_bytes(spatial: str) -> int:
+    """``ENGINE_SCRATCH``, plus ``FULLRANK_SCRATCH`` for the full-rank model."""
+    return ENGINE_SCRATCH + (FULLRANK_SCRATCH if spatial == "fullrank" else 0)
 
 
 def baseline_bytes() -> int:
@@ -243,8 +246,7 @@ def phase_bytes(
         m, bins, precision, restarts, n_sources, images, spatial, taps
     )
     if restarts > 1:  # the mixture and the mean being formed
-        scratch = ENGINE_SCRATCH + (FULLRANK_SCRATCH if spatial == "fullrank" else 0)
-        phases["combine"] = scratch + spectrogram + combine
+        phases["combine"] = scratch_bytes(spatial) + spectrogram + combine
     return phases | {
         "stft": waveform + spectrogram + stft_block,
         "engine": engine + (restarts - 1) * held,
@@ -345,12 +347,13 @@ def long_fit_frames(
 ) -> int:
     """The most frames (at most ``total_frames``) the long path can fit its demixing on within
     ``LONG_SAFETY`` of ``limit`` bytes; 0 when not even one frame fits."""
+    baseline = baseline_bytes()
 
     def peak(frames: int) -> int:
         phases = long_phase_bytes(
             n_channels, n_fft, hop, n_basis, precision, backend, frames, restarts
         )
-        return int(baseline_bytes() + MARGIN * max(phases.values()))
+        return int(baseline + MARGIN * max(phases.values()))
 
     lo, hi = 0, total_frames  # peak(lo) fits (or lo == 0), the answer is in [lo, hi]
     while lo < hi:

@@ -853,13 +853,14 @@ def run_sweeps(
     losses = [loss(part, np.ones(n_src))] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        part = sweep_once(code, it < n_iter, record_loss or it == n_iter)
+        want_loss = record_loss or it == n_iter
+        part = sweep_once(code, it < n_iter, want_loss)
         gain = np.ones(n_src)
         if normalize:
             gain = normalise(demix, model, power_sum.sum(axis=0) / (n_freq * n_frames), eps)
         n_done = it
         value = float("nan")
-        if record_loss or it == n_iter:
+        if want_loss:
             value = loss(part, gain)
             losses.append(value)
         if callback is not None and callback(it, value):

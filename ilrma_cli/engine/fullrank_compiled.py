@@ -414,15 +414,15 @@ def iterate_compiled(
         mu = weights.sum(axis=1)
         weights /= mu[:, None]
         basis *= mu[:, None, None]
-        value = diagonaliser_step(True, it < n_iter, record_loss or it == n_iter)
+        want_loss = record_loss or it == n_iter
+        value = diagonaliser_step(True, it < n_iter, want_loss)
         nu = basis.sum(axis=1)
         basis /= nu[:, None, :]
         activation *= nu[:, :, None]
         n_done = it
-        if record_loss or it == n_iter:
+        if want_loss:
             losses.append(value)
-        shown = value if record_loss or it == n_iter else float("nan")
-        if callback is not None and callback(it, shown):
+        if callback is not None and callback(it, value if want_loss else float("nan")):
             break
     return losses, n_done
 
