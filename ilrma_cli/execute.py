@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ilrma_cli.errors import IlrmaError, Interrupted, ProcessingError
 from ilrma_cli.firstrun import announce_compiles, wants_notice
@@ -43,6 +44,7 @@ STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 # Sent by the kernel to a worker when its parent dies (Linux); not used for anything else.
 PARENT_DEATH_SIGNAL = signal.SIGUSR1
 WATCH_SECONDS = 0.2  # how often the portable watchdog looks at the parent
+PROGRESS_SECONDS = 0.1  # how often imap_processes passes its workers' progress on
 _PR_SET_PDEATHSIG = 1
 
 
@@ -108,6 +110,7 @@ def interruptible(what: str) -> Iterator[None]:
 _in_task = False
 _unwinding = False
 _parent_pid = 0
+_progress: Any = None  # in a worker of imap_processes(..., progress=...): the parent's queue
 
 
 def _stop_worker(signum: int, frame: object) -> None:
@@ -157,14 +160,16 @@ def _ask_kernel_for_parent_death_signal(signum: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
 
-def _init_worker(parent_pid: int, notice: bool, threads: int = 1) -> None:
+def _init_worker(parent_pid: int, notice: bool, threads: int = 1, progress: Any = None) -> None:
     """Worker start-up: stop on SIGTERM, SIGINT or SIGHUP, and when ``parent_pid`` dies.
 
     With ``notice``, a first compile of the kernels is announced on stderr. The
-    sweeps run on ``threads`` threads.
+    sweeps run on ``threads`` threads. ``progress`` is the queue :func:`report_progress`
+    writes to.
     """
-    global _parent_pid
+    global _parent_pid, _progress
     _parent_pid = parent_pid
+    _progress = progress
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop_worker)
     signal.signal(PARENT_DEATH_SIGNAL, _on_parent_signal)  # before asking for it
@@ -221,22 +226,54 @@ def _one_blas_thread() -> Iterator[None]:
                 os.environ[name] = value
 
 
+@functools.cache
+def can_start_processes() -> bool:
+    """Whether this system gives the locks a process pool needs (some sandboxes have no
+    POSIX semaphores: ``OSError`` or ``ImportError`` from ``sem_open``)."""
+    try:
+        get_context("spawn").Lock()
+    except (OSError, ImportError):
+        return False
+    return True
+
+
+def report_progress(iteration: int, loss: float) -> None:
+    """An iteration callback for work in :func:`imap_processes`: hands ``(iteration, loss)``
+    to the parent's ``progress`` (nothing where the parent asked for none)."""
+    if _progress is not None:
+        _progress.put((iteration, loss))
+
+
 def imap_processes(
-    func: Callable[[Item], Out], items: Sequence[Item], n_workers: int
+    func: Callable[[Item], Out],
+    items: Sequence[Item],
+    n_workers: int,
+    progress: Callable[[int, float], object] | None = None,
 ) -> Iterator[tuple[int, Out]]:
     """Yield ``(index, func(item))`` as each finishes, from ``n_workers`` spawned processes.
 
-    Each worker runs the sweeps on as many threads as this process does.
+    Each worker runs the sweeps on as many threads as this process does. With
+    ``progress``, what the items' work passes to :func:`report_progress` reaches it here,
+    as it happens, and all of an item's before its result is yielded (the queue is
+    written synchronously, ahead of the result).
 
     Leaving the loop early, or an exception (Ctrl-C included), terminates the workers;
     a worker killed from outside raises :class:`~ilrma_cli.errors.ProcessingError`.
     """
+    context = get_context("spawn")
+    queue = None if progress is None else context.SimpleQueue()
+
+    def drain() -> None:
+        if queue is not None and progress is not None:
+            while not queue.empty():
+                progress(*queue.get())
+
     with _one_blas_thread():
         pool = ProcessPoolExecutor(
             min(n_workers, len(items)),
-            get_context("spawn"),
+            context,
             _init_worker,
-            (os.getpid(), wants_notice(), _current_threads()),
+            (os.getpid(), wants_notice(), _current_threads(), queue),
         )
         pending: dict[Future[Out], int] = {
             pool.submit(_call, (func, item)): index for index, item in enumerate(items)
@@ -244,7 +281,10 @@ def imap_processes(
     finished = False
     try:
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(
+                pending, None if queue is None else PROGRESS_SECONDS, return_when=FIRST_COMPLETED
+            )
+            drain()
             for future in done:
                 index = pending.pop(future)
                 try:
@@ -261,6 +301,8 @@ def imap_processes(
             for process in list(pool._processes.values()):
                 process.terminate()  # SIGTERM: the task in progress removes its outputs
         pool.shutdown(wait=True, cancel_futures=True)
+        if queue is not None:
+            queue.close()
 
 
 def imap_dask(

@@ -29,7 +29,7 @@ from ilrma_cli.engine import (
 )
 from ilrma_cli.engine.fullrank_refine import fullrank_images
 from ilrma_cli.engine.observation import demix_apply
-from ilrma_cli.execute import imap_processes
+from ilrma_cli.execute import imap_processes, report_progress
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
 
@@ -314,8 +314,8 @@ def restart_runs(
     in mean and in the worst window of seeds (QUALITY.md, session 9). Of several runs only
     the kept one keeps its separated spectrogram; the others' is formed again from ``obs``
     when their images are (:func:`_held_run`). With ``workers > 1`` the restarts run in that
-    many processes (same numbers); ``callback`` then sees each run's losses when it
-    finishes and cannot stop it.
+    many processes (same numbers); ``callback`` then sees their iterations as they happen,
+    interleaved, and cannot stop them.
     """
     config = settings.ilrma
     seeds = [settings.seed + k for k in range(settings.restarts)]
@@ -392,22 +392,21 @@ def _images(obs: np.ndarray, result: Result, ref_mic: int | None) -> np.ndarray:
 
 
 def _run_in_processes(
-    held: Callable[[int], tuple[Result, np.ndarray]],
+    held: Callable[..., tuple[Result, np.ndarray]],
     seeds: list[int],
     workers: int,
     callback: Callback | None,
 ) -> Iterator[tuple[Result, np.ndarray]]:
     """``held(seed)`` (:func:`_held_run`) for each seed in a process pool (one BLAS thread per
-    process), in seed order; ``callback`` sees each run's losses as it is yielded."""
-    runs = dict(imap_processes(held, seeds, workers))
+    process), in seed order; ``callback`` sees every run's iterations as they happen."""
+    work = held if callback is None else partial(_reporting_run, held)
+    runs = dict(imap_processes(work, seeds, workers, callback))
     for index in range(len(seeds)):
-        result, sig = runs[index]
-        if callback is not None:
-            per_iteration = np.full(result.n_iter, np.nan)  # NaN where the loss was not computed
-            if result.loss.size == result.n_iter + 1:
-                per_iteration[:] = result.loss[1:]
-            elif result.loss.size and result.n_iter:
-                per_iteration[-1] = result.loss[-1]
-            for it, loss in enumerate(per_iteration, start=1):
-                callback(it, float(loss))
-        yield result, sig
+        yield runs[index]
+
+
+def _reporting_run(
+    held: Callable[..., tuple[Result, np.ndarray]], seed: int
+) -> tuple[Result, np.ndarray]:
+    """``held(seed)`` in a worker, its iterations reported to the parent's callback."""
+    return held(seed, report_progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,37 @@ from conftest import SAMPLE
 
 from ilrma_cli.cli import cli
 from ilrma_cli.errors import IlrmaError
-from ilrma_cli.execute import imap_runs, parse_scheduler
+from ilrma_cli.execute import imap_processes, imap_runs, parse_scheduler, report_progress
 
 FAST = ["--n-iter", "4", "--n-fft", "1024", "--hop", "512", "--no-progress"]
 
 
 def square(x: int) -> int:
     return x * x
+
+
+def report_then_wait(flag: str) -> str:
+    """Reports an iteration, then waits for the parent to have seen it (``flag`` appears)."""
+    report_progress(1, 0.5)
+    deadline = time.monotonic() + 60
+    while not Path(flag).exists():
+        if time.monotonic() > deadline:
+            return "the parent saw no progress while the work ran"
+        time.sleep(0.01)
+    return "seen"
+
+
+def test_progress_from_pool_workers_reaches_the_parent_while_they_work(tmp_path):
+    flags = [str(tmp_path / f"flag{i}") for i in range(3)]
+    seen: list[tuple[int, float]] = []
+
+    def progress(iteration: int, loss: float) -> None:
+        seen.append((iteration, loss))
+        Path(flags[len(seen) - 1]).touch()  # each event releases one waiting worker
+
+    results = dict(imap_processes(report_then_wait, flags, 2, progress))
+    assert results == dict.fromkeys(range(3), "seen")
+    assert seen == [(1, 0.5)] * 3
 
 
 @pytest.mark.parametrize(("jobs", "scheduler"), [(1, None), (2, None), (1, "local:2")])

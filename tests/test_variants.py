@@ -110,7 +110,11 @@ def test_restarts_give_the_mean_of_the_runs_paired_with_the_medoid(dev_case, spa
     assert np.max(np.abs(mean.sources - expected)) <= 1e-9 * scale
     # it is the mean, not one of the runs
     assert min(np.max(np.abs(mean.sources - s.sources)) for s in single) > 1e-3 * scale
-    parallel = separate(mix, replace(base, seed=5, restarts=3), workers=2)
+    in_workers: list[int] = []
+    parallel = separate(
+        mix, replace(base, seed=5, restarts=3), lambda i, v: in_workers.append(i), workers=2
+    )
+    assert sorted(in_workers) == sorted(calls)  # every run's iterations, from the workers
     assert parallel.seed == mean.seed
     np.testing.assert_array_equal(parallel.sources, mean.sources)
     again = separate(mix, replace(base, seed=5, restarts=3))
