@@ -38,7 +38,7 @@ from ilrma_cli.engine.observation import FLOOR, LOADING, Observation
 from ilrma_cli.engine.reference import log_det_sum, normalise
 from ilrma_cli.engine.source_models import GaussNMF, SourceModel
 from ilrma_cli.engine.threads import chunk_bounds, run_chunks
-from ilrma_cli.engine.types import Callback
+from ilrma_cli.engine.types import Callback, loss_wanted
 
 # Demixing rule applied inside the sweep; NO_COV skips steps 2-3.
 NO_COV, RULE_IP, RULE_ISS, RULE_IP2 = 0, 1, 2, 3
@@ -813,7 +813,8 @@ def run_sweeps(
     ``n_sources`` columns of an extended ``demix``). Each sweep runs over the frequency
     chunks of :mod:`ilrma_cli.engine.threads`; the chunks' sums ``(n_chunks, n_src,
     n_basis, n_frames)`` are added in chunk order. Without ``record_loss`` only the last
-    iteration's loss is computed and returned.
+    iteration's loss is returned, and computed besides for a callback every tenth
+    iteration (:func:`ilrma_cli.engine.types.loss_wanted`).
     """
     if not isinstance(model, GaussNMF):
         raise TypeError(
@@ -853,7 +854,7 @@ def run_sweeps(
     losses = [loss(part, np.ones(n_src))] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        want_loss = record_loss or it == n_iter
+        want_loss = loss_wanted(record_loss, callback, it, n_iter)
         part = sweep_once(code, it < n_iter, want_loss)
         gain = np.ones(n_src)
         if normalize:
@@ -862,6 +863,7 @@ def run_sweeps(
         value = float("nan")
         if want_loss:
             value = loss(part, gain)
+        if record_loss or it == n_iter:
             losses.append(value)
         if callback is not None and callback(it, value):
             break

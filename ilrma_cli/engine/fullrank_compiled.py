@@ -32,7 +32,7 @@ from ilrma_cli.engine.fullrank import EPS, FullRankModel
 from ilrma_cli.engine.kernels import entry, inline
 from ilrma_cli.engine.observation import LOADING
 from ilrma_cli.engine.threads import chunk_bounds, run_chunks
-from ilrma_cli.engine.types import Callback
+from ilrma_cli.engine.types import Callback, loss_wanted
 
 # Frequencies per block: the NMF sums of a block are matrix products (BLAS), and the
 # block's variances and ratios (3 n_src BLOCK n_frames floats) stay in the cache.
@@ -366,7 +366,8 @@ def iterate_compiled(
     ``feats`` ``(n_freq, m*m, n_frames)`` float64 are those of the observation the
     model applies to; ``model`` is updated in place. ``losses`` holds the start and
     one value per iteration with ``record_loss``, else only the last iteration's (the
-    callback gets NaN before it), which costs a pass's log terms only once.
+    callback gets it every tenth iteration too, NaN otherwise:
+    :func:`ilrma_cli.engine.types.loss_wanted`), which spares most passes their log terms.
     A callback that stops the run leaves the basis one update ahead of the rest (that
     update only lowers the loss); a run to ``n_iter`` ends in the reference's state.
     """
@@ -414,13 +415,13 @@ def iterate_compiled(
         mu = weights.sum(axis=1)
         weights /= mu[:, None]
         basis *= mu[:, None, None]
-        want_loss = record_loss or it == n_iter
+        want_loss = loss_wanted(record_loss, callback, it, n_iter)
         value = diagonaliser_step(True, it < n_iter, want_loss)
         nu = basis.sum(axis=1)
         basis /= nu[:, None, :]
         activation *= nu[:, :, None]
         n_done = it
-        if want_loss:
+        if record_loss or it == n_iter:
             losses.append(value)
         if callback is not None and callback(it, value if want_loss else float("nan")):
             break

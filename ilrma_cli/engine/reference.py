@@ -26,7 +26,7 @@ from ilrma_cli.engine.observation import Observation
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.spatial import UPDATES
 from ilrma_cli.engine.taps import TAPS_UPDATES, TapsObservation
-from ilrma_cli.engine.types import Callback
+from ilrma_cli.engine.types import Callback, loss_wanted
 
 
 def log_det_sum(demix: np.ndarray) -> float:
@@ -79,7 +79,8 @@ def iterate(
     """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
 
     ``losses``: the start and every iteration's with ``record_loss``, else only the last
-    iteration's (empty if the callback stopped the run before it).
+    iteration's (empty if the callback stopped the run before it); a callback then sees
+    the loss of every tenth iteration too (:func:`ilrma_cli.engine.types.loss_wanted`).
 
     ``demix`` ``(n_freq, n_sources, n_channels)``, or ``(n_freq, n_sources, K)`` on a
     :class:`TapsObservation` (whose ``iss`` is T-ISS).
@@ -99,8 +100,9 @@ def iterate(
             power /= gain[:, None, None]
         n_done = it
         loss = float("nan")
-        if record_loss or it == n_iter:
+        if loss_wanted(record_loss, callback, it, n_iter):
             loss = negative_log_likelihood(model, power, model.variance(eps), demix)
+        if record_loss or it == n_iter:
             losses.append(loss)
         if callback is not None and callback(it, loss):
             break
