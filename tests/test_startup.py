@@ -42,7 +42,7 @@ SEPARATION = """
 from ilrma_cli.cli import cli
 try:
     cli(['separate', {mix!r}, '-o', {out!r}, '-q', '--no-progress', '--n-iter', '2',
-         '--iva-iter', '1'])
+         '--iva-iter', '1', '-j', '1'])  # in this process, whose modules are listed
 except SystemExit as stop:
     assert stop.code == 0, stop.code
 """

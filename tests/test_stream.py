@@ -163,8 +163,8 @@ def test_waveform_is_released_before_the_engine_and_spectrogram_before_writing(
     monkeypatch.setattr(pipeline, "run", engine)
     monkeypatch.setattr(batch, "write_sources", writing)
     result = CliRunner().invoke(
-        cli, ["separate", str(SAMPLE / "mix.wav"), "-o", str(tmp_path), *FAST]
-    )
+        cli, ["separate", str(SAMPLE / "mix.wav"), "-o", str(tmp_path), *FAST, "-j", "1"]
+    )  # in this process, where the spies are
     assert result.exit_code == 0, result.output
     assert seen == {"waveform alive in the engine": False, "spectrogram alive while writing": False}
 

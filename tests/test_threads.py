@@ -144,3 +144,56 @@ def test_threads_and_jobs_give_the_same_files(tmp_path: Path, restore_threads):
         for path in expected:
             other = tmp_path / name / path.relative_to(tmp_path / "one thread")
             assert other.read_bytes() == path.read_bytes(), (name, path.name)
+
+
+def test_a_single_mixture_runs_its_restarts_on_the_cores_where_the_memory_allows(
+    tmp_path: Path, monkeypatch
+):
+    from dataclasses import replace
+
+    from ilrma_cli.audio import plan_mixtures
+    from ilrma_cli.batch import plan
+    from ilrma_cli.settings import SeparationSettings
+
+    monkeypatch.setattr(plan, "usable_cores", lambda: 2)
+    mixture = plan_mixtures([SAMPLE / "mix.wav"])[0]
+    job = plan.Job(mixture, (tmp_path / "s1.wav", tmp_path / "s2.wav"), None)
+    four = SeparationSettings.from_values({"restarts": 4})
+    need = plan.whole_file_bytes(mixture, four)
+    assert plan.restart_workers([job], four, 2 * need) == 2
+    assert plan.restart_workers([job], four, 2 * need - 1) == 1  # two copies would not fit
+    assert plan.restart_workers([job], replace(four, restarts=1), None) == 1
+    assert plan.restart_workers([job, job], four, None) == 1  # mixtures share the cores
+    assert plan.restart_workers([replace(job, fit_frames=64)], four, None) == 1  # streamed
+    monkeypatch.setattr(plan, "usable_cores", lambda: 8)
+    assert plan.restart_workers([job], four, 8 * need) == 4  # no more than the restarts
+    monkeypatch.setattr(plan, "can_start_processes", lambda: False)  # no semaphores here
+    assert plan.restart_workers([job], four, 8 * need) == 1
+    monkeypatch.setattr(plan, "usable_cores", lambda: 1)
+    assert plan.restart_workers([job], four, None) == 1
+
+
+def test_the_restarts_of_one_mixture_run_in_processes_by_default(
+    monkeypatch, tmp_path: Path, restore_threads
+):
+    from ilrma_cli.commands import separate as separate_command
+
+    used: list[int] = []
+    run_one = separate_command._run_one
+
+    def spy(job, settings, options, show_progress, workers=1):
+        used.append(workers)
+        return run_one(job, settings, options, show_progress, workers)
+
+    monkeypatch.setattr(separate_command, "restart_workers", lambda jobs, settings, limit: 2)
+    monkeypatch.setattr(separate_command, "_run_one", spy)
+    args = ["separate", str(SAMPLE / "mix.wav"), "-q", *FAST, "--fullrank-iter", "3",
+            "--restarts", "2"]  # fmt: skip
+    runs = {"auto": [], "one": ["-j", "1"]}
+    for name, extra in runs.items():
+        result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    assert used == [2, 1]
+    auto, one = (sorted((tmp_path / name).rglob("*.wav")) for name in runs)
+    assert len(auto) == 2
+    assert [p.read_bytes() for p in auto] == [p.read_bytes() for p in one]

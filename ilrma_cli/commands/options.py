@@ -121,7 +121,7 @@ class GridCommand(VariadicCommand):
         return super().parse_args(ctx, rewrite_flag_lists(args))
 
 
-def check_executor(jobs: int, scheduler: str | None) -> None:
+def check_executor(jobs: int | None, scheduler: str | None) -> None:
     """Usage errors (exit 2) for a malformed ``--scheduler`` or one given with ``-j N``."""
     if scheduler is None:
         return
@@ -129,7 +129,7 @@ def check_executor(jobs: int, scheduler: str | None) -> None:
         parse_scheduler(scheduler)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--scheduler") from None
-    if jobs > 1:
+    if jobs is not None and jobs > 1:
         raise click.UsageError("use either -j/--jobs or --scheduler, not both")
 
 
@@ -272,11 +272,15 @@ pad_option = click.option(
 )
 
 
-def execution_options(jobs_help: str) -> Callable[[F], F]:
-    """``-j/--jobs`` (what runs in parallel: ``jobs_help``), ``--scheduler`` and ``--threads``."""
+def execution_options(jobs_help: str, auto_jobs: str | None = None) -> Callable[[F], F]:
+    """``-j/--jobs`` (what runs in parallel: ``jobs_help``), ``--scheduler`` and ``--threads``.
+
+    With ``auto_jobs`` (what the default is) ``jobs`` is None unless given; else 1.
+    """
+    default = f"[default: {auto_jobs}]" if auto_jobs else "[default: 1]"
     return stacked(
-        click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                     help=f"Worker processes, one BLAS thread each: {jobs_help}."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None if auto_jobs else 1,
+                     help=f"Worker processes, one BLAS thread each: {jobs_help} {default}."),
         click.option("--scheduler", default=None, metavar="ADDRESS|local:N",
                      help="Run on a Dask cluster (tcp://host:8786), or on local:N workers."),
         click.option("--threads", type=click.IntRange(min=1), default=None,

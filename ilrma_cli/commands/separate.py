@@ -22,6 +22,7 @@ from ilrma_cli.batch.plan import (
     check_template,
     memory_problem,
     plan_outputs,
+    restart_workers,
     with_memory_plan,
 )
 from ilrma_cli.commands.options import (
@@ -107,7 +108,10 @@ log = logging.getLogger("ilrma")
     help="PNG of the mixture and source spectrograms (default: beside the outputs).",
 )
 @pad_option
-@execution_options("mixtures in parallel (or the restarts of a single mixture)")
+@execution_options(
+    "mixtures in parallel (or the restarts of a single mixture)",
+    "for a single mixture, its restarts on the usable cores where the memory allows; else 1",
+)
 @click.option(
     "--max-memory",
     default=None,
@@ -151,7 +155,7 @@ def separate(
     pad: bool,
     refs: tuple[Path, ...],
     early_refs: tuple[Path, ...],
-    jobs: int,
+    jobs: int | None,
     scheduler: str | None,
     threads: int | None,
     max_memory: str | None,
@@ -203,6 +207,8 @@ def separate(
     for record in failed:
         _report_failure(record.error or "failed")
     show_progress = not (no_progress or quiet)
+    if jobs is None:
+        jobs = 1 if scheduler is not None else restart_workers(planned, settings, memory_limit)
     parallel = len(planned) if len(planned) > 1 else settings.restarts  # what -j runs at once
     set_threads(threads_per_process(threads, min(jobs, parallel), scheduler))
     records = _run_all(planned, settings, options, jobs, scheduler, keep_going, show_progress,
@@ -301,9 +307,9 @@ def _run_one(job: Job, settings: SeparationSettings, options: OutputOptions,
             bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
 
     announce_compiles(wants_notice())
-    settings = settings.with_loss_per_iteration(options.loss_plot is not None or not bar.disable)
-    try:
-        return run_job(job, settings, options, progress, workers=workers)
+    settings = settings.with_loss_per_iteration(options.loss_plot is not None)
+    try:  # the bar shows the loss every tenth iteration (engine.types.SHOWN_LOSS_EVERY)
+        return run_job(job, settings, options, None if bar.disable else progress, workers=workers)
     except IlrmaError as err:
         return JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths], status="error",
                          error=str(err))  # fmt: skip
