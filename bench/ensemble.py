@@ -57,19 +57,34 @@ def run_one(spec: case_lib.DevSpec, kind: str, seed: int) -> str:
     settings = SeparationSettings(
         seed=seed, n_sources=n_src if n_src < case.mix.shape[0] else None, restarts=1
     )
-    kind_frame, _, iterations = kind.partition(":it")
-    base, _, frame = kind_frame.partition("@")
-    if iterations:
-        settings = replace(settings, ilrma=replace(settings.ilrma, fullrank_iter=int(iterations)))
+    settings = kind_settings(settings, kind)
+    sources = separate(case.mix, settings, rate=case_lib.RATE).sources
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, sources.astype(np.float32))
+    return str(out)
+
+
+# Kind suffixes: ``:itN`` full-rank iterations, ``:niN`` ILRMA iterations, ``:ivaN`` IVA ones.
+ENGINE_SUFFIXES = {"it": "fullrank_iter", "ni": "n_iter", "iva": "iva_iter"}
+
+
+def kind_settings(settings: SeparationSettings, kind: str) -> SeparationSettings:
+    """``settings`` changed as ``kind`` says: ``full`` or ``rank1``, then ``@NFFT`` (hop a
+    quarter) and any of :data:`ENGINE_SUFFIXES`, as in ``full@8192:it60:ni50``."""
+    head, *suffixes = kind.split(":")
+    base, _, frame = head.partition("@")
+    for suffix in suffixes:
+        name = suffix.rstrip("0123456789")
+        value = int(suffix[len(name) :])
+        settings = replace(
+            settings, ilrma=replace(settings.ilrma, **{ENGINE_SUFFIXES[name]: value})
+        )
     if base == "rank1":
         settings = replace(settings, ilrma=replace(settings.ilrma, spatial="rank1"))
     if frame:
         n_fft = int(frame)
         settings = replace(settings, stft=StftConfig(n_fft, n_fft // 4))
-    sources = separate(case.mix, settings, rate=case_lib.RATE).sources
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, sources.astype(np.float32))
-    return str(out)
+    return settings
 
 
 def run(args: argparse.Namespace) -> None:
