@@ -21,12 +21,11 @@ bass-heavy music case (bench/restarts.py).
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import numpy as np
 
-from ilrma_cli.engine import Result, project_back
-from ilrma_cli.engine.fullrank_refine import fullrank_images
+from ilrma_cli.engine import Result
+from ilrma_cli.engine.images import source_images
 from ilrma_cli.stft import StftConfig, istft_span, spans
 
 SIGNATURE_SAMPLES = 2**21  # per source and run: 8 MiB in float32 (about 2 min at 16 kHz)
@@ -41,13 +40,7 @@ def signature(obs: np.ndarray, result: Result, ref_mic: int, config: StftConfig)
     n_samples = max((n_frames - 1) * config.hop, config.n_fft)
     all_spans = spans(n_samples, n_frames, config, SIGNATURE_SAMPLES)
     span = all_spans[len(all_spans) // 2]
-    frames = slice(span.first, span.end)
-    if result.fullrank is not None:
-        model = result.fullrank
-        part = replace(model, activation=model.activation[:, :, frames])
-        images = fullrank_images(obs[:, :, frames], part, ref_mic)
-    else:
-        images = project_back(result.separated[:, :, frames], result.demix, ref_mic)
+    images = source_images(obs, result, ref_mic, slice(span.first, span.end))
     return istft_span(images, span, config).astype(np.float32)
 
 

@@ -24,11 +24,9 @@ from ilrma_cli.engine import (
     ILRMAConfig,
     Result,
     mixing_matrices,
-    project_back,
     run,
 )
-from ilrma_cli.engine.fullrank_refine import fullrank_images
-from ilrma_cli.engine.observation import demix_apply
+from ilrma_cli.engine.images import separated_spectrogram, source_images
 from ilrma_cli.execute import imap_processes, report_progress
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
@@ -334,7 +332,7 @@ def restart_runs(
     # Two runs agree equally with each other: the lower loss decides which leads.
     kept = int(np.argmin(losses)) if len(results) == 2 else medoid(signatures)
     orders = [pairing(signatures[kept], other)[1] for other in signatures]
-    results[kept] = replace(results[kept], separated=_separated(obs, results[kept]))
+    results[kept] = replace(results[kept], separated=separated_spectrogram(obs, results[kept]))
     return Restarts(results, seeds, losses, kept, orders)
 
 
@@ -349,20 +347,13 @@ def _held_run(
 ) -> tuple[Result, np.ndarray]:
     """One restart and its signature (:func:`ilrma_cli.consensus.signature`), the result
     without its separated spectrogram (zero frames) where that is ``demix @ obs``
-    (:func:`_separated` forms it again), so that the runs held until all are done stay small."""
+    (:func:`ilrma_cli.engine.images.separated_spectrogram` forms it again), so that the runs held until all are done stay small."""
     result = run(obs, config, seed, callback, n_sources=n_sources)
     sig = signature(obs, result, ref_mic, stft_config)
     if result.filters is None:
         separated = result.separated
         result = replace(result, separated=np.empty((*separated.shape[:2], 0), separated.dtype))
     return result, sig
-
-
-def _separated(obs: np.ndarray, result: Result) -> np.ndarray:
-    """``result.separated``, formed again from ``obs`` where :func:`_held_run` dropped it."""
-    if result.separated.shape[-1] == obs.shape[-1]:
-        return result.separated
-    return demix_apply(result.demix, obs, result.separated.dtype.type)
 
 
 def mean_images(obs: np.ndarray, runs: Restarts, ref_mic: int | None) -> np.ndarray:
@@ -382,12 +373,8 @@ def mean_images(obs: np.ndarray, runs: Restarts, ref_mic: int | None) -> np.ndar
 
 
 def _images(obs: np.ndarray, result: Result, ref_mic: int | None) -> np.ndarray:
-    """One run's sources at the mics ``(n_src, n_out, n_freq, n_frames)``: the full-rank
-    model's Wiener images, or the rank-1 outputs projected back."""
-    if result.fullrank is not None:
-        images = fullrank_images(obs, result.fullrank, ref_mic)
-    else:
-        images = project_back(_separated(obs, result), result.demix, ref_mic)
+    """One run's sources at the mics ``(n_src, n_out, n_freq, n_frames)``."""
+    images = source_images(obs, result, ref_mic)
     return images if ref_mic is None else images[:, None]
 
 

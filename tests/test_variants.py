@@ -132,7 +132,8 @@ def test_a_held_restart_forms_its_separated_spectrogram_again_from_the_mixture(
     """The restarts drop each run's separated spectrogram while the others run (memory);
     ``demix @ obs`` gives it back (with taps it is not that, so it is kept)."""
     from ilrma_cli.consensus import signature
-    from ilrma_cli.pipeline import _held_run, _separated
+    from ilrma_cli.engine.images import separated_spectrogram
+    from ilrma_cli.pipeline import _held_run
 
     obs = laplace_mixture(seed=3, n_ch=n_ch)
     config = ILRMAConfig(n_basis=2, n_iter=6, **extra)
@@ -142,7 +143,7 @@ def test_a_held_restart_forms_its_separated_spectrogram_again_from_the_mixture(
     assert held.separated.shape[-1] == (obs.shape[-1] if "taps" in extra else 0)
     np.testing.assert_array_equal(held.demix, whole.demix)
     np.testing.assert_array_equal(held.loss, whole.loss)
-    formed = _separated(obs, held)
+    formed = separated_spectrogram(obs, held)
     scale = np.max(np.abs(whole.separated))
     assert np.max(np.abs(formed - whole.separated)) <= 1e-10 * scale
     np.testing.assert_array_equal(sig, signature(obs, whole, 0, stft_config))
