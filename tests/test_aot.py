@@ -77,7 +77,7 @@ def test_the_engine_calls_every_kernel_with_the_types_it_is_built_for(jit_run):
         f"{module}.{name}"
         for module, names in [
             ("compiled", ["sweep", "iva_sweep"]),
-            ("fullrank_compiled", ["weights_pass", "diagonaliser_pass"]),
+            ("fullrank_compiled", ["weights_pass", "diagonaliser_pass", "nmf_pass"]),
             ("taps_compiled", ["sweep", "iva_sweep", "apply"]),
         ]
         for name in names

@@ -15,6 +15,9 @@ reading the observation only through its outer-product features ``feats``
    activation and the weights, all final by then) and adds the block's share of
    the next activation update.
 
+:func:`nmf_pass` is the NMF step of the second pass alone, on given powers: the
+refit of the start's NMF (:func:`fit_nmf_compiled`).
+
 The weight normalisation ``mu_n`` runs between the passes and ``nu_nk`` after
 the second one; every update is equivariant under these rescalings, so their
 place changes nothing but rounding. Both passes release the GIL and run over the
@@ -312,22 +315,63 @@ def diagonaliser_pass(
         if not update_w:
             continue
         # w_nkf *= sqrt(sum_t h A / sum_t h B), A = sum_m g xt / yt^2, B = sum_m g / yt
-        for n in range(n_src):
-            num = np.dot(ratio[0, n, : hi - lo], activation[n].T)
-            den = np.dot(ratio[1, n, : hi - lo], activation[n].T)
-            for b in range(hi - lo):
-                for k in range(n_basis):
-                    gain = np.sqrt(num[b, k] / max(den[b, k], eps))
-                    basis[n, lo + b, k] = max(basis[n, lo + b, k] * gain, eps)
+        _update_block_basis(basis, activation, ratio, lo, hi, eps)
         # This block's share of the activation update, with the new basis.
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
             _inverse_model_power(weights, lam[:, b], eps, inv)
             _source_ratios(weights, proj[b], inv, scaled, ratio, b)
-        for n in range(n_src):
-            act_num[n] += np.dot(basis[n, lo:hi].T, ratio[0, n, : hi - lo])
-            act_den[n] += np.dot(basis[n, lo:hi].T, ratio[1, n, : hi - lo])
+        _add_activation_sums(basis, ratio, lo, hi, act_num, act_den)
     return loss
+
+
+@inline
+def _update_block_basis(basis, activation, ratio, lo, hi, eps):  # pragma: no cover - compiled
+    """``w_nkf *= sqrt(sum_t h_nkt ratio[0, n, f] / sum_t h_nkt ratio[1, n, f])`` for ``f`` in
+    ``[lo, hi)`` (floored at ``eps``), ``ratio`` ``(2, n_src, BLOCK, n_frames)`` from ``f = lo``."""
+    n_src, _, n_basis = basis.shape
+    for n in range(n_src):
+        num = np.dot(ratio[0, n, : hi - lo], activation[n].T)
+        den = np.dot(ratio[1, n, : hi - lo], activation[n].T)
+        for b in range(hi - lo):
+            for k in range(n_basis):
+                gain = np.sqrt(num[b, k] / max(den[b, k], eps))
+                basis[n, lo + b, k] = max(basis[n, lo + b, k] * gain, eps)
+
+
+@inline
+def _add_activation_sums(basis, ratio, lo, hi, act_num, act_den):  # pragma: no cover - compiled
+    """``act_num[n] += w_n[lo:hi]^T ratio[0, n]``, ``act_den[n] += w_n[lo:hi]^T ratio[1, n]``."""
+    for n in range(basis.shape[0]):
+        act_num[n] += np.dot(basis[n, lo:hi].T, ratio[0, n, : hi - lo])
+        act_den[n] += np.dot(basis[n, lo:hi].T, ratio[1, n, : hi - lo])
+
+
+@entry
+def nmf_pass(power, basis, activation, act_num, act_den, eps, f_lo, f_hi):  # pragma: no cover
+    """IS-NMF of ``power ~ basis @ activation`` ``(n, n_freq, n_frames)`` over ``[f_lo, f_hi)``:
+    the basis update, then this range's share of the activation update's numerator and
+    denominator (added into ``act_num``, ``act_den`` ``(n, n_basis, n_frames)``).
+
+    The NMF step of :func:`diagonaliser_pass` with one mic per source (identity weights)
+    and the projections given: ``ratio = (P / V^2, 1 / V)``, ``V = max(w h, eps)``.
+    """
+    n_src, _, n_frames = power.shape
+    lam = np.empty((n_src, BLOCK, n_frames))
+    ratio = np.empty((2, n_src, BLOCK, n_frames))
+    for lo in range(f_lo, f_hi, BLOCK):
+        hi = min(lo + BLOCK, f_hi)
+        for step in range(2):  # the ratios with the old basis, then with the new one
+            _block_variances(basis, activation, lo, hi, eps, lam)
+            for n in range(n_src):
+                for b in range(hi - lo):
+                    for t in range(n_frames):
+                        inv = 1.0 / lam[n, b, t]
+                        ratio[1, n, b, t] = inv
+                        ratio[0, n, b, t] = power[n, lo + b, t] * inv * inv
+            if step == 0:
+                _update_block_basis(basis, activation, ratio, lo, hi, eps)
+        _add_activation_sums(basis, ratio, lo, hi, act_num, act_den)
 
 
 @inline
@@ -428,6 +472,30 @@ def iterate_compiled(
     return losses, n_done
 
 
+def fit_nmf_compiled(
+    power: np.ndarray, basis: np.ndarray, activation: np.ndarray, n_iter: int, eps: float = EPS
+) -> None:
+    """:func:`ilrma_cli.engine.fullrank_refine.fit_nmf` with :func:`nmf_pass`, in place.
+
+    ``power`` ``(n, n_freq, n_frames)``, ``basis`` ``(n, n_freq, n_basis)`` and
+    ``activation`` ``(n, n_basis, n_frames)`` float64, C-contiguous.
+    """
+    bounds = chunk_bounds(power.shape[1])
+    act_num = np.zeros((len(bounds), *activation.shape))
+    act_den = np.zeros_like(act_num)
+
+    def chunk(c: int, lo: int, hi: int) -> float:
+        nmf_pass(power, basis, activation, act_num[c], act_den[c], eps, lo, hi)
+        return 0.0
+
+    for _ in range(n_iter):
+        act_num.fill(0.0)
+        act_den.fill(0.0)
+        run_chunks(chunk, bounds)
+        activation *= np.sqrt(act_num.sum(axis=0) / np.maximum(act_den.sum(axis=0), eps))
+        np.maximum(activation, eps, out=activation)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) both passes for the argument types the engine uses."""
     n_mics, n_freq, n_frames, n_basis = 2, 3, 4, 2
@@ -440,3 +508,4 @@ def warm_up() -> None:
         np.ones((n_mics, n_basis, n_frames)),
     )
     iterate_compiled(feats, model, 1)
+    fit_nmf_compiled(np.ones((n_mics, n_freq, n_frames)), model.basis, model.activation, 1)

@@ -69,10 +69,23 @@ def demixed_powers(feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0.0, out=out).transpose(1, 0, 2)
 
 
-def fit_nmf(
-    power: np.ndarray, n_basis: int, n_iter: int, rng: np.random.Generator, eps: float = EPS
+def nmf_start(
+    power: np.ndarray, n_basis: int, rng: np.random.Generator, eps: float = EPS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """IS-NMF ``power ~ basis @ activation`` ``(n, n_freq, n_frames)`` from a random start.
+    """A random start of the NMF of ``power`` ``(n, n_freq, n_frames)`` at its mean scale:
+    ``basis`` ``(n, n_freq, n_basis)``, ``activation`` ``(n, n_basis, n_frames)``."""
+    n, n_freq, n_frames = power.shape
+    scale = np.sqrt(max(float(power.mean()), eps) / n_basis)
+    basis = scale * (0.5 + rng.random((n, n_freq, n_basis)))
+    activation = scale * (0.5 + rng.random((n, n_basis, n_frames)))
+    return basis, activation
+
+
+def fit_nmf(
+    power: np.ndarray, basis: np.ndarray, activation: np.ndarray, n_iter: int, eps: float = EPS
+) -> None:
+    """IS-NMF ``power ~ basis @ activation`` ``(n, n_freq, n_frames)``, in place (the reference
+    of :func:`ilrma_cli.engine.fullrank_compiled.fit_nmf_compiled`, which the engine runs).
 
     The rank-1 special case of the full-rank updates (identity weights, so
     :func:`ilrma_cli.engine.fullrank.update_basis` and ``update_activation`` with the sums
@@ -81,11 +94,7 @@ def fit_nmf(
     formed one block of frequencies at a time (:func:`freq_blocks`), so the temporaries do
     not grow with the recording; the activation sums add the blocks in order.
     """
-    n, n_freq, n_frames = power.shape
-    scale = np.sqrt(max(float(power.mean()), eps) / n_basis)
-    basis = scale * (0.5 + rng.random((n, n_freq, n_basis)))
-    activation = scale * (0.5 + rng.random((n, n_basis, n_frames)))
-    blocks = freq_blocks(n_freq, n_frames)
+    blocks = freq_blocks(power.shape[1], power.shape[2])
 
     def ratios(block: slice) -> tuple[np.ndarray, np.ndarray]:
         inv = 1.0 / np.maximum(basis[:, block] @ activation, eps)
@@ -104,7 +113,6 @@ def fit_nmf(
             den_h += basis_t @ inv
         activation *= np.sqrt(num_h / np.maximum(den_h, eps))
         np.maximum(activation, eps, out=activation)
-    return basis, activation
 
 
 def _complement_rows(feats: np.ndarray, demix: np.ndarray) -> np.ndarray:
@@ -144,7 +152,11 @@ def initial_model(
     if n_det < n_mics:
         diag = np.concatenate([diag, _complement_rows(feats, demix)], axis=1)
     if n_basis is not None and n_basis != basis.shape[-1]:
-        basis, activation = fit_nmf(demixed_powers(feats, demix), n_basis, NMF_FIT_ITER, rng)
+        from ilrma_cli.engine.fullrank_compiled import fit_nmf_compiled
+
+        power = np.ascontiguousarray(demixed_powers(feats, demix))
+        basis, activation = nmf_start(power, n_basis, rng)
+        fit_nmf_compiled(power, basis, activation, NMF_FIT_ITER)
     basis, activation = basis.astype(float), activation.astype(float)
     if n_det < n_mics:  # ILRMA ran on the subspace, whose unit power is another scale
         power = demixed_powers(feats, demix)
