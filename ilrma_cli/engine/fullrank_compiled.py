@@ -434,6 +434,8 @@ def iterate_compiled(
                                      act_num[c], act_den[c], *flags, lo, hi)  # fmt: skip
 
         part = run_chunks(chunk, bounds)
+        if not want_loss:
+            return float("nan")
         _, logdet = np.linalg.slogdet(diag)
         return float(part - 2.0 * n_frames * np.sum(logdet))
 
@@ -467,7 +469,7 @@ def iterate_compiled(
         n_done = it
         if record_loss or it == n_iter:
             losses.append(value)
-        if callback is not None and callback(it, value if want_loss else float("nan")):
+        if callback is not None and callback(it, value):
             break
     return losses, n_done
 
