@@ -101,14 +101,15 @@ def test_compiled_nmf_refit_matches_the_reference_and_lowers_the_is_divergence()
     )
     expected = nmf_start(power, 3, np.random.default_rng(5))
     got = tuple(factor.copy() for factor in expected)
+    by_freq = np.ascontiguousarray(power.transpose(1, 0, 2))  # the compiled fit's layout
     before = nmf_divergence(power, *expected)
     fit_nmf(power, *expected, 8)
-    fit_nmf_compiled(power, *got, 8)
+    fit_nmf_compiled(by_freq, *got, 8)
     for compiled, reference in zip(got, expected, strict=True):
         np.testing.assert_allclose(compiled, reference, rtol=1e-9)
     divergences = [before]
     for _ in range(3):
-        fit_nmf_compiled(power, *got, 1)
+        fit_nmf_compiled(by_freq, *got, 1)
         divergences.append(nmf_divergence(power, *got))
     assert_non_increasing(divergences)
     assert divergences[-1] < 0.9 * before

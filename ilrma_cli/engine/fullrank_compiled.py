@@ -349,14 +349,15 @@ def _add_activation_sums(basis, ratio, lo, hi, act_num, act_den):  # pragma: no 
 
 @entry
 def nmf_pass(power, basis, activation, act_num, act_den, eps, f_lo, f_hi):  # pragma: no cover
-    """IS-NMF of ``power ~ basis @ activation`` ``(n, n_freq, n_frames)`` over ``[f_lo, f_hi)``:
-    the basis update, then this range's share of the activation update's numerator and
-    denominator (added into ``act_num``, ``act_den`` ``(n, n_basis, n_frames)``).
+    """IS-NMF of ``power[:, n] ~ basis[n] @ activation[n]`` over ``[f_lo, f_hi)``: the basis
+    update, then this range's share of the activation update's numerator and denominator
+    (added into ``act_num``, ``act_den`` ``(n, n_basis, n_frames)``); ``power`` is
+    ``(n_freq, n, n_frames)``, the layout the features give (no copy).
 
     The NMF step of :func:`diagonaliser_pass` with one mic per source (identity weights)
     and the projections given: ``ratio = (P / V^2, 1 / V)``, ``V = max(w h, eps)``.
     """
-    n_src, _, n_frames = power.shape
+    _, n_src, n_frames = power.shape
     lam = np.empty((n_src, BLOCK, n_frames))
     ratio = np.empty((2, n_src, BLOCK, n_frames))
     for lo in range(f_lo, f_hi, BLOCK):
@@ -368,7 +369,7 @@ def nmf_pass(power, basis, activation, act_num, act_den, eps, f_lo, f_hi):  # pr
                     for t in range(n_frames):
                         inv = 1.0 / lam[n, b, t]
                         ratio[1, n, b, t] = inv
-                        ratio[0, n, b, t] = power[n, lo + b, t] * inv * inv
+                        ratio[0, n, b, t] = power[lo + b, n, t] * inv * inv
             if step == 0:
                 _update_block_basis(basis, activation, ratio, lo, hi, eps)
         _add_activation_sums(basis, ratio, lo, hi, act_num, act_den)
@@ -479,10 +480,11 @@ def fit_nmf_compiled(
 ) -> None:
     """:func:`ilrma_cli.engine.fullrank_refine.fit_nmf` with :func:`nmf_pass`, in place.
 
-    ``power`` ``(n, n_freq, n_frames)``, ``basis`` ``(n, n_freq, n_basis)`` and
-    ``activation`` ``(n, n_basis, n_frames)`` float64, C-contiguous.
+    ``power`` ``(n_freq, n, n_frames)`` (the reference's axes 0 and 1 swapped), ``basis``
+    ``(n, n_freq, n_basis)`` and ``activation`` ``(n, n_basis, n_frames)``: float64,
+    C-contiguous.
     """
-    bounds = chunk_bounds(power.shape[1])
+    bounds = chunk_bounds(power.shape[0])
     act_num = np.zeros((len(bounds), *activation.shape))
     act_den = np.zeros_like(act_num)
 
@@ -510,4 +512,4 @@ def warm_up() -> None:
         np.ones((n_mics, n_basis, n_frames)),
     )
     iterate_compiled(feats, model, 1)
-    fit_nmf_compiled(np.ones((n_mics, n_freq, n_frames)), model.basis, model.activation, 1)
+    fit_nmf_compiled(np.ones((n_freq, n_mics, n_frames)), model.basis, model.activation, 1)

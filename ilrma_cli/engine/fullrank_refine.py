@@ -64,7 +64,8 @@ class FullRankResult(FullRankModel):
 
 
 def demixed_powers(feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``|rows[f, n] @ x_ft|^2`` ``(n_rows, n_freq, n_frames)`` from the features."""
+    """``|rows[f, n] @ x_ft|^2`` ``(n_rows, n_freq, n_frames)`` from the features: a view of a
+    C-contiguous ``(n_freq, n_rows, n_frames)`` array (the layout of ``fit_nmf_compiled``)."""
     out = np.matmul(power_coefficients(rows), feats)
     return np.maximum(out, 0.0, out=out).transpose(1, 0, 2)
 
@@ -154,9 +155,9 @@ def initial_model(
     if n_basis is not None and n_basis != basis.shape[-1]:
         from ilrma_cli.engine.fullrank_compiled import fit_nmf_compiled
 
-        power = np.ascontiguousarray(demixed_powers(feats, demix))
+        power = demixed_powers(feats, demix)
         basis, activation = nmf_start(power, n_basis, rng)
-        fit_nmf_compiled(power, basis, activation, NMF_FIT_ITER)
+        fit_nmf_compiled(power.transpose(1, 0, 2), basis, activation, NMF_FIT_ITER)
     basis, activation = basis.astype(float), activation.astype(float)
     if n_det < n_mics:  # ILRMA ran on the subspace, whose unit power is another scale
         power = demixed_powers(feats, demix)
