@@ -150,8 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restarts", int, 4, "Runs with seeds seed, seed+1, ...; outputs the mean of "
             "their sources, each run's paired with those of the run that agrees most with the "
             "others (the medoid; of 2 runs, the lower final loss). 4 (the default) add about "
-            "0.6 dB to one run on average and steady music results, at about 2.5x its time on "
-            "two cores (the runs in processes; 3x on one) and 1.6x its memory; 1 for speed",
+            "0.6 dB to one run on average and steady music results, at 2.5-3.2x its time on two "
+            "cores (3.5x on one) and 1.6x its memory; 1 for speed",
             "separation", sweep="none", minimum=1),
     Setting("n_sources", int, None, "Sources to separate: fewer than the channels reduces "
             "by PCA; more than the channels needs the full-rank model (the default spatial "
