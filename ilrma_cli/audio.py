@@ -20,6 +20,7 @@ from ilrma_cli.errors import IlrmaError, InputError, OutputError
 
 SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
 PCM_PEAK = 1.0 - 2.0**-15  # largest value every PCM subtype stores without wrapping
+FLOAT_MAX = float(np.finfo(np.float32).max)  # largest magnitude a float file stores (float32)
 # Subtypes whose samples float32 holds exactly (up to 24-bit integers, 32-bit float).
 EXACT_IN_FLOAT32 = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT"})
 READ_BLOCK = 2**16  # frames per read

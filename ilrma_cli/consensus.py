@@ -33,15 +33,18 @@ EXHAUSTIVE_MAX = 6  # sources up to which every pairing is tried (else the assig
 
 
 def signature(obs: np.ndarray, result: Result, ref_mic: int, config: StftConfig) -> np.ndarray:
-    """The sources of ``result`` at ``ref_mic`` as time signals ``(n_sources, n)`` float32,
-    from the middle span of at most about :data:`SIGNATURE_SAMPLES` samples of the frames of
-    ``obs`` ``(n_channels, n_freq, n_frames)`` (STFT ``config``)."""
+    """The sources of ``result`` at ``ref_mic`` as time signals ``(n_sources, n)`` float32, each
+    at unit peak, from the middle span of at most about :data:`SIGNATURE_SAMPLES` samples of
+    the frames of ``obs`` ``(n_channels, n_freq, n_frames)`` (STFT ``config``)."""
     n_frames = obs.shape[2]
     n_samples = max((n_frames - 1) * config.hop, config.n_fft)
     all_spans = spans(n_samples, n_frames, config, SIGNATURE_SAMPLES)
     span = all_spans[len(all_spans) // 2]
     images = source_images(obs, result, ref_mic, slice(span.first, span.end))
-    return istft_span(images, span, config).astype(np.float32)
+    sources = istft_span(images, span, config)
+    # Each source at unit peak, which the comparisons ignore: float32 holds any input's scale.
+    peak = np.max(np.abs(sources), axis=1, keepdims=True)
+    return (sources / np.maximum(peak, np.finfo(np.float64).tiny)).astype(np.float32)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

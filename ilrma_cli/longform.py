@@ -33,7 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ilrma_cli.audio import PCM_PEAK, AudioWriter, MixtureReader, holds_only_zeros
-from ilrma_cli.batch.job import JobRecord, LevelFit, _check_finite, _silence, _title
+from ilrma_cli.batch.job import JobRecord, LevelFit, _check_finite, _title, unstorable
 from ilrma_cli.batch.plan import Job, OutputOptions
 from ilrma_cli.dereverb import stage_config
 from ilrma_cli.engine import Callback, Result, mixing_matrices
@@ -290,8 +290,8 @@ def run_long_job(
                         peaks[source] = max(peaks[source], float(np.max(np.abs(block))))
                         sink.write(level(block))
             silent = [s for s, sink in enumerate(sinks) if holds_only_zeros(sink.temporary)]
-            if silent:
-                reason = _silence(silent, peaks, options.subtype)
+            reason = unstorable(silent, peaks, options.subtype)
+            if reason:
                 raise ProcessingError(f"{path}: {reason}; nothing written")
             if level.message:
                 record.warnings.append(level.message)

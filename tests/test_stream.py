@@ -4,6 +4,7 @@ spectrogram are released as soon as they are no longer needed."""
 
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import numpy as np
@@ -189,6 +190,30 @@ def test_a_source_too_quiet_for_pcm_is_refused_not_written_as_silence(tmp_path):
     assert fine.exit_code == 0, fine.output
     stored = [sf.read(out / f"quiet_{i}.flac", dtype="int32")[0] for i in (1, 2)]
     assert all(np.any(s) for s in stored)
+
+
+def test_a_source_too_loud_for_float_is_refused_not_written_as_infinity(tmp_path):
+    """A float64 file at 1e150 separates (the restarts still pair their runs), but float
+    files hold float32: refused; PCM rescales it."""
+    data, rate = sf.read(SAMPLE / "mix.wav")
+    loud = tmp_path / "in" / "loud.wav"
+    loud.parent.mkdir()
+    sf.write(loud, data[: 3 * rate] * 1e150, rate, subtype="DOUBLE")
+    out = tmp_path / "out"
+    args = ["separate", str(loud), "-o", str(out), *FAST, "--restarts", "2", "-j", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: {loud}: separated source(s) [1, 2] are too loud for float (peak "
+    )
+    assert result.stderr.endswith("and would be stored as infinity; nothing written\n")
+    assert not out.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow in the runs' pairing
+        fine = CliRunner().invoke(cli, [*args, "--subtype", "pcm24"])
+    assert fine.exit_code == 0, fine.output
+    stored = [sf.read(out / "loud" / f"source{i}.wav")[0] for i in (1, 2)]
+    assert all(np.all(np.isfinite(s)) and np.max(np.abs(s)) > 0.5 for s in stored)
 
 
 def test_an_all_zero_float_source_is_still_called_silent(tmp_path, monkeypatch):

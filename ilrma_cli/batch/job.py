@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ilrma_cli.audio import (
+    FLOAT_MAX,
     PCM_PEAK,
     AudioWriter,
     holds_only_zeros,
@@ -199,8 +200,8 @@ def write_sources(
                 sink.write(fit(block))
         if holds_only_zeros(sink.temporary):
             stored_silent.append(source)
-    if stored_silent:
-        reason = _silence(stored_silent, peaks, options.subtype)
+    reason = unstorable(stored_silent, peaks, options.subtype)
+    if reason:
         raise ProcessingError(f"{path}: {reason}; nothing written")
     at_ref = None if kept is None else AtReference(kept, fit(kept))
     return fit.message, at_ref
@@ -248,6 +249,20 @@ class LevelFit:
 def _check_finite(block: np.ndarray, path: Path) -> None:
     if not np.all(np.isfinite(block)):
         raise ProcessingError(f"{path}: separation produced non-finite samples; nothing written")
+
+
+def unstorable(stored_silent: list[int], peaks: list[float], subtype: str) -> str | None:
+    """Why the stored files do not hold the sources of peak ``peaks``: those of
+    ``stored_silent`` (0-based) hold only zeros, or in float some overflow to infinity
+    (a float file holds float32); None if they hold them."""
+    parts = [_silence(stored_silent, peaks, subtype)] if stored_silent else []
+    loud = [i + 1 for i, peak in enumerate(peaks) if subtype == "float" and peak > FLOAT_MAX]
+    if loud:
+        parts.append(
+            f"separated source(s) {loud} are too loud for float (peak {max(peaks):.2g}) and "
+            "would be stored as infinity"
+        )
+    return "; ".join(parts) or None
 
 
 def _silence(sources: list[int], peaks: list[float], subtype: str) -> str:
