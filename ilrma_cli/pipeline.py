@@ -347,7 +347,8 @@ def _held_run(
 ) -> tuple[Result, np.ndarray]:
     """One restart and its signature (:func:`ilrma_cli.consensus.signature`), the result
     without its separated spectrogram (zero frames) where that is ``demix @ obs``
-    (:func:`ilrma_cli.engine.images.separated_spectrogram` forms it again), so that the runs held until all are done stay small."""
+    (:func:`ilrma_cli.engine.images.separated_spectrogram` forms it again), so that the
+    runs held until all are done stay small."""
     result = run(obs, config, seed, callback, n_sources=n_sources)
     sig = signature(obs, result, ref_mic, stft_config)
     if result.filters is None:

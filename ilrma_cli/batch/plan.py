@@ -217,9 +217,10 @@ def restart_workers(jobs: list[Job], settings: SeparationSettings, limit: int | 
     memory a separation may use (:func:`switch_limit`), where processes can start; else 1
     (the sweeps then share the cores as threads).
 
-    On short files threads scale poorly (the sweeps are short) while separate runs do not:
-    ``bench/filing_time.py`` measured the defaults on the 10-s sample 28 % faster in two
-    processes than in one with two threads (9.77 against 13.49 s), with the same output.
+    On short files threads may scale poorly (the sweeps are short) while separate runs do
+    not: ``bench/filing_time.py`` measured the defaults on the 10-s sample 20-28 % faster in
+    two processes than in one with two threads on one 2-core host (session 11), and the
+    same on another (session 12); the output is the same.
     """
     if len(jobs) != 1 or jobs[0].fit_frames is not None or settings.restarts < 2:
         return 1
