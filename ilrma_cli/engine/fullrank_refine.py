@@ -157,7 +157,8 @@ def initial_model(
 
         power = demixed_powers(feats, demix)
         basis, activation = nmf_start(power, n_basis, rng)
-        fit_nmf_compiled(power.transpose(1, 0, 2), basis, activation, NMF_FIT_ITER)
+        by_freq = np.ascontiguousarray(power.transpose(1, 0, 2))  # a view: no copy
+        fit_nmf_compiled(by_freq, basis, activation, NMF_FIT_ITER)
     basis, activation = basis.astype(float), activation.astype(float)
     if n_det < n_mics:  # ILRMA ran on the subspace, whose unit power is another scale
         power = demixed_powers(feats, demix)
