@@ -101,13 +101,26 @@ def test_ahead_of_time_kernels_give_the_bits_of_the_jit(jit_run):
 
 
 @needs_extension
-def test_a_separate_command_with_the_extension_never_imports_numba(tmp_path):
+def test_a_separate_command_with_the_extension_never_imports_numba_nor_scipy_linalg(tmp_path):
     command = [sys.executable, "-X", "importtime", "-m", "ilrma_cli", "separate", "-o", str(tmp_path),
-               str(REPO / "sample_data" / "mix.wav"), "--n-iter", "3", "--fullrank-iter", "2"]  # fmt: skip
+               str(REPO / "sample_data" / "mix.wav"), "--n-iter", "3", "--fullrank-iter", "2",
+               "-j", "1"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     imported = [line.rpartition("|")[2].strip() for line in result.stderr.splitlines()]
     assert "ilrma_cli.engine.kernels" in imported  # the kernels ran, and without numba:
     assert not [name for name in imported if name.startswith("numba")]
+    # their BLAS came from scipy's extension alone, not through the package scipy.linalg
+    assert "scipy.linalg" not in imported
+
+
+@needs_extension
+def test_scipy_linalg_imported_after_the_kernels_keeps_their_blas():
+    code = ("from ilrma_cli.engine import kernels; import sys; blas = sys.modules["
+            "'scipy.linalg.cython_blas']; import scipy.linalg; "
+            "from scipy.linalg import cython_blas; assert cython_blas is blas; "
+            "import numpy as np; a = np.ones((3, 3)); assert scipy.linalg.solve(a + 3 * np.eye(3), "
+            "np.ones(3)).shape == (3,)")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_the_extension_is_ignored_when_built_from_other_sources(monkeypatch):
