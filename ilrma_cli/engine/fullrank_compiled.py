@@ -455,8 +455,7 @@ def iterate_compiled(
     losses = [start] if record_loss else []
     n_done = 0
     for it in range(1, n_iter + 1):
-        activation *= np.sqrt(act_num.sum(axis=0) / np.maximum(act_den.sum(axis=0), eps))
-        np.maximum(activation, eps, out=activation)
+        update_activation(activation, act_num, act_den, eps)
         weights_step()
         np.maximum(weights, eps, out=weights)
         mu = weights.sum(axis=1)
@@ -473,6 +472,15 @@ def iterate_compiled(
         if callback is not None and callback(it, value):
             break
     return losses, n_done
+
+
+def update_activation(
+    activation: np.ndarray, act_num: np.ndarray, act_den: np.ndarray, eps: float
+) -> None:
+    """``h *= sqrt(num / den)`` floored at ``eps``, from the chunks' sums ``act_num``,
+    ``act_den`` ``(n_chunks, *activation.shape)`` added in chunk order (the passes' share)."""
+    activation *= np.sqrt(act_num.sum(axis=0) / np.maximum(act_den.sum(axis=0), eps))
+    np.maximum(activation, eps, out=activation)
 
 
 def fit_nmf_compiled(
@@ -496,8 +504,7 @@ def fit_nmf_compiled(
         act_num.fill(0.0)
         act_den.fill(0.0)
         run_chunks(chunk, bounds)
-        activation *= np.sqrt(act_num.sum(axis=0) / np.maximum(act_den.sum(axis=0), eps))
-        np.maximum(activation, eps, out=activation)
+        update_activation(activation, act_num, act_den, eps)
 
 
 def warm_up() -> None:
