@@ -19,6 +19,7 @@ import pytest
 
 from ilrma_cli.engine import ILRMAConfig, kernels, run
 from ilrma_cli.engine.aot import JIT_ENV, main
+from ilrma_cli.engine.images import source_images
 from tests.test_taps import reverberant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,11 +52,15 @@ print(json.dumps({"called": called, "signatures": counts}))
 
 
 def separations() -> dict[str, np.ndarray]:
-    """The separated spectrograms of :data:`CASES` (whichever kernels this process has)."""
+    """The separated spectrograms of :data:`CASES`, and the full-rank ones' Wiener images at
+    every mic (whichever kernels this process has)."""
     found = {}
     for name, (config, n_ch, n_src) in CASES.items():
         mix, _ = reverberant(n_ch, n_freq=9, n_frames=60, seed=n_ch)
-        found[name] = run(mix, config, seed=3, n_sources=n_src).separated
+        result = run(mix, config, seed=3, n_sources=n_src)
+        found[name] = result.separated
+        if result.fullrank is not None:
+            found[f"{name}_images"] = source_images(mix, result, None)
     return found
 
 
@@ -77,7 +82,7 @@ def test_the_engine_calls_every_kernel_with_the_types_it_is_built_for(jit_run):
         f"{module}.{name}"
         for module, names in [
             ("compiled", ["sweep", "iva_sweep"]),
-            ("fullrank_compiled", ["weights_pass", "diagonaliser_pass", "nmf_pass"]),
+            ("fullrank_compiled", ["weights_pass", "diagonaliser_pass", "nmf_pass", "wiener_pass"]),
             ("taps_compiled", ["sweep", "iva_sweep", "apply"]),
         ]
         for name in names

@@ -9,7 +9,11 @@ import pytest
 
 from ilrma_cli.engine import ILRMAConfig, project_back, run
 from ilrma_cli.engine import fullrank as ref
-from ilrma_cli.engine.fullrank_compiled import fit_nmf_compiled, iterate_compiled
+from ilrma_cli.engine.fullrank_compiled import (
+    fit_nmf_compiled,
+    iterate_compiled,
+    wiener_images_compiled,
+)
 from ilrma_cli.engine.fullrank_refine import (
     fit_nmf,
     fullrank_images,
@@ -113,6 +117,36 @@ def test_compiled_nmf_refit_matches_the_reference_and_lowers_the_is_divergence()
         divergences.append(nmf_divergence(power, *got))
     assert_non_increasing(divergences)
     assert divergences[-1] < 0.9 * before
+
+
+@pytest.mark.parametrize(("n_mics", "n_src"), [(2, 2), (3, 2), (2, 3)])
+def test_compiled_wiener_images_match_the_reference_at_one_mic_and_at_every_mic(
+    n_mics: int, n_src: int
+) -> None:
+    """Over more frequencies than the kernel's block, from any layout and precision of the
+    mixture; the images at every mic sum to the mixture."""
+    obs = noisy_obs(n_mics, 150, 40, seed=6) * 1e3
+    rng = np.random.default_rng(7)
+    mixing = rng.standard_normal((150, n_mics, n_mics, 2)) @ [1.0, 1j]
+    model = random_model(150, 40, n_mics, n_src, 3, rng, 5e-2, np.linalg.inv(mixing))
+    for ref_mic in (0, n_mics - 1, None):
+        np.testing.assert_allclose(
+            wiener_images_compiled(obs, model, ref_mic), ref.wiener_images(obs, model, ref_mic),
+            rtol=1e-10, atol=1e-12 * np.abs(obs).max(),
+        )  # fmt: skip
+    every = wiener_images_compiled(obs, model, None)
+    np.testing.assert_allclose(every.sum(axis=0), obs, rtol=1e-9, atol=1e-9 * np.abs(obs).max())
+    frames = slice(5, 33)  # a span of frames: a strided view of the mixture
+    part = copy.copy(model)
+    part.activation = model.activation[:, :, frames]
+    np.testing.assert_allclose(
+        wiener_images_compiled(obs[:, :, frames], part), ref.wiener_images(obs[:, :, frames], part),
+        rtol=1e-10, atol=1e-12 * np.abs(obs).max(),
+    )  # fmt: skip
+    single = wiener_images_compiled(obs.astype(np.complex64), model)
+    assert single.dtype == np.complex64
+    np.testing.assert_allclose(single, ref.wiener_images(obs.astype(np.complex64), model),
+                               rtol=1e-5, atol=1e-6 * np.abs(obs).max())  # fmt: skip
 
 
 def nmf_divergence(power: np.ndarray, basis: np.ndarray, activation: np.ndarray) -> float:

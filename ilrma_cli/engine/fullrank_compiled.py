@@ -16,7 +16,8 @@ reading the observation only through its outer-product features ``feats``
    the next activation update.
 
 :func:`nmf_pass` is the NMF step of the second pass alone, on given powers: the
-refit of the start's NMF (:func:`fit_nmf_compiled`).
+refit of the start's NMF (:func:`fit_nmf_compiled`). :func:`wiener_pass` forms the
+source images through the multichannel Wiener filter (:func:`wiener_images_compiled`).
 
 The weight normalisation ``mu_n`` runs between the passes and ``nu_nk`` after
 the second one; every update is equivariant under these rescalings, so their
@@ -33,7 +34,7 @@ import numpy as np
 
 from ilrma_cli.engine.fullrank import EPS, FullRankModel
 from ilrma_cli.engine.kernels import entry, inline
-from ilrma_cli.engine.observation import LOADING
+from ilrma_cli.engine.observation import LOADING, freq_blocks
 from ilrma_cli.engine.threads import chunk_bounds, run_chunks
 from ilrma_cli.engine.types import Callback, loss_wanted
 
@@ -375,6 +376,49 @@ def nmf_pass(power, basis, activation, act_num, act_den, eps, f_lo, f_hi):  # pr
         _add_activation_sums(basis, ratio, lo, hi, act_num, act_den)
 
 
+@entry
+def wiener_pass(
+    obs, diag, mixing, weights, basis, activation, ref_mic, eps, f0, out
+):  # pragma: no cover - compiled
+    """Multichannel Wiener images of the frequencies ``f0, f0 + 1, ...`` that ``obs``
+    ``(n_mics, n_block, n_frames)`` holds, into ``out`` ``(n_src, n_out, n_block, n_frames)``:
+    ``c_nft = A_f diag(g_n lambda_nft / yt_ft) Q_f x_ft`` (``A_f = Q_f^{-1}``, ``mixing``)
+    at mic ``ref_mic`` (``n_out`` 1), or at every mic for ``ref_mic < 0`` (``n_out = n_mics``).
+    """
+    n_mics, n_block, n_frames = obs.shape
+    n_src = weights.shape[0]
+    n_out = out.shape[1]
+    lam = np.empty((n_src, min(BLOCK, n_block), n_frames))
+    inv = np.empty((n_mics, n_frames))
+    scaled = np.empty((n_mics, n_frames), dtype=np.complex128)  # Q_f x_ft / yt_ft
+    for lo in range(0, n_block, BLOCK):
+        hi = min(lo + BLOCK, n_block)
+        _block_variances(basis, activation, f0 + lo, f0 + hi, eps, lam)
+        for b in range(hi - lo):
+            f = f0 + lo + b
+            _inverse_model_power(weights, lam[:, b], eps, inv)
+            for m in range(n_mics):
+                for t in range(n_frames):
+                    scaled[m, t] = 0.0
+                for j in range(n_mics):
+                    q = diag[f, m, j]
+                    for t in range(n_frames):
+                        scaled[m, t] += q * obs[j, lo + b, t]
+                for t in range(n_frames):
+                    scaled[m, t] *= inv[m, t]
+            for n in range(n_src):
+                for o in range(n_out):
+                    mic = ref_mic if ref_mic >= 0 else o
+                    for t in range(n_frames):
+                        out[n, o, lo + b, t] = 0.0
+                    for m in range(n_mics):
+                        c = mixing[f, mic, m] * weights[n, m]
+                        for t in range(n_frames):
+                            out[n, o, lo + b, t] += c * scaled[m, t]
+                    for t in range(n_frames):
+                        out[n, o, lo + b, t] *= lam[n, b, t]
+
+
 @inline
 def _source_ratios(weights, proj, inv, scaled, ratio, b):  # pragma: no cover - compiled
     """``ratio[0, n, b] = sum_m g_nm xt_m / yt_m^2``, ``ratio[1, n, b] = sum_m g_nm / yt_m``.
@@ -507,8 +551,42 @@ def fit_nmf_compiled(
         update_activation(activation, act_num, act_den, eps)
 
 
+def wiener_images_compiled(
+    obs: np.ndarray, model: FullRankModel, ref_mic: int | None = 0, eps: float = EPS
+) -> np.ndarray:
+    """:func:`ilrma_cli.engine.fullrank.wiener_images` with :func:`wiener_pass`: the source
+    images at ``ref_mic`` ``(n_src, n_freq, n_frames)``, or at every mic ``(n_src, n_mics,
+    n_freq, n_frames)`` when it is None, in ``obs``'s precision (complex64 or complex128).
+
+    ``obs`` ``(n_mics, n_freq, n_frames)`` of any layout is read one block of frequencies at
+    a time (a complex128 copy of the block, as small as the reference's temporaries), the
+    blocks in the threads of :mod:`ilrma_cli.engine.threads` (each writes its own part).
+    """
+    n_mics, n_freq, n_frames = obs.shape
+    n_src = model.spatial_weights.shape[0]
+    n_out = n_mics if ref_mic is None else 1
+    out = np.empty((n_src, n_out, n_freq, n_frames), dtype=np.result_type(obs.dtype, np.complex64))
+    mixing = np.linalg.inv(model.diagonaliser)
+    basis = np.ascontiguousarray(model.basis, dtype=np.float64)
+    activation = np.ascontiguousarray(model.activation, dtype=np.float64)
+    weights = np.ascontiguousarray(model.spatial_weights, dtype=np.float64)
+    diag = np.ascontiguousarray(model.diagonaliser, dtype=np.complex128)
+    at = -1 if ref_mic is None else ref_mic
+    blocks = freq_blocks(n_freq, n_frames * max(n_src * n_out, n_mics))
+
+    def block(c: int, lo: int, hi: int) -> float:
+        images = np.empty((n_src, n_out, hi - lo, n_frames), dtype=np.complex128)
+        block_obs = np.ascontiguousarray(obs[:, lo:hi], dtype=np.complex128)
+        wiener_pass(block_obs, diag, mixing, weights, basis, activation, at, eps, lo, images)
+        out[:, :, lo:hi] = images
+        return 0.0
+
+    run_chunks(block, [(s.start, min(s.stop, n_freq)) for s in blocks])
+    return out[:, 0] if ref_mic is not None else out
+
+
 def warm_up() -> None:
-    """Compile (or load from the cache) both passes for the argument types the engine uses."""
+    """Compile (or load from the cache) every entry for the argument types the engine uses."""
     n_mics, n_freq, n_frames, n_basis = 2, 3, 4, 2
     feats = np.ones((n_freq, n_mics * n_mics, n_frames))
     feats[:, n_mics:] = 0.0
@@ -519,4 +597,5 @@ def warm_up() -> None:
         np.ones((n_mics, n_basis, n_frames)),
     )
     iterate_compiled(feats, model, 1)
+    wiener_images_compiled(np.ones((n_mics, n_freq, n_frames), dtype=np.complex128), model)
     fit_nmf_compiled(np.ones((n_freq, n_mics, n_frames)), model.basis, model.activation, 1)

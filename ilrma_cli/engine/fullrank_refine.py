@@ -251,9 +251,12 @@ def refine_fullrank(
 
 
 def fullrank_images(obs: np.ndarray, model: FullRankModel, ref_mic: int | None = 0) -> np.ndarray:
-    """Source images by the multichannel Wiener filter (:func:`ilrma_cli.engine.fullrank.wiener_images`).
+    """Source images by the multichannel Wiener filter (:func:`ilrma_cli.engine.fullrank.wiener_images`,
+    compiled: :func:`ilrma_cli.engine.fullrank_compiled.wiener_images_compiled`).
 
     ``(n_src, n_freq, n_frames)`` at ``ref_mic``, or ``(n_src, n_mics, n_freq, n_frames)``
     at every mic when it is None; ``obs`` at any scale (the filter is scale-free).
     """
-    return ref.wiener_images(obs, model, ref_mic)
+    from ilrma_cli.engine.fullrank_compiled import wiener_images_compiled
+
+    return wiener_images_compiled(obs, model, ref_mic)
