@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib
 import logging
 import os
 import signal
@@ -160,12 +161,18 @@ def _ask_kernel_for_parent_death_signal(signum: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
 
 
-def _init_worker(parent_pid: int, notice: bool, threads: int = 1, progress: Any = None) -> None:
+def _init_worker(
+    parent_pid: int,
+    notice: bool,
+    threads: int = 1,
+    progress: Any = None,
+    preload: tuple[str, ...] = (),
+) -> None:
     """Worker start-up: stop on SIGTERM, SIGINT or SIGHUP, and when ``parent_pid`` dies.
 
     With ``notice``, a first compile of the kernels is announced on stderr. The
     sweeps run on ``threads`` threads. ``progress`` is the queue :func:`report_progress`
-    writes to.
+    writes to. The modules named in ``preload`` are imported now.
     """
     global _parent_pid, _progress
     _parent_pid = parent_pid
@@ -179,6 +186,8 @@ def _init_worker(parent_pid: int, notice: bool, threads: int = 1, progress: Any 
         os._exit(1)
     announce_compiles(notice)
     _set_threads(threads)
+    for module in preload:
+        importlib.import_module(module)
 
 
 def _set_threads(threads: int) -> None:
@@ -259,9 +268,11 @@ def imap_processes(
 
     Leaving the loop early, or an exception (Ctrl-C included), terminates the workers;
     a worker killed from outside raises :class:`~ilrma_cli.errors.ProcessingError`.
+    The pool of :func:`start_processes` is used where it has the size, progress queue and
+    thread count this call needs.
     """
-    context = get_context("spawn")
-    queue = None if progress is None else context.SimpleQueue()
+    size = min(n_workers, len(items))
+    pool, queue = _take_started(size, progress is not None) or _new_pool(size, progress is not None)
 
     def drain() -> None:
         if queue is not None and progress is not None:
@@ -269,12 +280,6 @@ def imap_processes(
                 progress(*queue.get())
 
     with _one_blas_thread():
-        pool = ProcessPoolExecutor(
-            min(n_workers, len(items)),
-            context,
-            _init_worker,
-            (os.getpid(), wants_notice(), _current_threads(), queue),
-        )
         pending: dict[Future[Out], int] = {
             pool.submit(_call, (func, item)): index for index, item in enumerate(items)
         }
@@ -300,6 +305,59 @@ def imap_processes(
         if not finished:
             for process in list(pool._processes.values()):
                 process.terminate()  # SIGTERM: the task in progress removes its outputs
+        pool.shutdown(wait=True, cancel_futures=True)
+        if queue is not None:
+            queue.close()
+
+
+Pool = tuple[ProcessPoolExecutor, Any]  # the executor and its progress queue (or None)
+_started: tuple[Pool, int, bool, int] | None = None  # with its size, queue wanted, threads
+
+
+def _new_pool(size: int, with_queue: bool, preload: tuple[str, ...] = ()) -> Pool:
+    """A pool of ``size`` spawned workers (:func:`_init_worker`); they start at its first
+    task, in the environment of then (:func:`_one_blas_thread`)."""
+    context = get_context("spawn")
+    queue = context.SimpleQueue() if with_queue else None
+    initargs = (os.getpid(), wants_notice(), _current_threads(), queue, preload)
+    return ProcessPoolExecutor(size, context, _init_worker, initargs), queue
+
+
+def start_processes(n_workers: int, with_progress: bool, preload: Sequence[str] = ()) -> None:
+    """Start the workers of the next :func:`imap_processes` call now, importing ``preload``.
+
+    A spawned worker takes about a quarter of a second to start (an interpreter and the
+    engine's imports): started first, that overlaps what this process does before the
+    work is handed out (reading a file, its STFT). ``n_workers`` and ``with_progress``
+    must be what that call will ask for, in the thread count of now; a pool no call takes
+    is ended by :func:`stop_started_processes`.
+    """
+    global _started
+    stop_started_processes()
+    pool = _new_pool(n_workers, with_progress, tuple(preload))
+    with _one_blas_thread():
+        for _ in range(n_workers):  # each task finding no idle worker starts one
+            pool[0].submit(os.getpid)
+    _started = (pool, n_workers, with_progress, _current_threads())
+
+
+def _take_started(size: int, with_queue: bool) -> Pool | None:
+    """The pool of :func:`start_processes` if it fits (it is then no longer held), else None
+    (and that pool, if any, is ended)."""
+    global _started
+    if _started is not None and _started[1:] == (size, with_queue, _current_threads()):
+        pool = _started[0]
+        _started = None
+        return pool
+    stop_started_processes()
+    return None
+
+
+def stop_started_processes() -> None:
+    """End the pool of :func:`start_processes` if no :func:`imap_processes` call took it."""
+    global _started
+    if _started is not None:
+        (pool, queue), _started = _started[0], None
         pool.shutdown(wait=True, cancel_futures=True)
         if queue is not None:
             queue.close()

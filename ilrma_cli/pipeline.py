@@ -27,7 +27,7 @@ from ilrma_cli.engine import (
     run,
 )
 from ilrma_cli.engine.images import separated_spectrogram, source_images
-from ilrma_cli.execute import imap_processes, report_progress
+from ilrma_cli.execute import imap_processes, report_progress, start_processes
 from ilrma_cli.settings import SeparationSettings
 from ilrma_cli.stft import SPAN_SAMPLES, Span, StftConfig, istft_span, spans, stft
 
@@ -377,6 +377,22 @@ def _images(obs: np.ndarray, result: Result, ref_mic: int | None) -> np.ndarray:
     """One run's sources at the mics ``(n_src, n_out, n_freq, n_frames)``."""
     images = source_images(obs, result, ref_mic)
     return images if ref_mic is None else images[:, None]
+
+
+# What a restart needs in a worker, imported as the worker starts (start_restart_workers).
+RESTART_MODULES = (
+    "ilrma_cli.pipeline",
+    "ilrma_cli.engine.compiled",
+    "ilrma_cli.engine.fullrank_compiled",
+)
+
+
+def start_restart_workers(workers: int, with_progress: bool) -> None:
+    """Start the ``workers`` processes of the next :func:`restart_runs` now (a callback
+    given to it: ``with_progress``), so that their start-up overlaps the reading and the
+    STFT (:func:`ilrma_cli.execute.start_processes`; ended by
+    :func:`ilrma_cli.execute.stop_started_processes` if unused)."""
+    start_processes(workers, with_progress, RESTART_MODULES)
 
 
 def _run_in_processes(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +17,14 @@ from conftest import SAMPLE
 
 from ilrma_cli.cli import cli
 from ilrma_cli.errors import IlrmaError
-from ilrma_cli.execute import imap_processes, imap_runs, parse_scheduler, report_progress
+from ilrma_cli.execute import (
+    imap_processes,
+    imap_runs,
+    parse_scheduler,
+    report_progress,
+    start_processes,
+    stop_started_processes,
+)
 
 FAST = ["--n-iter", "4", "--n-fft", "1024", "--hop", "512", "--no-progress"]
 
@@ -46,6 +55,30 @@ def test_progress_from_pool_workers_reaches_the_parent_while_they_work(tmp_path)
     results = dict(imap_processes(report_then_wait, flags, 2, progress))
     assert results == dict.fromkeys(range(3), "seen")
     assert seen == [(1, 0.5)] * 3
+
+
+def pid_and_loaded(module: str) -> tuple[int, bool]:
+    """The worker's process id, and whether ``module`` is imported in it."""
+    return os.getpid(), module in sys.modules
+
+
+def test_started_processes_serve_the_next_call_that_fits_and_are_ended_if_none_does():
+    lone = "xml.dom.minidom"  # a module nothing of ours imports
+    start_processes(2, False, preload=[lone])
+    started = {p.pid for p in multiprocessing.active_children()}
+    assert len(started) == 2  # running before any work is handed out
+    runs = dict(imap_processes(pid_and_loaded, [lone] * 4, 2))
+    assert {pid for pid, _ in runs.values()} <= started
+    assert all(loaded for _, loaded in runs.values())  # imported as they started
+    assert not multiprocessing.active_children()
+    start_processes(3, False)
+    first = {p.pid for p in multiprocessing.active_children()}
+    runs = dict(imap_processes(pid_and_loaded, [lone] * 2, 2))  # another size: a new pool
+    assert not {pid for pid, _ in runs.values()} & first
+    assert not any(loaded for _, loaded in runs.values())
+    start_processes(2, True)
+    stop_started_processes()  # no call came
+    assert not multiprocessing.active_children()
 
 
 @pytest.mark.parametrize(("jobs", "scheduler"), [(1, None), (2, None), (1, "local:2")])

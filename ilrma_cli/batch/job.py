@@ -26,8 +26,9 @@ from ilrma_cli.audio import (
 )
 from ilrma_cli.batch.plan import Job, OutputOptions, References
 from ilrma_cli.errors import IlrmaError, InputError, ProcessingError
+from ilrma_cli.execute import stop_started_processes
 from ilrma_cli.figures import loss_curve_png, spectrograms_png
-from ilrma_cli.pipeline import SourceSignals, analyse, separate_analysis
+from ilrma_cli.pipeline import SourceSignals, analyse, separate_analysis, start_restart_workers
 from ilrma_cli.settings import SeparationSettings
 
 if TYPE_CHECKING:
@@ -79,6 +80,22 @@ def run_job(
         from ilrma_cli.longform import run_long_job  # it builds on this module
 
         return run_long_job(job, settings, options, progress, workers)
+    if workers > 1:
+        start_restart_workers(workers, progress is not None)
+    try:
+        return _run_whole_job(job, settings, options, progress, workers)
+    finally:
+        stop_started_processes()
+
+
+def _run_whole_job(
+    job: Job,
+    settings: SeparationSettings,
+    options: OutputOptions,
+    progress: Callable[[int, float], bool | None] | None,
+    workers: int,
+) -> JobRecord:
+    """:func:`run_job` held whole."""
     record = JobRecord(job.mixture.track, [str(p) for p in job.mixture.paths])
     start = time.perf_counter()
     audio = read_mixture(job.mixture, pad=options.pad, narrow=True)
