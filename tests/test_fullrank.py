@@ -83,10 +83,15 @@ def test_every_update_lowers_the_loss(n_mics: int, n_src: int) -> None:
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize(("n_mics", "n_src"), [(2, 2), (3, 3), (2, 3), (4, 2)])
-def test_compiled_iteration_matches_the_reference(n_mics: int, n_src: int) -> None:
-    obs = noisy_obs(n_mics, 11, 50, seed=2)
-    start = random_model(11, 50, n_mics, n_src, 2, np.random.default_rng(3))
+@pytest.mark.parametrize(
+    ("n_mics", "n_src", "n_freq", "n_frames"),
+    [(2, 2, 11, 50), (3, 3, 11, 50), (2, 3, 11, 50), (4, 2, 11, 50), (2, 2, 2200, 6)],
+)  # the last: frequency chunks of several blocks (fullrank_compiled._block_size)
+def test_compiled_iteration_matches_the_reference(
+    n_mics: int, n_src: int, n_freq: int, n_frames: int
+) -> None:
+    obs = noisy_obs(n_mics, n_freq, n_frames, seed=2)
+    start = random_model(n_freq, n_frames, n_mics, n_src, 2, np.random.default_rng(3))
     expected, got = start.copy(), start.copy()
     ref_losses = ref.iterate(obs, expected, 6)
     losses, n_done = iterate_compiled(outer_features(obs), got, 6)
@@ -98,10 +103,10 @@ def test_compiled_iteration_matches_the_reference(n_mics: int, n_src: int) -> No
 
 
 def test_compiled_nmf_refit_matches_the_reference_and_lowers_the_is_divergence() -> None:
-    """Over more frequencies than a block, so that the blocks and chunks are exercised."""
+    """Over frequency chunks of several blocks (fullrank_compiled._block_size)."""
     rng = np.random.default_rng(4)
-    power = (rng.random((2, 150, 3)) ** 4 @ rng.random((2, 3, 40)) ** 4) * rng.exponential(
-        size=(2, 150, 40)
+    power = (rng.random((2, 2200, 3)) ** 4 @ rng.random((2, 3, 12)) ** 4) * rng.exponential(
+        size=(2, 2200, 12)
     )
     expected = nmf_start(power, 3, np.random.default_rng(5))
     got = tuple(factor.copy() for factor in expected)

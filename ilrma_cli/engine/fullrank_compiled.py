@@ -39,8 +39,17 @@ from ilrma_cli.engine.threads import chunk_bounds, run_chunks
 from ilrma_cli.engine.types import Callback, loss_wanted
 
 # Frequencies per block: the NMF sums of a block are matrix products (BLAS), and the
-# block's variances and ratios (3 n_src BLOCK n_frames floats) stay in the cache.
-BLOCK = 32
+# block's variances and ratios (3 n_src x block x n_frames floats) stay in the cache.
+# Longer blocks make faster products (128 frequencies: the iterations on 70 frames 7 %
+# faster than 32), so a block has up to 128 frequencies and 32 x 280 bins, never fewer
+# than 32 frequencies: from 280 frames on, the 32 it always had.
+BLOCK_MIN, BLOCK_MAX, BLOCK_BINS = 32, 128, 32 * 280
+
+
+@inline
+def _block_size(n_frames):  # pragma: no cover - compiled
+    """Frequencies per block for ``n_frames`` frames (:data:`BLOCK_BINS`)."""
+    return min(BLOCK_MAX, max(BLOCK_MIN, BLOCK_BINS // max(n_frames, 1)))
 
 
 @inline
@@ -218,11 +227,12 @@ def weights_pass(
     ``den`` ``(n_src, n_mics)``, over the frequencies ``[f_lo, f_hi)``."""
     n_frames = feats.shape[2]
     n_src, n_mics = weights.shape
-    lam = np.empty((n_src, BLOCK, n_frames))
+    block = _block_size(n_frames)
+    lam = np.empty((n_src, block, n_frames))
     inv = np.empty((n_mics, n_frames))
     proj = np.empty((n_mics, n_frames))
-    for lo in range(f_lo, f_hi, BLOCK):
-        hi = min(lo + BLOCK, f_hi)
+    for lo in range(f_lo, f_hi, block):
+        hi = min(lo + block, f_hi)
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
             _projected(feats, lo + b, diag[lo + b], proj)
@@ -263,15 +273,16 @@ def diagonaliser_pass(
     Returns ``sum_mft (xt / yt + log yt)`` of the model after the ``Q`` update (0 unless
     ``want_loss``). With ``update_w`` the basis is updated in place and the activation
     update's numerator and denominator are added into ``act_num``, ``act_den``
-    ``(n_src, n_basis, n_frames)``. Frequencies go in blocks of :data:`BLOCK`, so that
+    ``(n_src, n_basis, n_frames)``. Frequencies go in blocks (:func:`_block_size`), so that
     the sums over the NMF bases are matrix products (BLAS).
     """
     n_feats, n_frames = feats.shape[1], feats.shape[2]
     n_src, n_mics = weights.shape
     n_basis = basis.shape[2]
-    lam = np.empty((n_src, BLOCK, n_frames))
-    ratio = np.empty((2, n_src, BLOCK, n_frames))
-    proj = np.empty((BLOCK, n_mics, n_frames))
+    block = _block_size(n_frames)
+    lam = np.empty((n_src, block, n_frames))
+    ratio = np.empty((2, n_src, block, n_frames))
+    proj = np.empty((block, n_mics, n_frames))
     inv = np.empty((n_mics, n_frames))
     scaled = np.empty((n_mics, n_frames))
     means = np.empty(n_feats)
@@ -280,8 +291,8 @@ def diagonaliser_pass(
     work = np.empty((n_mics, n_mics), dtype=np.complex128)
     col = np.empty(n_mics, dtype=np.complex128)
     loss = 0.0
-    for lo in range(f_lo, f_hi, BLOCK):
-        hi = min(lo + BLOCK, f_hi)
+    for lo in range(f_lo, f_hi, block):
+        hi = min(lo + block, f_hi)
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
             f = lo + b
@@ -329,7 +340,7 @@ def diagonaliser_pass(
 @inline
 def _update_block_basis(basis, activation, ratio, lo, hi, eps):  # pragma: no cover - compiled
     """``w_nkf *= sqrt(sum_t h_nkt ratio[0, n, f] / sum_t h_nkt ratio[1, n, f])`` for ``f`` in
-    ``[lo, hi)`` (floored at ``eps``), ``ratio`` ``(2, n_src, BLOCK, n_frames)`` from ``f = lo``."""
+    ``[lo, hi)`` (floored at ``eps``), ``ratio`` ``(2, n_src, block, n_frames)`` from ``f = lo``."""
     n_src, _, n_basis = basis.shape
     for n in range(n_src):
         num = np.dot(ratio[0, n, : hi - lo], activation[n].T)
@@ -359,10 +370,11 @@ def nmf_pass(power, basis, activation, act_num, act_den, eps, f_lo, f_hi):  # pr
     and the projections given: ``ratio = (P / V^2, 1 / V)``, ``V = max(w h, eps)``.
     """
     _, n_src, n_frames = power.shape
-    lam = np.empty((n_src, BLOCK, n_frames))
-    ratio = np.empty((2, n_src, BLOCK, n_frames))
-    for lo in range(f_lo, f_hi, BLOCK):
-        hi = min(lo + BLOCK, f_hi)
+    block = _block_size(n_frames)
+    lam = np.empty((n_src, block, n_frames))
+    ratio = np.empty((2, n_src, block, n_frames))
+    for lo in range(f_lo, f_hi, block):
+        hi = min(lo + block, f_hi)
         for step in range(2):  # the ratios with the old basis, then with the new one
             _block_variances(basis, activation, lo, hi, eps, lam)
             for n in range(n_src):
@@ -388,11 +400,12 @@ def wiener_pass(
     n_mics, n_block, n_frames = obs.shape
     n_src = weights.shape[0]
     n_out = out.shape[1]
-    lam = np.empty((n_src, min(BLOCK, n_block), n_frames))
+    block = min(_block_size(n_frames), n_block)
+    lam = np.empty((n_src, block, n_frames))
     inv = np.empty((n_mics, n_frames))
     scaled = np.empty((n_mics, n_frames), dtype=np.complex128)  # Q_f x_ft / yt_ft
-    for lo in range(0, n_block, BLOCK):
-        hi = min(lo + BLOCK, n_block)
+    for lo in range(0, n_block, block):
+        hi = min(lo + block, n_block)
         _block_variances(basis, activation, f0 + lo, f0 + hi, eps, lam)
         for b in range(hi - lo):
             f = f0 + lo + b
