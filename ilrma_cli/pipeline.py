@@ -387,12 +387,15 @@ RESTART_MODULES = (
 )
 
 
-def start_restart_workers(workers: int, with_progress: bool) -> None:
-    """Start the ``workers`` processes of the next :func:`restart_runs` now (a callback
-    given to it: ``with_progress``), so that their start-up overlaps the reading and the
-    STFT (:func:`ilrma_cli.execute.start_processes`; ended by
-    :func:`ilrma_cli.execute.stop_started_processes` if unused)."""
-    start_processes(workers, with_progress, RESTART_MODULES)
+def start_restart_workers(settings: SeparationSettings, workers: int, with_progress: bool) -> None:
+    """Start the processes of the next :func:`restart_runs` with these arguments now (a
+    callback given to it: ``with_progress``), so that their start-up overlaps the reading
+    and the STFT (:func:`ilrma_cli.execute.start_processes`; ended by
+    :func:`ilrma_cli.execute.stop_started_processes` if unused). None where it runs in
+    this process."""
+    size = min(workers, settings.restarts)  # imap_processes' pool for the restarts' seeds
+    if size > 1:
+        start_processes(size, with_progress, RESTART_MODULES)
 
 
 def _run_in_processes(

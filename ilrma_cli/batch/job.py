@@ -80,8 +80,7 @@ def run_job(
         from ilrma_cli.longform import run_long_job  # it builds on this module
 
         return run_long_job(job, settings, options, progress, workers)
-    if min(workers, settings.restarts) > 1:  # the restarts' processes (pipeline.restart_runs)
-        start_restart_workers(min(workers, settings.restarts), progress is not None)
+    start_restart_workers(settings, workers, progress is not None)
     try:
         return _run_whole_job(job, settings, options, progress, workers)
     finally:
