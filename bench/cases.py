@@ -13,6 +13,7 @@ follows from the case's seed; nothing is downloaded.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,7 +270,12 @@ def load(spec: CaseSpec | RoomSpec | DevSpec, cache: Path | None = None) -> Case
     case = build(spec)  # type: ignore[arg-type]
     cache.mkdir(parents=True, exist_ok=True)
     arrays = {"mix": case.mix, "images": case.images}
-    np.savez(path, **arrays, **({"early": case.early} if case.early is not None else {}))
+    if case.early is not None:
+        arrays["early"] = case.early
+    # Written whole, then renamed: a parallel job may be reading this path meanwhile.
+    part = path.with_name(f"{path.stem}.{os.getpid()}.part.npz")
+    np.savez(part, **arrays)
+    os.replace(part, path)
     return case
 
 
