@@ -69,8 +69,9 @@ ENGINE_SUFFIXES = {"it": "fullrank_iter", "ni": "n_iter", "iva": "iva_iter"}
 
 
 def kind_settings(settings: SeparationSettings, kind: str) -> SeparationSettings:
-    """``settings`` changed as ``kind`` says: ``full`` or ``rank1``, then ``@NFFT`` (hop a
-    quarter) and any of :data:`ENGINE_SUFFIXES`, as in ``full@8192:it60:ni50``."""
+    """``settings`` changed as ``kind`` says: ``full``, ``freq`` (the full-rank model with
+    per-frequency weights) or ``rank1``, then ``@NFFT`` (hop a quarter) and any of
+    :data:`ENGINE_SUFFIXES`, as in ``full@8192:it60:ni50``."""
     head, *suffixes = kind.split(":")
     base, _, frame = head.partition("@")
     for suffix in suffixes:
@@ -81,6 +82,8 @@ def kind_settings(settings: SeparationSettings, kind: str) -> SeparationSettings
         )
     if base == "rank1":
         settings = replace(settings, ilrma=replace(settings.ilrma, spatial="rank1"))
+    if base == "freq":
+        settings = replace(settings, ilrma=replace(settings.ilrma, fullrank_weights="frequency"))
     if frame:
         n_fft = int(frame)
         settings = replace(settings, stft=StftConfig(n_fft, n_fft // 4))

@@ -315,18 +315,19 @@ def restart_runs(
     many processes (same numbers); ``callback`` then sees their iterations as they happen,
     interleaved, and cannot stop them.
     """
-    config = settings.ilrma
     seeds = [settings.seed + k for k in range(settings.restarts)]
     if len(seeds) == 1:
+        config = restart_config(settings.ilrma, 0)
         result = run(obs, config, seeds[0], callback, n_sources=settings.n_sources)
         loss = float(result.loss[-1]) if result.loss.size else float("nan")
         return Restarts([result], seeds, [loss], 0, [list(range(result.separated.shape[0]))])
     assert settings.stft is not None
-    held = partial(_held_run, obs, config, settings.n_sources, settings.ref_mic, settings.stft)
+    held = partial(_held_run, obs, settings.n_sources, settings.ref_mic, settings.stft)
+    jobs = [(seed, restart_config(settings.ilrma, k)) for k, seed in enumerate(seeds)]
     if workers > 1:
-        runs = list(_run_in_processes(held, seeds, workers, callback))
+        runs = list(_run_in_processes(held, jobs, workers, callback))
     else:
-        runs = [held(seed, callback) for seed in seeds]
+        runs = [held(job, callback) for job in jobs]
     results, signatures = [r for r, _ in runs], [sig for _, sig in runs]
     losses = [float(r.loss[-1]) if r.loss.size else float("nan") for r in results]
     # Two runs agree equally with each other: the lower loss decides which leads.
@@ -336,19 +337,29 @@ def restart_runs(
     return Restarts(results, seeds, losses, kept, orders)
 
 
+def restart_config(config: ILRMAConfig, index: int) -> ILRMAConfig:
+    """The engine settings of restart ``index`` (0, 1, ...): with ``fullrank_weights=
+    "alternate"`` the even restarts share their spatial weights over frequency and the odd
+    ones have a set per frequency, so that the mean of the runs holds both models (on the dev
+    cases it beats either alone on 6 of 9, QUALITY.md, session 14); else ``config``."""
+    if config.fullrank_weights != "alternate":
+        return config
+    return replace(config, fullrank_weights=("shared", "frequency")[index % 2])
+
+
 def _held_run(
     obs: np.ndarray,
-    config: ILRMAConfig,
     n_sources: int | None,
     ref_mic: int,
     stft_config: StftConfig,
-    seed: int,
+    job: tuple[int, ILRMAConfig],
     callback: Callback | None = None,
 ) -> tuple[Result, np.ndarray]:
-    """One restart and its signature (:func:`ilrma_cli.consensus.signature`), the result
-    without its separated spectrogram (zero frames) where that is ``demix @ obs``
-    (:func:`ilrma_cli.engine.images.separated_spectrogram` forms it again), so that the
-    runs held until all are done stay small."""
+    """One restart (``job``: its seed and engine settings) and its signature
+    (:func:`ilrma_cli.consensus.signature`), the result without its separated spectrogram
+    (zero frames) where that is ``demix @ obs`` (:func:`ilrma_cli.engine.images.separated_spectrogram`
+    forms it again), so that the runs held until all are done stay small."""
+    seed, config = job
     result = run(obs, config, seed, callback, n_sources=n_sources)
     sig = signature(obs, result, ref_mic, stft_config)
     if result.filters is None:
@@ -400,20 +411,20 @@ def start_restart_workers(settings: SeparationSettings, workers: int, with_progr
 
 def _run_in_processes(
     held: Callable[..., tuple[Result, np.ndarray]],
-    seeds: list[int],
+    jobs: list[tuple[int, ILRMAConfig]],
     workers: int,
     callback: Callback | None,
 ) -> Iterator[tuple[Result, np.ndarray]]:
-    """``held(seed)`` (:func:`_held_run`) for each seed in a process pool (one BLAS thread per
-    process), in seed order; ``callback`` sees every run's iterations as they happen."""
+    """``held(job)`` (:func:`_held_run`) for each restart in a process pool (one BLAS thread
+    per process), in order; ``callback`` sees every run's iterations as they happen."""
     work = held if callback is None else partial(_reporting_run, held)
-    runs = dict(imap_processes(work, seeds, workers, callback))
-    for index in range(len(seeds)):
+    runs = dict(imap_processes(work, jobs, workers, callback))
+    for index in range(len(jobs)):
         yield runs[index]
 
 
 def _reporting_run(
-    held: Callable[..., tuple[Result, np.ndarray]], seed: int
+    held: Callable[..., tuple[Result, np.ndarray]], job: tuple[int, ILRMAConfig]
 ) -> tuple[Result, np.ndarray]:
-    """``held(seed)`` in a worker, its iterations reported to the parent's callback."""
-    return held(seed, report_progress)
+    """``held(job)`` in a worker, its iterations reported to the parent's callback."""
+    return held(job, report_progress)

@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ilrma_cli.engine import MODELS, PRECISIONS, RULES, SPATIAL_MODELS, ILRMAConfig
+from ilrma_cli.engine import (
+    FULLRANK_WEIGHTS,
+    MODELS,
+    PRECISIONS,
+    RULES,
+    SPATIAL_MODELS,
+    ILRMAConfig,
+)
 from ilrma_cli.stft import WINDOWS, StftConfig
 
 # "auto" STFT (QUALITY.md, "Frame length"): the longest of these frames (seconds) that leaves
@@ -121,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
             "ones (--spatial fullrank)", "engine", example="30,100", minimum=0),
     Setting("fullrank_basis", int, 16, "NMF bases per source of the full-rank model, refitted "
             "to the ILRMA outputs (--spatial fullrank)", "engine", example="4,16", minimum=1),
+    Setting("fullrank_weights", str, "alternate", "Spatial weights of the full-rank model: "
+            "shared by every frequency (FastMNMF2), one set per frequency (FastMNMF1), or "
+            "alternate: the restarts take turns, shared first, and their sources are averaged "
+            "(a run alone is shared) (--spatial fullrank)", "engine",
+            example="shared,frequency,alternate", choices=FULLRANK_WEIGHTS),
     Setting("taps", int, 0, "Joint dereverberation: past frames of the convolutional demixing "
             "filter (0: none; 2 helps reverberant rooms, at 2.5x the time per iteration with 2 "
             "mics, 5.5x with 4)", "engine",

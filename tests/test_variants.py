@@ -121,6 +121,37 @@ def test_restarts_give_the_mean_of_the_runs_paired_with_the_medoid(dev_case, spa
     np.testing.assert_array_equal(again.sources, mean.sources)
 
 
+def test_alternate_weights_take_turns_over_the_restarts(dev_case):
+    """``fullrank_weights="alternate"``: restart k runs with shared weights for even k, per
+    frequency for odd k, and the output is their paired mean, in processes or not; a run
+    alone is the shared model."""
+    from ilrma_cli.consensus import medoid, signature
+    from ilrma_cli.stft import stft
+
+    mix, _, rate = dev_case("music_bass_pad_rt450")
+    mix = mix[:, : 4 * rate]
+    config = ILRMAConfig(n_basis=2, n_iter=12, iva_iter=3, spatial="fullrank", fullrank_iter=4,
+                         fullrank_weights="alternate")  # fmt: skip
+    base = SeparationSettings(stft=StftConfig(1024, 256), ilrma=config, restarts=1)
+    kinds = ("shared", "frequency", "shared")
+    single = [
+        separate(mix, replace(base, seed=5 + k, ilrma=replace(config, fullrank_weights=kind)))
+        for k, kind in enumerate(kinds)
+    ]
+    assert [s.result.fullrank.spatial_weights.ndim for s in single] == [2, 3, 2]
+    obs = stft(mix, base.stft)
+    signatures = [signature(obs, s.result, 0, base.stft) for s in single]
+    expected = _paired_mean(single, medoid(signatures), signatures)
+    scale = np.max(np.abs(expected))
+    for workers in (1, 2):
+        mean = separate(mix, replace(base, seed=5, restarts=3), workers=workers)
+        assert np.max(np.abs(mean.sources - expected)) <= 1e-9 * scale
+    alone = separate(mix, replace(base, seed=6))
+    np.testing.assert_array_equal(alone.sources, separate(mix, replace(
+        base, seed=6, ilrma=replace(config, fullrank_weights="shared"))).sources)  # fmt: skip
+    assert np.max(np.abs(alone.sources - single[1].sources)) > 1e-3 * scale  # not per frequency
+
+
 @pytest.mark.parametrize(
     ("n_ch", "n_sources", "extra"),
     [(2, None, {}), (3, 2, {}), (2, None, {"spatial": "fullrank", "fullrank_iter": 3}),
@@ -139,7 +170,7 @@ def test_a_held_restart_forms_its_separated_spectrogram_again_from_the_mixture(
     config = ILRMAConfig(n_basis=2, n_iter=6, **extra)
     stft_config = StftConfig(64, 16)
     whole = run(obs, config, seed=2, n_sources=n_sources)
-    held, sig = _held_run(obs, config, n_sources, 0, stft_config, 2)
+    held, sig = _held_run(obs, n_sources, 0, stft_config, (2, config))
     assert held.separated.shape[-1] == (obs.shape[-1] if "taps" in extra else 0)
     np.testing.assert_array_equal(held.demix, whole.demix)
     np.testing.assert_array_equal(held.loss, whole.loss)

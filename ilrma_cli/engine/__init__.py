@@ -8,6 +8,7 @@ from ilrma_cli.engine.projection_back import mixing_matrices, project_back
 from ilrma_cli.engine.run import choose_backend, run
 from ilrma_cli.engine.spatial import UPDATES
 from ilrma_cli.engine.types import (
+    FULLRANK_WEIGHTS,
     MODELS,
     PRECISIONS,
     RULES,
@@ -19,6 +20,7 @@ from ilrma_cli.engine.types import (
 )
 
 __all__ = [
+    "FULLRANK_WEIGHTS",
     "MODELS",
     "PRECISIONS",
     "RULES",

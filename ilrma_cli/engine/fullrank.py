@@ -10,7 +10,12 @@ matrices for blind source separation", IEEE/ACM TASLP 28, 2020, FastMNMF2)::
     x_ft ~ N_c(0, sum_n lambda_nft Q_f^{-1} diag(g_n) Q_f^{-H})
     lambda_nft = sum_k basis[n, f, k] activation[n, k, t]      (NMF)
 
-with spatial weights ``g_n >= 0`` ``(n_src, n_mics)`` shared by every frequency.
+with spatial weights ``g_n >= 0`` ``(n_src, n_mics)`` shared by every frequency
+(FastMNMF2), or one set per frequency ``g_nf`` ``(n_src, n_freq, n_mics)`` (the
+weights of FastMNMF, Sekiguchi et al., EUSIPCO 2019, and Ito & Nakatani's FastMNMF:
+a spatial covariance per source and frequency, jointly diagonalised). Every rule
+below takes either layout; with per-frequency weights the sums over ``f`` of the
+weight update drop out and the normalisation is per frequency.
 With ``xt_mft = |q_fm^H x_ft|^2`` (``q_fm^H`` row m of ``Q_f``) and the model
 power ``yt_mft = sum_n g_nm lambda_nft``, the negative log-likelihood is, up to
 constants, ``sum_mft (xt / yt + log yt) - 2 n_frames sum_f log|det Q_f|``. With
@@ -19,7 +24,7 @@ constants, ``sum_mft (xt / yt + log yt) - 2 n_frames sum_f log|det Q_f|``. With
 the loss never rises.
 
 Layouts: ``obs`` ``(n_mics, n_freq, n_frames)`` complex; ``diagonaliser``
-``(n_freq, n_mics, n_mics)`` complex; ``spatial_weights`` ``(n_src, n_mics)``;
+``(n_freq, n_mics, n_mics)`` complex; ``spatial_weights`` ``(n_src, n_mics)`` or ``(n_src, n_freq, n_mics)``;
 ``basis`` ``(n_src, n_freq, n_basis)``; ``activation`` ``(n_src, n_basis, n_frames)``;
 projected and model powers ``(n_mics, n_freq, n_frames)``; source variances
 ``(n_src, n_freq, n_frames)``. This module favours clarity over speed; the
@@ -44,7 +49,7 @@ class FullRankModel:
     """Parameters of the model (updated in place by the rules below)."""
 
     diagonaliser: np.ndarray  # (n_freq, n_mics, n_mics) complex, row m is q_fm^H
-    spatial_weights: np.ndarray  # (n_src, n_mics) >= 0
+    spatial_weights: np.ndarray  # (n_src, n_mics), or (n_src, n_freq, n_mics), >= 0
     basis: np.ndarray  # (n_src, n_freq, n_basis)
     activation: np.ndarray  # (n_src, n_basis, n_frames)
 
@@ -62,15 +67,23 @@ def projected_power(obs: np.ndarray, diagonaliser: np.ndarray) -> np.ndarray:
     return np.abs(np.einsum("fmj,jft->mft", diagonaliser, obs)) ** 2
 
 
+def weights_by_freq(weights: np.ndarray, n_freq: int) -> np.ndarray:
+    """The spatial weights as ``(n_src, n_freq, n_mics)`` (a broadcast view of shared ones)."""
+    if weights.ndim == 3:
+        return weights
+    return np.broadcast_to(weights[:, None, :], (weights.shape[0], n_freq, weights.shape[1]))
+
+
 def source_variances(model: FullRankModel, eps: float = EPS) -> np.ndarray:
     """``lambda = basis @ activation`` ``(n_src, n_freq, n_frames)``, floored at ``eps``."""
     return np.maximum(model.basis @ model.activation, eps)
 
 
 def model_power(model: FullRankModel, eps: float = EPS) -> np.ndarray:
-    """``yt[m, f, t] = sum_n g_nm lambda_nft`` ``(n_mics, n_freq, n_frames)``, floored at ``eps``."""
+    """``yt[m, f, t] = sum_n g_nfm lambda_nft`` ``(n_mics, n_freq, n_frames)``, floored at ``eps``."""
     variances = source_variances(model, eps)
-    return np.maximum(np.einsum("nm,nft->mft", model.spatial_weights, variances), eps)
+    weights = weights_by_freq(model.spatial_weights, variances.shape[1])
+    return np.maximum(np.einsum("nfm,nft->mft", weights, variances), eps)
 
 
 def negative_log_likelihood(obs: np.ndarray, model: FullRankModel, eps: float = EPS) -> float:
@@ -84,11 +97,12 @@ def negative_log_likelihood(obs: np.ndarray, model: FullRankModel, eps: float = 
 def _weighted_ratios(
     weights: np.ndarray, proj: np.ndarray, power: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(sum_m g_nm xt_m / yt_m^2, sum_m g_nm / yt_m)``, each ``(n_src, n_freq, n_frames)``."""
+    """``(sum_m g_nfm xt_m / yt_m^2, sum_m g_nfm / yt_m)``, each ``(n_src, n_freq, n_frames)``."""
     inv = 1.0 / power
+    weights = weights_by_freq(weights, power.shape[1])
     return (
-        np.einsum("nm,mft->nft", weights, proj * inv * inv),
-        np.einsum("nm,mft->nft", weights, inv),
+        np.einsum("nfm,mft->nft", weights, proj * inv * inv),
+        np.einsum("nfm,mft->nft", weights, inv),
     )
 
 
@@ -123,14 +137,18 @@ def update_activation(
 def update_spatial_weights(
     model: FullRankModel, proj: np.ndarray, power: np.ndarray, eps: float = EPS
 ) -> None:
-    """Spatial weights shared over frequency (Sekiguchi et al., TASLP 2020, MM update of g):
+    """Spatial weights (Sekiguchi et al., TASLP 2020, MM update of g), shared over frequency:
 
     ``g_nm <- g_nm sqrt( sum_ft lambda_nft xt_mft / yt_mft^2 / sum_ft lambda_nft / yt_mft )``
+
+    or per frequency (FastMNMF1, the same MM step without the sum over ``f``):
+    ``g_nfm <- g_nfm sqrt( sum_t lambda_nft xt_mft / yt_mft^2 / sum_t lambda_nft / yt_mft )``.
     """
     variances = source_variances(model, eps)
     inv = 1.0 / power
-    num = np.einsum("nft,mft->nm", variances, proj * inv * inv)
-    den = np.einsum("nft,mft->nm", variances, inv)
+    sums = "nft,mft->nm" if model.spatial_weights.ndim == 2 else "nft,mft->nfm"
+    num = np.einsum(sums, variances, proj * inv * inv)
+    den = np.einsum(sums, variances, inv)
     model.spatial_weights *= np.sqrt(num / np.maximum(den, eps))
     np.maximum(model.spatial_weights, eps, out=model.spatial_weights)
 
@@ -175,16 +193,17 @@ def normalise(model: FullRankModel) -> None:
     """Scale fix that leaves the model (and the loss) unchanged (Sekiguchi et al., TASLP 2020):
 
     ``phi_f = tr(Q_f Q_f^H) / M``: ``Q_f /= sqrt(phi_f)``, ``w_nkf /= phi_f``; then
-    ``mu_n = sum_m g_nm``: ``g_n /= mu_n``, ``w_n *= mu_n``; then ``nu_nk = sum_f w_nkf``:
+    ``mu_n = sum_m g_nm``: ``g_n /= mu_n``, ``w_n *= mu_n`` (per frequency with
+    per-frequency weights: ``mu_nf``, ``w_nkf *= mu_nf``); then ``nu_nk = sum_f w_nkf``:
     ``w_nk /= nu_nk``, ``h_nk *= nu_nk``.
     """
     n_mics = model.diagonaliser.shape[-1]
     phi = np.einsum("fij,fij->f", model.diagonaliser, model.diagonaliser.conj()).real / n_mics
     model.diagonaliser /= np.sqrt(phi)[:, None, None]
     model.basis /= phi[None, :, None]
-    mu = model.spatial_weights.sum(axis=1)
-    model.spatial_weights /= mu[:, None]
-    model.basis *= mu[:, None, None]
+    mu = model.spatial_weights.sum(axis=-1)  # (n_src,) or (n_src, n_freq)
+    model.spatial_weights /= mu[..., None]
+    model.basis *= mu[:, None, None] if mu.ndim == 1 else mu[:, :, None]
     nu = model.basis.sum(axis=1)  # (n_src, n_basis)
     model.basis /= nu[:, None, :]
     model.activation *= nu[:, :, None]
@@ -219,7 +238,7 @@ def iterate(
 def wiener_images(
     obs: np.ndarray, model: FullRankModel, ref_mic: int | None = 0, eps: float = EPS
 ) -> np.ndarray:
-    """Multichannel Wiener filter: ``c_nft = Q_f^{-1} diag(g_n lambda_nft / yt_ft) Q_f x_ft``.
+    """Multichannel Wiener filter: ``c_nft = Q_f^{-1} diag(g_nf lambda_nft / yt_ft) Q_f x_ft``.
 
     Returns the source images at ``ref_mic`` ``(n_src, n_freq, n_frames)``, or at every
     microphone ``(n_src, n_mics, n_freq, n_frames)`` when ``ref_mic`` is None. Computed
@@ -232,14 +251,15 @@ def wiener_images(
     shape = (n_src, n_freq, n_frames) if ref_mic is not None else (n_src, n_mics, n_freq, n_frames)
     out = np.empty(shape, dtype=dtype)
     mixing = np.linalg.inv(model.diagonaliser)  # (n_freq, n_mics, n_mics)
-    g = model.spatial_weights
+    g_all = weights_by_freq(model.spatial_weights, n_freq)
     for freqs in freq_blocks(n_freq, n_frames * max(n_src, n_mics)):
         q_x = np.einsum("fmj,jft->mft", model.diagonaliser[freqs], obs[:, freqs])
         variances = np.maximum(model.basis[:, freqs] @ model.activation, eps)
-        power = np.maximum(np.einsum("nm,nft->mft", g, variances), eps)
+        g = g_all[:, freqs]  # (n_src, f, n_mics)
+        power = np.maximum(np.einsum("nfm,nft->mft", g, variances), eps)
         q_x /= power
         for n in range(n_src):
-            filtered = g[n][:, None, None] * variances[n][None] * q_x  # (n_mics, f, t)
+            filtered = g[n].T[:, :, None] * variances[n][None] * q_x  # (n_mics, f, t)
             if ref_mic is None:
                 out[n, :, freqs] = np.einsum("fim,mft->ift", mixing[freqs], filtered)
             else:

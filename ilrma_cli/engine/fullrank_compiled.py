@@ -223,10 +223,12 @@ def _update_rows(
 def weights_pass(
     feats, diag, weights, basis, activation, num, den, eps, f_lo, f_hi
 ):  # pragma: no cover - compiled
-    """Add ``sum_ft lambda_nft xt_mft / yt_mft^2`` into ``num`` and ``sum_ft lambda / yt`` into
-    ``den`` ``(n_src, n_mics)``, over the frequencies ``[f_lo, f_hi)``."""
+    """Add ``sum_t lambda_nft xt_mft / yt_mft^2`` into ``num`` and ``sum_t lambda / yt`` into
+    ``den`` ``(n_src, n_w, n_mics)``, over the frequencies ``[f_lo, f_hi)``: at ``[n, f, m]``
+    for per-frequency weights (``n_w = n_freq``), summed over ``f`` at ``[n, 0, m]`` for
+    shared ones (``n_w = 1``; ``weights`` has the same layout)."""
     n_frames = feats.shape[2]
-    n_src, n_mics = weights.shape
+    n_src, n_w, n_mics = weights.shape
     block = _block_size(n_frames)
     lam = np.empty((n_src, block, n_frames))
     inv = np.empty((n_mics, n_frames))
@@ -235,8 +237,9 @@ def weights_pass(
         hi = min(lo + block, f_hi)
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
+            w = lo + b if n_w > 1 else 0
             _projected(feats, lo + b, diag[lo + b], proj)
-            _inverse_model_power(weights, lam[:, b], eps, inv)
+            _inverse_model_power(weights[:, w], lam[:, b], eps, inv)
             for m in range(n_mics):
                 for t in range(n_frames):
                     proj[m, t] *= inv[m, t] * inv[m, t]
@@ -247,8 +250,8 @@ def weights_pass(
                     for t in range(n_frames):
                         s_num += lam[n, b, t] * proj[m, t]
                         s_den += lam[n, b, t] * inv[m, t]
-                    num[n, m] += s_num
-                    den[n, m] += s_den
+                    num[n, w, m] += s_num
+                    den[n, w, m] += s_den
 
 
 @entry
@@ -277,7 +280,7 @@ def diagonaliser_pass(
     the sums over the NMF bases are matrix products (BLAS).
     """
     n_feats, n_frames = feats.shape[1], feats.shape[2]
-    n_src, n_mics = weights.shape
+    n_src, n_w, n_mics = weights.shape
     n_basis = basis.shape[2]
     block = _block_size(n_frames)
     lam = np.empty((n_src, block, n_frames))
@@ -297,8 +300,9 @@ def diagonaliser_pass(
         for b in range(hi - lo):
             f = lo + b
             q_f = diag[f]
+            g_f = weights[:, f if n_w > 1 else 0]
             if update_q:
-                _inverse_model_power(weights, lam[:, b], eps, inv)
+                _inverse_model_power(g_f, lam[:, b], eps, inv)
                 _update_rows(feats, f, q_f, inv, LOADING, EPS, means, cov, low, work, col)
                 phi = 0.0
                 for i in range(n_mics):
@@ -317,13 +321,13 @@ def diagonaliser_pass(
             if not (update_w or want_loss):
                 continue
             _projected(feats, f, q_f, proj[b])
-            _inverse_model_power(weights, lam[:, b], eps, inv)
+            _inverse_model_power(g_f, lam[:, b], eps, inv)
             if want_loss:
                 for m in range(n_mics):
                     for t in range(n_frames):
                         loss += proj[b, m, t] * inv[m, t] - np.log(inv[m, t])
             if update_w:
-                _source_ratios(weights, proj[b], inv, scaled, ratio, b)
+                _source_ratios(g_f, proj[b], inv, scaled, ratio, b)
         if not update_w:
             continue
         # w_nkf *= sqrt(sum_t h A / sum_t h B), A = sum_m g xt / yt^2, B = sum_m g / yt
@@ -331,8 +335,9 @@ def diagonaliser_pass(
         # This block's share of the activation update, with the new basis.
         _block_variances(basis, activation, lo, hi, eps, lam)
         for b in range(hi - lo):
-            _inverse_model_power(weights, lam[:, b], eps, inv)
-            _source_ratios(weights, proj[b], inv, scaled, ratio, b)
+            g_f = weights[:, lo + b if n_w > 1 else 0]
+            _inverse_model_power(g_f, lam[:, b], eps, inv)
+            _source_ratios(g_f, proj[b], inv, scaled, ratio, b)
         _add_activation_sums(basis, ratio, lo, hi, act_num, act_den)
     return loss
 
@@ -394,11 +399,12 @@ def wiener_pass(
 ):  # pragma: no cover - compiled
     """Multichannel Wiener images of the frequencies ``f0, f0 + 1, ...`` that ``obs``
     ``(n_mics, n_block, n_frames)`` holds, into ``out`` ``(n_src, n_out, n_block, n_frames)``:
-    ``c_nft = A_f diag(g_n lambda_nft / yt_ft) Q_f x_ft`` (``A_f = Q_f^{-1}``, ``mixing``)
-    at mic ``ref_mic`` (``n_out`` 1), or at every mic for ``ref_mic < 0`` (``n_out = n_mics``).
+    ``c_nft = A_f diag(g_nf lambda_nft / yt_ft) Q_f x_ft`` (``A_f = Q_f^{-1}``, ``mixing``)
+    at mic ``ref_mic`` (``n_out`` 1), or at every mic for ``ref_mic < 0`` (``n_out = n_mics``);
+    ``weights`` ``(n_src, n_w, n_mics)`` as in :func:`weights_pass`.
     """
     n_mics, n_block, n_frames = obs.shape
-    n_src = weights.shape[0]
+    n_src, n_w = weights.shape[0], weights.shape[1]
     n_out = out.shape[1]
     block = min(_block_size(n_frames), n_block)
     lam = np.empty((n_src, block, n_frames))
@@ -409,7 +415,8 @@ def wiener_pass(
         _block_variances(basis, activation, f0 + lo, f0 + hi, eps, lam)
         for b in range(hi - lo):
             f = f0 + lo + b
-            _inverse_model_power(weights, lam[:, b], eps, inv)
+            g_f = weights[:, f if n_w > 1 else 0]
+            _inverse_model_power(g_f, lam[:, b], eps, inv)
             for m in range(n_mics):
                 for t in range(n_frames):
                     scaled[m, t] = 0.0
@@ -425,7 +432,7 @@ def wiener_pass(
                     for t in range(n_frames):
                         out[n, o, lo + b, t] = 0.0
                     for m in range(n_mics):
-                        c = mixing[f, mic, m] * weights[n, m]
+                        c = mixing[f, mic, m] * g_f[n, m]
                         for t in range(n_frames):
                             out[n, o, lo + b, t] += c * scaled[m, t]
                     for t in range(n_frames):
@@ -455,6 +462,12 @@ def _source_ratios(weights, proj, inv, scaled, ratio, b):  # pragma: no cover - 
                 ratio[1, n, b, t] += g * inv[m, t]
 
 
+def weights_layout(weights: np.ndarray) -> np.ndarray:
+    """The passes' layout ``(n_src, n_w, n_mics)`` of the spatial weights: a view, ``n_w = 1``
+    for weights shared by every frequency ``(n_src, n_mics)``, ``n_freq`` for per-frequency ones."""
+    return weights[:, None, :] if weights.ndim == 2 else weights
+
+
 def iterate_compiled(
     feats: np.ndarray,
     model: FullRankModel,
@@ -474,7 +487,7 @@ def iterate_compiled(
     update only lowers the loss); a run to ``n_iter`` ends in the reference's state.
     """
     n_freq, _, n_frames = feats.shape
-    diag, weights = model.diagonaliser, model.spatial_weights
+    diag, weights = model.diagonaliser, weights_layout(model.spatial_weights)
     basis, activation = model.basis, model.activation
     bounds = chunk_bounds(n_freq)
     act_num = np.zeros((len(bounds), *activation.shape))
@@ -515,9 +528,9 @@ def iterate_compiled(
         update_activation(activation, act_num, act_den, eps)
         weights_step()
         np.maximum(weights, eps, out=weights)
-        mu = weights.sum(axis=1)
-        weights /= mu[:, None]
-        basis *= mu[:, None, None]
+        mu = weights.sum(axis=2)  # (n_src, n_w): per source, and frequency if per frequency
+        weights /= mu[:, :, None]
+        basis *= mu[:, :, None]
         want_loss = loss_wanted(record_loss, callback, it, n_iter)
         value = diagonaliser_step(True, it < n_iter, want_loss)
         nu = basis.sum(axis=1)
@@ -582,7 +595,7 @@ def wiener_images_compiled(
     mixing = np.linalg.inv(model.diagonaliser)
     basis = np.ascontiguousarray(model.basis, dtype=np.float64)
     activation = np.ascontiguousarray(model.activation, dtype=np.float64)
-    weights = np.ascontiguousarray(model.spatial_weights, dtype=np.float64)
+    weights = weights_layout(np.ascontiguousarray(model.spatial_weights, dtype=np.float64))
     diag = np.ascontiguousarray(model.diagonaliser, dtype=np.complex128)
     at = -1 if ref_mic is None else ref_mic
     blocks = freq_blocks(n_freq, n_frames * max(n_src * n_out, n_mics))

@@ -135,8 +135,10 @@ def initial_model(
     n_basis: int | None = None,
     weight_floor: float = DEFAULT_WEIGHT_FLOOR,
     seed: int = 0,
+    weights_per_freq: bool = False,
 ) -> FullRankModel:
-    """The start from a rank-1 solution (module docstring), normalised.
+    """The start from a rank-1 solution (module docstring), normalised; with
+    ``weights_per_freq`` the same weights at every frequency ``(n_src, n_freq, n_mics)``.
 
     ``feats`` ``(n_freq, m*m, n_frames)`` are the unit-power features of the mixture,
     ``demix`` ``(n_freq, n_det, m)``, ``basis`` ``(n_det, n_freq, k)``, ``activation``
@@ -178,6 +180,8 @@ def initial_model(
         basis = np.concatenate([basis, new_basis])
         activation = np.concatenate([activation, new_act])
         weights[n_det:] = 0.5 + rng.random((n_src - n_det, n_mics))
+    if weights_per_freq:
+        weights = np.repeat(weights[:, None, :], n_freq, axis=1)
     model = FullRankModel(diag, weights, np.ascontiguousarray(basis), activation)
     ref.normalise(model)
     return model
@@ -221,6 +225,7 @@ def refine_fullrank(
     seed: int = 0,
     callback: Callback | None = None,
     record_loss: bool = True,
+    weights_per_freq: bool = False,
 ) -> FullRankResult:
     """Refine an ILRMA/IVA solution with the full-rank model; ``n_iter`` compiled iterations.
 
@@ -231,14 +236,18 @@ def refine_fullrank(
     ``n_det``) may exceed ``n_mics`` (see the module docstring); ``n_basis`` refits the
     NMF (None keeps ILRMA's; with ``n_basis=None, weight_floor=0`` the start is ILRMA's
     model exactly; for ``n_src > n_mics`` pass ``n_basis=None, weight_floor=1e-2``, which did
-    far better there than the defaults, see docs/FULLRANK.md). ``callback(it, loss)`` returning True stops after that iteration (the basis
-    has then had one more update, which only lowers the loss).
+    far better there than the defaults, see docs/FULLRANK.md). ``weights_per_freq`` gives
+    the model one set of spatial weights per frequency (FastMNMF1; :mod:`ilrma_cli.engine.fullrank`).
+    ``callback(it, loss)`` returning True stops after that iteration (the basis has then had
+    one more update, which only lowers the loss).
     """
     from ilrma_cli.engine.fullrank_compiled import iterate_compiled
 
     feats, mean_power = unit_power_features(obs)
     basis = basis / mean_power  # to the working scale (run returns the caller's)
-    model = initial_model(feats, demix, basis, activation, n_src, n_basis, weight_floor, seed)
+    model = initial_model(
+        feats, demix, basis, activation, n_src, n_basis, weight_floor, seed, weights_per_freq
+    )
     losses, n_done = iterate_compiled(feats, model, n_iter, callback, record_loss)
     return FullRankResult(
         model.diagonaliser,

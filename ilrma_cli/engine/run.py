@@ -224,6 +224,7 @@ def _refine_fullrank(
         None if more else config.fullrank_basis,
         MORE_SOURCES_WEIGHT_FLOOR if more else REFINE_WEIGHT_FLOOR,
         int(rng.integers(2**32)) if more else 0,
+        config.fullrank_weights == "frequency",
     )
     shifted = None if callback is None else (lambda it, loss: callback(n_done + it, loss))
     losses, n_more = iterate_compiled(

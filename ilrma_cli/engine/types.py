@@ -40,6 +40,10 @@ MODELS = ("gauss", "t", "partition")
 # Spatial models: one demixing row per source (ILRMA), or full-rank covariances refined
 # from that solution (FastMNMF2, ilrma_cli.engine.fullrank).
 SPATIAL_MODELS = ("rank1", "fullrank")
+# The full-rank model's spatial weights: one set per source shared by every frequency
+# (FastMNMF2), one per source and frequency (FastMNMF1), or restarts that take turns
+# (ilrma_cli.pipeline.restart_config; a run on its own is then shared).
+FULLRANK_WEIGHTS = ("shared", "frequency", "alternate")
 # Type of the spectrograms (the mixture's and the separated one); iterations run in float64.
 PRECISIONS: dict[str, type[np.complexfloating]] = {"single": np.complex64, "double": np.complex128}
 BACKENDS = ("auto", "compiled", "reference")
@@ -53,7 +57,7 @@ class ILRMAConfig:
     ``partition``) with ``n_basis`` bases per source; the spatial model is rank 1
     (one demixing row per source and frequency) updated by ``update``, and with
     ``spatial="fullrank"`` then refined by ``fullrank_iter`` iterations of the full-rank
-    model (Gaussian NMF only). With ``taps`` L > 0 the demixing is convolutional:
+    model (Gaussian NMF only; spatial weights as ``fullrank_weights`` says). With ``taps`` L > 0 the demixing is convolutional:
     ``y_t = W x_t - sum_{l<L} G_l x_{t-delay-l}`` (joint dereverberation and separation;
     ``iss`` is then T-ISS).
     """
@@ -70,6 +74,7 @@ class ILRMAConfig:
     spatial: str = "rank1"
     fullrank_iter: int = 100
     fullrank_basis: int = 16  # NMF bases per source of the full-rank model (refitted)
+    fullrank_weights: str = "shared"  # its spatial weights: FULLRANK_WEIGHTS
     taps: int = 0  # past frames of the dereverberation filter (0: none; ilrma_cli.engine.taps)
     delay: int = 2  # prediction delay in frames before the first tap
 
@@ -98,6 +103,11 @@ class ILRMAConfig:
             raise ValueError(f"fullrank_iter must be an integer >= 0, got {self.fullrank_iter!r}")
         if not isinstance(self.fullrank_basis, int | np.integer) or self.fullrank_basis < 1:
             raise ValueError(f"fullrank_basis must be an integer >= 1, got {self.fullrank_basis!r}")
+        if self.fullrank_weights not in FULLRANK_WEIGHTS:
+            raise ValueError(
+                f"unknown fullrank_weights {self.fullrank_weights!r}; choose one of "
+                f"{', '.join(FULLRANK_WEIGHTS)}"
+            )
         if self.spatial == "fullrank" and self.model != "gauss":
             raise ValueError(
                 f"the full-rank spatial model runs the gauss model, not {self.model!r}"
