@@ -14,6 +14,7 @@ Methods (SDRi at mic 0, BSS Eval v3 with the best permutation; mean and worst so
 - ``ilrma``: ``ilrma separate --n-sources N`` through :func:`ilrma_cli.pipeline.separate`
   (the CLI's defaults: the full-rank model, the automatic STFT, which is 4096/1024 at 16 kHz
   for more sources than channels);
+- ``ilrma-freq``: ``ilrma`` with ``--fullrank-weights frequency`` (one run);
 - ``ilrma@11000``: the same at ``--n-fft 11000 --hop 2750`` (what the automatic STFT picks
   for a determined 10-s recording);
 - ``pra``: pyroomacoustics' ``fastmnmf2`` with ``n_src = N`` (K = 16, 100 iterations, its
@@ -105,10 +106,16 @@ def room(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     return mix / peak * 0.5, stacked[:, 0] / peak * 0.5
 
 
-def ours(mix: np.ndarray, n_src: int, seed: int, stft: StftConfig | None = None) -> np.ndarray:
+def ours(
+    mix: np.ndarray, n_src: int, seed: int, stft: StftConfig | None = None, weights: str = "shared"
+) -> np.ndarray:
     settings = SeparationSettings(stft=stft, seed=seed, n_sources=n_src, restarts=1)
-    settings = replace(settings, ilrma=replace(settings.ilrma, spatial="fullrank"))
-    return separate(mix, settings, rate=RATE).sources
+    ilrma = replace(settings.ilrma, spatial="fullrank", fullrank_weights=weights)
+    return separate(mix, replace(settings, ilrma=ilrma), rate=RATE).sources
+
+
+def ours_per_frequency(mix: np.ndarray, n_src: int, seed: int) -> np.ndarray:
+    return ours(mix, n_src, seed, weights="frequency")
 
 
 def ours_11000(mix: np.ndarray, n_src: int, seed: int) -> np.ndarray:
@@ -139,6 +146,7 @@ def ours_restarts(restarts: int, fullrank_iter: int) -> Callable[..., np.ndarray
 METHODS = {
     "ilrma": ours,
     "ilrma@11000": ours_11000,
+    "ilrma-freq": ours_per_frequency,  # --fullrank-weights frequency (session 14)
     "pra": pyroomacoustics_fastmnmf2,
     "restarts5x30": ours_restarts(5, 30),  # the defaults of session 9
     "restarts4x60": ours_restarts(4, 60),  # the defaults of session 10

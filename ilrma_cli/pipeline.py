@@ -317,13 +317,13 @@ def restart_runs(
     """
     seeds = [settings.seed + k for k in range(settings.restarts)]
     if len(seeds) == 1:
-        config = restart_config(settings, obs.shape[0], 0)
+        config = restart_config(settings.ilrma, 0)
         result = run(obs, config, seeds[0], callback, n_sources=settings.n_sources)
         loss = float(result.loss[-1]) if result.loss.size else float("nan")
         return Restarts([result], seeds, [loss], 0, [list(range(result.separated.shape[0]))])
     assert settings.stft is not None
     held = partial(_held_run, obs, settings.n_sources, settings.ref_mic, settings.stft)
-    jobs = [(seed, restart_config(settings, obs.shape[0], k)) for k, seed in enumerate(seeds)]
+    jobs = [(seed, restart_config(settings.ilrma, k)) for k, seed in enumerate(seeds)]
     if workers > 1:
         runs = list(_run_in_processes(held, jobs, workers, callback))
     else:
@@ -337,19 +337,15 @@ def restart_runs(
     return Restarts(results, seeds, losses, kept, orders)
 
 
-def restart_config(settings: SeparationSettings, n_channels: int, index: int) -> ILRMAConfig:
-    """The engine settings of restart ``index`` (0, 1, ...) of a mixture of ``n_channels``:
-    with ``fullrank_weights="alternate"`` the even restarts share their spatial weights over
-    frequency and the odd ones have a set per frequency, so that the mean of the runs holds
-    both models (ahead of shared weights alone on 7 of 9 dev cases and 39 of 46 other rooms:
-    QUALITY.md, "Per-frequency spatial weights"); with more sources than channels, where
-    that was not measured, all share them. Else ``settings.ilrma``."""
-    config = settings.ilrma
+def restart_config(config: ILRMAConfig, index: int) -> ILRMAConfig:
+    """The engine settings of restart ``index`` (0, 1, ...): with ``fullrank_weights=
+    "alternate"`` the even restarts share their spatial weights over frequency and the odd
+    ones have a set per frequency, so that the mean of the runs holds both models (ahead of
+    shared weights alone on 7 of 9 dev cases, 39 of 46 other rooms and 5 of 6 rooms with more
+    sources than mics: QUALITY.md, "Per-frequency spatial weights"); else ``config``."""
     if config.fullrank_weights != "alternate":
         return config
-    more_sources = settings.n_sources is not None and settings.n_sources > n_channels
-    per_frequency = index % 2 == 1 and not more_sources
-    return replace(config, fullrank_weights="frequency" if per_frequency else "shared")
+    return replace(config, fullrank_weights="frequency" if index % 2 else "shared")
 
 
 def _held_run(
