@@ -316,14 +316,14 @@ def restart_runs(
     interleaved, and cannot stop them.
     """
     seeds = [settings.seed + k for k in range(settings.restarts)]
-    if len(seeds) == 1:
-        config = restart_config(settings.ilrma, 0)
-        result = run(obs, config, seeds[0], callback, n_sources=settings.n_sources)
+    jobs = [(seed, restart_config(settings.ilrma, k)) for k, seed in enumerate(seeds)]
+    if len(jobs) == 1:
+        seed, config = jobs[0]
+        result = run(obs, config, seed, callback, n_sources=settings.n_sources)
         loss = float(result.loss[-1]) if result.loss.size else float("nan")
         return Restarts([result], seeds, [loss], 0, [list(range(result.separated.shape[0]))])
     assert settings.stft is not None
     held = partial(_held_run, obs, settings.n_sources, settings.ref_mic, settings.stft)
-    jobs = [(seed, restart_config(settings.ilrma, k)) for k, seed in enumerate(seeds)]
     if workers > 1:
         runs = list(_run_in_processes(held, jobs, workers, callback))
     else:
