@@ -261,6 +261,7 @@ def run_long_job(
             "n_fft": fit.settings.stft.n_fft,
             "hop": fit.settings.stft.hop,
             "seed": fit.seed,
+            "kept_weights": None,  # the long path runs rank 1
             "final_losses": fit.final_losses,
             "path": "long",
             "fit_frames": fit.fit_frames,

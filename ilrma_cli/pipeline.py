@@ -107,7 +107,8 @@ class Separation:
 
     ``result`` is the engine's, of the kept run (with ``--restarts``, the medoid, whose
     sources the others are paired with; ``signals`` are then the mean of every run's);
-    ``settings`` are the resolved ones; ``seed`` is the seed of the kept run and
+    ``settings`` are the resolved ones; ``seed`` is the seed of the kept run,
+    ``kept_weights`` its full-rank spatial weights (:attr:`Restarts.kept_weights`) and
     ``final_losses`` the final loss of every restart.
     """
 
@@ -117,6 +118,7 @@ class Separation:
     settings: SeparationSettings | None = None
     seed: int = 0
     final_losses: list[float] = field(default_factory=list)
+    kept_weights: str | None = None
 
     @cached_property
     def sources(self) -> np.ndarray:
@@ -265,7 +267,9 @@ def separate_analysis(
         del obs
         seconds["ilrma"] = time.perf_counter() - start
     signals = SourceSignals(spectra, mixing, ref_mic, analysis.n_samples, settings.stft)
-    return Separation(signals, result, seconds, settings, runs.kept_seed, runs.losses)
+    return Separation(
+        signals, result, seconds, settings, runs.kept_seed, runs.losses, runs.kept_weights
+    )
 
 
 def restart_steps(settings: SeparationSettings) -> int:
@@ -280,7 +284,8 @@ class Restarts:
 
     ``kept`` indexes the medoid (:mod:`ilrma_cli.consensus`; of two runs the lower final
     loss): the run the others are paired with, whose result and seed a separation reports.
-    ``orders[r][i]`` is the source of run ``r`` paired with source ``i`` of the kept run.
+    ``orders[r][i]`` is the source of run ``r`` paired with source ``i`` of the kept run;
+    ``configs[r]`` its engine settings (:func:`restart_config`).
     """
 
     results: list[Result]
@@ -288,6 +293,7 @@ class Restarts:
     losses: list[float]
     kept: int
     orders: list[list[int]]
+    configs: list[ILRMAConfig]
 
     @property
     def kept_result(self) -> Result:
@@ -296,6 +302,14 @@ class Restarts:
     @property
     def kept_seed(self) -> int:
         return self.seeds[self.kept]
+
+    @property
+    def kept_weights(self) -> str | None:
+        """The kept run's full-rank spatial weights, ``shared`` or ``frequency`` (under
+        ``alternate``, its turn), so that ``--seed`` :attr:`kept_seed` ``--restarts 1
+        --fullrank-weights`` this reruns it; None for the rank-1 model."""
+        config = self.configs[self.kept]
+        return config.fullrank_weights if config.spatial == "fullrank" else None
 
 
 def restart_runs(
@@ -321,7 +335,8 @@ def restart_runs(
         seed, config = jobs[0]
         result = run(obs, config, seed, callback, n_sources=settings.n_sources)
         loss = float(result.loss[-1]) if result.loss.size else float("nan")
-        return Restarts([result], seeds, [loss], 0, [list(range(result.separated.shape[0]))])
+        order = [list(range(result.separated.shape[0]))]
+        return Restarts([result], seeds, [loss], 0, order, [config])
     assert settings.stft is not None
     held = partial(_held_run, obs, settings.n_sources, settings.ref_mic, settings.stft)
     if workers > 1:
@@ -334,7 +349,7 @@ def restart_runs(
     kept = int(np.argmin(losses)) if len(results) == 2 else medoid(signatures)
     orders = [pairing(signatures[kept], other)[1] for other in signatures]
     results[kept] = replace(results[kept], separated=separated_spectrogram(obs, results[kept]))
-    return Restarts(results, seeds, losses, kept, orders)
+    return Restarts(results, seeds, losses, kept, orders, [config for _, config in jobs])
 
 
 def restart_config(config: ILRMAConfig, index: int) -> ILRMAConfig:

@@ -129,7 +129,30 @@ def test_json_reports_the_automatic_stft_and_the_kept_restart(tmp_path, short_mi
     resolved = doc["mixtures"][0]["resolved"]
     assert (resolved["n_fft"], resolved["hop"]) == (4096, 1024)
     assert len(resolved["final_losses"]) == 2
-    assert resolved["seed"] == 7 + int(np.argmin(resolved["final_losses"]))
+    kept = int(np.argmin(resolved["final_losses"]))
+    assert resolved["seed"] == 7 + kept
+    # the weights alternate by default (shared first): the kept run's are its turn's
+    assert resolved["kept_weights"] == ("frequency" if kept else "shared")
+
+
+def test_json_names_the_kept_run_so_that_one_run_reproduces_it(tmp_path, short_mix):
+    common = ("--n-iter", "3", "--fullrank-iter", "4", "--seed", "3")
+    first = invoke("separate", short_mix, "-o", tmp_path / "a", "--json", "--restarts", "2",
+                   *common)  # fmt: skip
+    assert first.exit_code == 0, first.output
+    resolved = json.loads(first.stdout)["mixtures"][0]["resolved"]
+    kept_index = resolved["seed"] - 3
+    # of two runs the lower loss is kept: the per-frequency run (the freer model) here
+    assert (kept_index, resolved["kept_weights"]) == (1, "frequency")
+    again = invoke("separate", short_mix, "-o", tmp_path / "b", "--json", "--restarts", "1",
+                   "--fullrank-weights", resolved["kept_weights"], *common[:-1],
+                   str(resolved["seed"]))  # fmt: skip
+    assert again.exit_code == 0, again.output
+    rerun = json.loads(again.stdout)["mixtures"][0]
+    assert rerun["final_loss"] == pytest.approx(resolved["final_losses"][kept_index], rel=1e-9)
+    rank1 = invoke("separate", short_mix, "-o", tmp_path / "c", "--json", "--spatial", "rank1",
+                   "--n-iter", "3")  # fmt: skip
+    assert json.loads(rank1.stdout)["mixtures"][0]["resolved"]["kept_weights"] is None
 
 
 def test_n_sources_below_the_channels_writes_that_many_files(tmp_path, short_mix):

@@ -125,6 +125,7 @@ def _run_whole_job(
         "n_fft": resolved.stft.n_fft,
         "hop": resolved.stft.hop,
         "seed": separation.seed,
+        "kept_weights": separation.kept_weights,
         "final_losses": separation.final_losses,
         "path": "whole",
     }
