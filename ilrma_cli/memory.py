@@ -107,7 +107,9 @@ def engine_bytes(
     ``spatial="fullrank"`` adds the refinement (:mod:`ilrma_cli.engine.fullrank_refine`):
     the spectrogram, the features, the refit of the NMF to ``fullrank_basis`` bases at its
     start (the demixed powers ``m B 8``, its temporaries one block of frequencies at a time)
-    and the model of ``n_sources`` (default ``m``) with its chunk sums; finishing holds the
+    and the model of ``n_sources`` (default ``m``) with its chunk sums, the spatial weights
+    counted per frequency ``(1 + 2 N_CHUNKS) n m n_freq 8`` (the larger of the two layouts:
+    ``--fullrank-weights frequency`` and every other run of ``alternate``); finishing holds the
     Wiener images, at every mic with ``images`` (:func:`fullrank_images_bytes`).
 
     With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
@@ -145,6 +147,7 @@ def engine_bytes(
         n_src = max(m, n_sources or m)
         model = 2 * n_src * fullrank_basis * (n_freq + n_frames) * 8
         model += 2 * min(N_CHUNKS, n_freq) * n_src * fullrank_basis * n_frames * 8
+        model += (1 + 2 * min(N_CHUNKS, n_freq)) * n_src * n_freq * m * 8  # weights, chunk sums
         refit = m * bins * 8 + 5 * m * min(bins, BLOCK_BINS) * 8
         iterating = max(iterating, spectrogram + m * m * bins * 8 + refit + model)
     return scratch_bytes(spatial) + max(
