@@ -50,6 +50,7 @@ from __future__ import annotations
 import os
 import re
 
+from ilrma_cli.consensus import SIGNATURE_SAMPLES
 from ilrma_cli.engine.observation import BLOCK_BINS
 from ilrma_cli.engine.threads import N_CHUNKS
 from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
@@ -223,8 +224,8 @@ def phase_bytes(
 ) -> dict[str, int]:
     """Bytes alive (beyond ``BASELINE``) in each phase: read, stft, engine, output, with
     ``dereverb`` ``(taps, n_fft, hop)`` the dereverberation stage before the STFT, whose
-    waveform the STFT then holds too, and with ``restarts`` > 1 the mean of the runs
-    (:func:`restart_bytes`)."""
+    waveform the STFT then holds too, and with ``restarts`` > 1 the signature of each
+    finished run (:func:`signature_bytes`) and the mean of the runs (:func:`restart_bytes`)."""
     if precision not in ITEMSIZE:
         raise ValueError(f"unknown precision {precision!r}; choose one of single, double")
     cplx = ITEMSIZE[precision][1]
@@ -248,11 +249,18 @@ def phase_bytes(
     held, mean, combine = restart_bytes(
         m, bins, precision, restarts, n_sources, images, spatial, taps
     )
+    n_src = n_sources or m
+    finished = held_run_bytes(n_src, m, n_freq, frames, n_basis, n_fft, hop)
     if restarts > 1:  # the mixture and the mean being formed
         phases["combine"] = scratch_bytes(spatial) + spectrogram + combine
+        phases["signature"] = (
+            scratch_bytes(spatial) + spectrogram + n_src * bins * cplx
+            + (restarts - 1) * (held + finished)
+            + signature_bytes(n_src, n_freq, frames, n_fft, hop, restarts)
+        )  # fmt: skip
     return phases | {
         "stft": waveform + spectrogram + stft_block,
-        "engine": engine + (restarts - 1) * held,
+        "engine": engine + (restarts - 1) * (held + finished),
         "output": spectrogram
         + output_block
         + max(fullrank_images_bytes(m, bins, spatial, n_sources, images), mean),
@@ -289,6 +297,39 @@ def restart_bytes(
     return held, mean, restarts * held + separated + formed + RESTART_MEANS * mean
 
 
+def signature_bytes(
+    n_sources: int, n_freq: int, n_frames: int, n_fft: int, hop: int, restarts: int
+) -> int:
+    """Bytes beyond a finished run's mixture and separated spectrograms while its signature is
+    made (:func:`ilrma_cli.consensus.signature`; 0 for one run): the sources' images over the
+    middle span of about ``SIGNATURE_SAMPLES`` (complex128), their inverse STFT and its
+    unit-peak copy (float64) and that copy in float32 (the runs before hold theirs:
+    :func:`held_run_bytes`). On the long path's few fit frames the span is all of them: with
+    4 channels and 351 fit frames this was the peak, 97 MiB above the fit (session 15)."""
+    if restarts <= 1:
+        return 0
+    samples = signature_samples(n_frames, n_fft, hop)
+    span = min(n_frames, samples // hop + n_fft // hop + 2)
+    return n_sources * (n_freq * span * 16 + samples * (8 + 8 + 4))
+
+
+def held_run_bytes(
+    n_sources: int, n_channels: int, n_freq: int, n_frames: int, n_basis: int, n_fft: int, hop: int
+) -> int:
+    """What a finished restart holds until all are done, besides :func:`restart_bytes`' ``held``:
+    its float32 signature (8 MiB a source at most), demixing matrices and NMF factors."""
+    signature = n_sources * signature_samples(n_frames, n_fft, hop) * 4
+    matrices = n_freq * n_sources * n_channels * 16
+    return signature + matrices + n_sources * n_basis * (n_freq + n_frames) * 8
+
+
+def signature_samples(n_frames: int, n_fft: int, hop: int) -> int:
+    """Samples per source of a signature: the middle span of about ``SIGNATURE_SAMPLES``
+    (:func:`ilrma_cli.stft.spans`: a remainder shorter than a frame joins it), at most all."""
+    length = -(-max(SIGNATURE_SAMPLES, n_fft) // hop) * hop
+    return min(max((n_frames - 1) * hop, n_fft), length + n_fft)
+
+
 def dereverb_bytes(
     n_channels: int, n_samples: int, n_basis: int, precision: str, taps: int, n_fft: int, hop: int
 ) -> int:
@@ -321,7 +362,9 @@ def long_phase_bytes(
 
     fit: the engine on ``fit_frames`` frames (:func:`engine_bytes`) and one run of samples
     read for them (finished ``restarts`` hold only their matrices: rank 1 without taps, as
-    the long path runs, :func:`restart_bytes`); stream: one span of ``SPAN_SAMPLES`` (its
+    the long path runs, :func:`restart_bytes`) and signatures (:func:`held_run_bytes`);
+    signature: a finished run's fit and separated spectrograms and its signature
+    (:func:`signature_bytes`, with ``restarts`` > 1); stream: one span of ``SPAN_SAMPLES`` (its
     samples, the mixture, separated and projected frames in complex128, the sum over the
     restarts' filters, and the inverse's samples, images at worst).
     Neither depends on the length of the file.
@@ -331,8 +374,12 @@ def long_phase_bytes(
     span_frames = SPAN_SAMPLES // hop + n_fft // hop + 2
     run = m * ((LONG_RUN_FRAMES - 1) * hop + n_fft) * 8 + m * LONG_RUN_FRAMES * n_freq * 16
     projected = (3 if restarts == 1 else 4) * m * span_frames * n_freq * 16
+    fit_spectrogram = m * n_freq * fit_frames * ITEMSIZE[precision][1]
+    held = (restarts - 1) * held_run_bytes(m, m, n_freq, fit_frames, n_basis, n_fft, hop)
+    signature = signature_bytes(m, n_freq, fit_frames, n_fft, hop, restarts)
     return {
-        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend) + run,
+        "fit": engine_bytes(m, n_freq, fit_frames, n_basis, precision, backend) + run + held,
+        "signature": ENGINE_SCRATCH + 2 * fit_spectrogram + held + signature,
         "stream": m * (SPAN_SAMPLES + n_fft) * 8 * 4 + projected,
     }
 

@@ -8,6 +8,7 @@ from ilrma_cli.memory import (
     baseline_bytes,
     engine_bytes,
     estimate_peak_bytes,
+    long_phase_bytes,
     phase_bytes,
 )
 
@@ -115,3 +116,18 @@ def test_restarts_are_counted_above_the_calibration_runs(spatial, images, measur
                                 images=images, restarts=3)  # fmt: skip
     assert measured_mib <= three / MIB <= 1.15 * measured_mib
     assert three > 1.3 * one  # above one run: this is what picks the long path
+
+
+@pytest.mark.parametrize(("fit_frames", "measured_mib"), [(351, 554), (276, 452), (1702, 1912)])
+def test_the_long_path_counts_the_signatures_of_its_restarts(fit_frames, measured_mib):
+    # VmHWM of `ilrma separate` (4 restarts) on the long path, 4-channel 16 kHz audio at
+    # 11000/2750: 3 minutes with --max-memory 500M (--n-iter 3 --iva-iter 2), which fitted on
+    # 351 frames before the signatures were counted (554 MiB, over the limit: a finished run's
+    # signature over every fit frame was the peak) and on 276 after; and 10 minutes at the
+    # default limit (1702 frames), whose peak is the fit of the last run beside the signatures
+    # of the three before.
+    phases = long_phase_bytes(4, 11000, 2750, 4, "double", "compiled", fit_frames, restarts=4)
+    estimate = (baseline_bytes() + MARGIN * max(phases.values())) / MIB
+    assert measured_mib <= estimate <= 1.03 * measured_mib
+    one_run = long_phase_bytes(4, 11000, 2750, 4, "double", "compiled", fit_frames)
+    assert one_run["signature"] < one_run["fit"] < phases["fit"]  # no signatures for one run
