@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/crosscheck_ssspy.py
-	$(BIN)/python bench/fullrank_bench.py
+	$(BIN)/python bench/fullrank_bench.py --markdown
 	$(BIN)/python bench/taps_bench.py --markdown
 	$(BIN)/python bench/long_memory.py
 	$(BIN)/python bench/threads.py --markdown

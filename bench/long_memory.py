@@ -94,6 +94,15 @@ def write_long(path: Path, images: np.ndarray, seconds: int, rng: np.random.Gene
                 out.write(piece[:, lo : lo + BLOCK].T)
 
 
+def forget(parts: tuple[str, ...]) -> None:
+    """Drop the recorded entries of ``parts`` (those about to be measured again), keep the rest."""
+    if not RESULTS.exists():
+        return
+    entries = [json.loads(line) for line in RESULTS.read_text().splitlines()]
+    kept = [entry for entry in entries if entry["part"] not in parts]
+    RESULTS.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
+
+
 def record(entry: dict) -> None:
     with open(RESULTS, "a") as handle:
         handle.write(json.dumps(entry) + "\n")
@@ -154,14 +163,21 @@ def quality_part(work: Path, cases: tuple[CaseSpec, ...]) -> None:
 
 
 def estimate(entry: dict) -> int:
-    """The up-front estimate (:mod:`ilrma_cli.memory`) of a memory entry's peak, defaults."""
+    """The up-front estimate (:mod:`ilrma_cli.memory`) of a memory entry's peak with the
+    default settings, as ``ilrma separate`` plans it (:mod:`ilrma_cli.batch.plan`)."""
     from ilrma_cli import memory
+    from ilrma_cli.audio import MixtureInput
+    from ilrma_cli.batch.plan import whole_file_bytes
+    from ilrma_cli.settings import SeparationSettings
 
-    n_fft, hop = (int(v) for v in entry["stft"].split("/"))
+    settings = SeparationSettings()
     m, n_samples = entry["channels"], entry["seconds"] * RATE
     if entry["path"] != "long":
-        return memory.estimate_peak_bytes(m, n_samples, n_fft, hop, 4, "double")
-    phases = memory.long_phase_bytes(m, n_fft, hop, 4, "double", "compiled", entry["fit_frames"])
+        return whole_file_bytes(MixtureInput("long", (), m, RATE, n_samples), settings)
+    n_fft, hop = (int(v) for v in entry["stft"].split("/"))
+    engine = settings.ilrma
+    phases = memory.long_phase_bytes(m, n_fft, hop, engine.n_basis, engine.precision, "compiled",
+                                     entry["fit_frames"], settings.restarts)  # fmt: skip
     return int(memory.baseline_bytes() + memory.MARGIN * max(phases.values()))
 
 
@@ -207,8 +223,7 @@ def section() -> str:
     entries = [json.loads(line) for line in RESULTS.read_text().splitlines()]
     return (
         "\n## Long inputs (bench/long_memory.py)\n\n"
-        "`ilrma separate` with its defaults (auto STFT, 4 bases, 20 IVA + 100 ILRMA iterations) "
-        "in a fresh child process per row; peak RSS is the child's `ru_maxrss`. Inputs: a "
+        "`ilrma separate` with its default settings (README) in a fresh child process per row; peak RSS is the child's `ru_maxrss`. Inputs: a "
         "10-minute static scene at 16 kHz (one ARCTIC voice per mic, shoebox RT60 400 ms, seed = "
         "channels), repeated with each source image shifted by its own random offset, 16-bit "
         "PCM; outputs float WAV. Above the limit (without `--max-memory`: the smaller of 2 GiB "
@@ -247,12 +262,13 @@ def main() -> None:
         write_section()
         print(section())
         return
-    RESULTS.unlink(missing_ok=True)
+    parts = ("memory", "quality") if args.part == "all" else (args.part,)
+    forget(parts)
     work = Path(tempfile.mkdtemp(prefix="ilrma-long-"))
     try:
-        if args.part in ("memory", "all"):
+        if "memory" in parts:
             memory_part(work, LENGTHS[:1] if args.quick else LENGTHS)
-        if args.part in ("quality", "all"):
+        if "quality" in parts:
             quality_part(work, QUALITY_CASES[:1] if args.quick else QUALITY_CASES)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -276,8 +276,9 @@ def markdown(timing: dict, in_run: dict, sdr: dict, memory: list[dict], seeds: r
         "## Peak memory of a whole run (read -> STFT -> separate -> ISTFT -> write)",
         "",
         "Fresh child process per row, 3 iterations (memory does not grow with iterations). "
-        "ilrma rows run the real `ilrma separate` command (`--n-basis 2`, other options at "
-        "their defaults); the peers run through their libraries. Baseline is the resident "
+        "ilrma rows run the real `ilrma separate` command (`--n-basis 2 --spatial rank1 "
+        "--restarts 1`: one ILRMA run, as the peers make; other options at their defaults); "
+        "the peers run through their libraries. Baseline is the resident "
         "size after the imports (the CLI's, or numpy, scipy and all three packages); "
         "the ratio is (peak - baseline) / size of the complex64 STFT.",
         "",
@@ -366,8 +367,10 @@ def write_report(results: dict, seeds: range) -> None:
     """BENCHMARKS.md from the measured sections."""
     sections = (results["timing"], results.get("in_run", {}), results["quality"])
     from long_memory import section  # the "Long inputs" section, measured on its own
+    from sections import marked_sections  # the sections other scripts write (make bench)
 
-    OUTPUT.write_text(markdown(*sections, results["memory"], seeds) + section())
+    kept = marked_sections(OUTPUT.read_text()) if OUTPUT.exists() else ""
+    OUTPUT.write_text(markdown(*sections, results["memory"], seeds) + section() + kept)
     print(f"wrote {OUTPUT}")
 
 

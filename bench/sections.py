@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -19,3 +20,10 @@ def replace_section(name: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     OUTPUT.write_text(text)
     print(f"wrote {OUTPUT}")
+
+
+def marked_sections(text: str) -> str:
+    """Every ``<!-- name: begin -->`` ... ``<!-- name: end -->`` section of ``text``, in order,
+    so that a script rewriting the rest of BENCHMARKS.md keeps the other scripts' sections."""
+    pattern = re.compile(r"<!-- ([\w-]+): begin -->.*?<!-- \1: end -->", flags=re.DOTALL)
+    return "".join(f"\n{match.group(0)}\n" for match in pattern.finditer(text))
