@@ -64,9 +64,12 @@ T = TypeVar("T")
 
 def fit_runs(total: int, fit_frames: int, run: int = LONG_RUN_FRAMES) -> list[tuple[int, int]]:
     """Evenly spaced runs ``[first, end)`` of contiguous frames among ``total``, ``fit_frames`` in all
-    (fewer only when they would overlap); all frames when ``fit_frames >= total``."""
+    (fewer only when they would overlap); all frames when ``fit_frames >= total``, still in
+    runs of ``run`` frames: they are read one at a time (:func:`fit_long`), and the memory
+    estimate counts one run's samples and frames (:func:`ilrma_cli.memory.long_phase_bytes`;
+    one run of every frame held 146 MiB more on 10 minutes of 2 channels)."""
     if fit_frames >= total:
-        return [(0, total)]
+        return [(first, min(first + run, total)) for first in range(0, total, run)]
     n_runs = -(-fit_frames // run)
     starts = [k * total // n_runs for k in range(n_runs)] + [total]
     lengths = [(k + 1) * fit_frames // n_runs - k * fit_frames // n_runs for k in range(n_runs)]

@@ -118,16 +118,20 @@ def test_restarts_are_counted_above_the_calibration_runs(spatial, images, measur
     assert three > 1.3 * one  # above one run: this is what picks the long path
 
 
-@pytest.mark.parametrize(("fit_frames", "measured_mib"), [(351, 554), (276, 452), (1702, 1912)])
-def test_the_long_path_counts_the_signatures_of_its_restarts(fit_frames, measured_mib):
-    # VmHWM of `ilrma separate` (4 restarts) on the long path, 4-channel 16 kHz audio at
-    # 11000/2750: 3 minutes with --max-memory 500M (--n-iter 3 --iva-iter 2), which fitted on
-    # 351 frames before the signatures were counted (554 MiB, over the limit: a finished run's
-    # signature over every fit frame was the peak) and on 276 after; and 10 minutes at the
-    # default limit (1702 frames), whose peak is the fit of the last run beside the signatures
-    # of the three before.
-    phases = long_phase_bytes(4, 11000, 2750, 4, "double", "compiled", fit_frames, restarts=4)
+@pytest.mark.parametrize(
+    ("n_ch", "fit_frames", "measured_mib"),
+    [(4, 351, 554), (4, 276, 452), (4, 1702, 1912), (2, 3494, 1520)],
+)
+def test_the_long_path_counts_the_signatures_of_its_restarts(n_ch, fit_frames, measured_mib):
+    # VmHWM of `ilrma separate` (4 restarts) on the long path, 16 kHz audio at 11000/2750:
+    # 3 minutes of 4 channels with --max-memory 500M (--n-iter 3 --iva-iter 2), which fitted
+    # on 351 frames before the signatures were counted (554 MiB, over the limit: a finished
+    # run's signature over every fit frame was the peak) and on 276 after; 10 minutes of 4
+    # channels at the default limit (1702 frames), whose peak is the fit of the last run
+    # beside the signatures of the three before; 10 minutes of 2 channels, every frame fitted
+    # (read a run at a time: read at once, the samples alone held 146 MiB more).
+    phases = long_phase_bytes(n_ch, 11000, 2750, 4, "double", "compiled", fit_frames, restarts=4)
     estimate = (baseline_bytes() + MARGIN * max(phases.values())) / MIB
     assert measured_mib <= estimate <= 1.03 * measured_mib
-    one_run = long_phase_bytes(4, 11000, 2750, 4, "double", "compiled", fit_frames)
+    one_run = long_phase_bytes(n_ch, 11000, 2750, 4, "double", "compiled", fit_frames)
     assert one_run["signature"] < one_run["fit"] < phases["fit"]  # no signatures for one run
