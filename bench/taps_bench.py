@@ -50,12 +50,14 @@ def per_iteration(
     obs: np.ndarray,
     n_src: int,
     taps: int,
-    rule: str,
+    variant: str,
     backend: str,
     span: tuple[int, int],
     repeats: int,
 ) -> float:
-    """Median seconds per iteration (see the module docstring)."""
+    """Median seconds per iteration (see the module docstring) of ``variant``: a rule, with
+    ``:R`` the joint update of the filters every R iterations (``tap_refresh``)."""
+    rule, _, refresh = variant.partition(":")
 
     def timed(n_iter: int) -> float:
         config = dataclasses.replace(
@@ -66,6 +68,7 @@ def per_iteration(
             taps=taps,
             update=rule,
             spatial="rank1",
+            tap_refresh=int(refresh or DEFAULT_ILRMA.tap_refresh),
         )
         begin = time.process_time()
         run(obs, config, seed=0, n_sources=n_src, backend=backend)
@@ -80,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--taps", default="0,1,2,3,4,5")
-    parser.add_argument("--rules", default="ip,iss")
+    parser.add_argument("--rules", default="ip,ip:1,iss", help="ip:R: --tap-refresh R")
     parser.add_argument("--markdown", action="store_true", help="write the BENCHMARKS.md section")
     args = parser.parse_args()
     taps_list = [int(t) for t in args.taps.split(",")]
@@ -93,14 +96,14 @@ def main() -> None:
     with threadpool_limits(limits=1):
         for name, (case, n_src) in CASES.items():
             obs = stft(tile(read(DATA / "dev" / case / "mix.wav"), SECONDS), STFT)
-            for rule in args.rules.split(","):
+            for variant in args.rules.split(","):
                 times = [
-                    per_iteration(obs, n_src, t, rule, "compiled", (2, 12), args.repeats)
+                    per_iteration(obs, n_src, t, variant, "compiled", (2, 12), args.repeats)
                     for t in taps_list
                 ]
-                slow = per_iteration(obs, n_src, 2, rule, "reference", (1, 3), args.repeats)
+                slow = per_iteration(obs, n_src, 2, variant, "reference", (1, 3), args.repeats)
                 cells = " | ".join(f"{1e3 * s:.1f} ({s / times[0]:.1f}x)" for s in times)
-                lines.append(f"| {name} | {rule} | {cells} | {1e3 * slow:.0f} |")
+                lines.append(f"| {name} | {variant} | {cells} | {1e3 * slow:.0f} |")
                 print(lines[-1], flush=True)
     if args.markdown:
         write_section(lines, obs.shape[1:])
@@ -118,7 +121,10 @@ def write_section(lines: list[str], shape: tuple[int, ...]) -> None:
             f"10 s at 4096/1024 ({shape[1]} frames x {shape[0]} bins), {n_bases} bases, "
             "delay 2, no IVA start, no loss recording; median over runs of the CPU time "
             "difference between 12 and 2 iterations, one BLAS thread. Compiled backend; the last "
-            "column is the numpy reference loop at L = 2.",
+            "column is the numpy reference loop at L = 2. `ip` updates the filters jointly with "
+            f"the demixing every {DEFAULT_ILRMA.tap_refresh} iterations (`--tap-refresh`, the "
+            "default) and runs IP on the outputs between; `ip:1` does the joint update "
+            "(ILRMA-T's IP) every iteration; `iss` is T-ISS.",
             "",
             *lines,
         ]

@@ -134,16 +134,21 @@ SETTINGS: tuple[Setting, ...] = (
             "(a run alone is shared) (--spatial fullrank)", "engine",
             example="shared,frequency,alternate", choices=FULLRANK_WEIGHTS),
     Setting("taps", int, 0, "Joint dereverberation: past frames of the convolutional demixing "
-            "filter (0: none; 2 helps reverberant rooms, at 2.5x the time per iteration with 2 "
-            "mics, 5.5x with 4)", "engine",
+            "filter (0: none; 2 helps reverberant rooms, at 2x the time per iteration with 2 "
+            "mics, 3x with 4)", "engine",
             example="0,2,5", minimum=0),
     Setting("delay", int, 2, "Prediction delay of the dereverberation filter, in frames "
             "(--taps)", "engine", example="1,2,3", minimum=1),
+    Setting("tap_refresh", int, 4, "With --taps or --dereverb and the ip rule: the joint "
+            "update of the dereverberation filters with the demixing (ILRMA-T's IP) every N "
+            "iterations, IP on the dereverberated outputs between, at about the cost of an "
+            "iteration without taps (1: every iteration)", "engine", example="1,2,4",
+            minimum=1),
     Setting("dereverb", int, 0, "Dereverberate first: joint ILRMA-T with this many past "
             "frames at a 0.2-s frame (--dereverb-n-fft), one source per channel, then "
             "separate the dereverberated mixture: sources closer to the early images, not the "
             "reverberant ones (0: off; 4 for reverberant speech, not for music or dry rooms, "
-            "see the README; about 2.5x the time with 2 mics)", "separation", example="0,4",
+            "see the README; about 1.3x the time with 2 mics, 1.5x with 4)", "separation", example="0,4",
             minimum=0),
     Setting("dereverb_delay", int, 2, "Prediction delay of --dereverb, in frames of its "
             "own STFT", "separation", example="1,2,3", minimum=1),

@@ -38,7 +38,7 @@ def test_every_engine_and_separation_field_has_one_entry():
 def test_defaults_are_the_engine_defaults_of_separate():
     expected = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20, spatial="fullrank",
                            fullrank_iter=60, fullrank_basis=16,
-                           fullrank_weights="alternate")  # fmt: skip
+                           fullrank_weights="alternate", tap_refresh=4)  # fmt: skip
     assert expected == DEFAULT_ILRMA
     assert SeparationSettings.from_values({}) == SeparationSettings()
 
@@ -66,7 +66,7 @@ def test_values_round_trip_through_the_csv_text_and_json():
     chosen = {"n_fft": 2048, "hop": 256, "window": "hamming", "n_basis": 3, "n_iter": 7,
               "update": "iss", "model": "t", "dof": 2.5, "precision": "single", "iva_iter": 0,
               "spatial": "rank1", "fullrank_iter": 50, "fullrank_basis": 8,
-              "fullrank_weights": "frequency", "taps": 0, "delay": 3,
+              "fullrank_weights": "frequency", "taps": 0, "delay": 3, "tap_refresh": 3,
               "dereverb": 2, "dereverb_delay": 1, "dereverb_n_fft": 1024, "normalize": False,
               "ref_mic": 1}  # fmt: skip
     settings = SeparationSettings.from_values(chosen)

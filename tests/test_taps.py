@@ -15,7 +15,13 @@ from ilrma_cli.engine.init import identity
 from ilrma_cli.engine.observation import Observation, unit_power_features
 from ilrma_cli.engine.source_models import make_source_model
 from ilrma_cli.engine.spatial import UPDATES
-from ilrma_cli.engine.taps import taps_observation, update_tap_columns
+from ilrma_cli.engine.taps import (
+    TAPS_UPDATES,
+    taps_observation,
+    taps_rule,
+    update_ip_outputs,
+    update_tap_columns,
+)
 from ilrma_cli.memory import engine_bytes
 from ilrma_cli.pipeline import SeparationSettings, separate
 from ilrma_cli.stft import StftConfig, istft
@@ -245,3 +251,38 @@ def test_t_iss_tap_step_is_the_weighted_least_squares_solution_of_its_column():
     update_tap_columns(demix, cov)
     row_cov = np.einsum("fnk,fnkj->fnj", demix, cov)
     np.testing.assert_allclose(row_cov[..., -1], 0, atol=1e-9 * np.abs(row_cov).max())
+
+
+def test_ip_on_the_outputs_is_ip_itself_without_taps():
+    rng = np.random.default_rng(5)
+    shape = (7, 3, 3)
+    demix = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    frames = rng.standard_normal((7, 3, 40)) + 1j * rng.standard_normal((7, 3, 40))
+    weights = rng.gamma(1.0, 1.0, (3, 7, 40))
+    cov = np.einsum("fit,nft,fjt->fnij", frames, weights, frames.conj()) / 40
+    by_ip, on_outputs = demix.copy(), demix.copy()
+    UPDATES["ip"](by_ip, cov)
+    update_ip_outputs(on_outputs, cov)
+    np.testing.assert_allclose(on_outputs, by_ip, rtol=1e-9, atol=1e-12)
+
+
+def test_ip_on_the_outputs_is_the_optimum_over_the_mixing_of_the_rows():
+    """After the sweep the last row is IP's optimum over A: ``P U_n p_n^H = e_n``."""
+    demix, cov = _extended_state()
+    before = demix.copy()
+    update_ip_outputs(demix, cov)
+    last = demix.shape[1] - 1
+    u_p = np.einsum("fik,fkl,fl->fi", demix, cov[:, last], demix[:, last].conj())
+    np.testing.assert_allclose(u_p, np.broadcast_to(np.eye(demix.shape[1])[last], u_p.shape),
+                               atol=1e-8)  # fmt: skip
+    # the rows were mixed, not changed otherwise: the same span, filters included
+    mixing = np.linalg.lstsq(before[0].T, demix[0].T, rcond=None)[0]
+    np.testing.assert_allclose(before[0].T @ mixing, demix[0].T, atol=1e-9)
+
+
+def test_taps_rule_refreshes_the_filters_every_r_iterations():
+    joint, between = TAPS_UPDATES["ip"], update_ip_outputs
+    assert [taps_rule("ip", 3, it) for it in range(1, 8)] == [joint, *[between] * 2] * 2 + [joint]
+    assert {taps_rule("ip", 1, it) for it in range(1, 5)} == {joint}
+    assert taps_rule("iss", 3, 2) is TAPS_UPDATES["iss"]
+    assert taps_rule("ip2", 3, 2) is TAPS_UPDATES["ip2"]

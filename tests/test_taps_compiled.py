@@ -41,13 +41,17 @@ CASES = [(2, 2, 1, 1), (2, 2, 3, 2), (3, 3, 2, 1), (4, 4, 1, 2), (4, 2, 2, 2), (
 
 @pytest.mark.parametrize(("n_ch", "n_src", "taps", "delay"), CASES)
 @pytest.mark.parametrize("rule", RULES)
-@pytest.mark.parametrize("normalize", [True, False])
-def test_compiled_taps_equal_the_reference_loop(n_ch, n_src, taps, delay, rule, normalize):
-    """With the IVA-T warm start, so both of its sweeps are compared too."""
+@pytest.mark.parametrize(("normalize", "tap_refresh"), [(True, 1), (False, 1), (True, 3)])
+def test_compiled_taps_equal_the_reference_loop(
+    n_ch, n_src, taps, delay, rule, normalize, tap_refresh
+):
+    """With the IVA-T warm start, so both of its sweeps are compared too; ``tap_refresh`` 3
+    puts two iterations of IP on the outputs between the joint ones (``ip`` only)."""
     mix, _ = reverberant(n_ch, n_freq=9, n_frames=60, seed=n_ch + taps)
     config = ILRMAConfig(
-        n_basis=3, n_iter=6, iva_iter=3, update=rule, normalize=normalize, taps=taps, delay=delay
-    )
+        n_basis=3, n_iter=6, iva_iter=3, update=rule, normalize=normalize, taps=taps, delay=delay,
+        tap_refresh=tap_refresh,
+    )  # fmt: skip
     reference = run(mix, config, seed=4, n_sources=n_src, backend="reference")
     assert_same_run(run(mix, config, seed=4, n_sources=n_src), reference)
 
@@ -74,10 +78,12 @@ def test_iva_t_warm_start_equals_the_reference_one(rule):
 
 
 @pytest.mark.parametrize(("n_ch", "n_src"), [(2, 2), (4, 2), (4, 4)])
-@pytest.mark.parametrize("rule", RULES)
-def test_loss_never_rises(n_ch, n_src, rule):
+@pytest.mark.parametrize(("rule", "tap_refresh"), [*((rule, 1) for rule in RULES), ("ip", 2)])
+def test_loss_never_rises(n_ch, n_src, rule, tap_refresh):
     mix, _ = reverberant(n_ch, n_frames=200, seed=n_ch)
-    config = ILRMAConfig(n_iter=25, iva_iter=0, update=rule, taps=2, delay=2)
+    config = ILRMAConfig(
+        n_iter=25, iva_iter=0, update=rule, taps=2, delay=2, tap_refresh=tap_refresh
+    )
     result = run(mix, config, seed=1, n_sources=n_src)
     assert result.backend == "compiled"
     steps = np.diff(result.loss)

@@ -800,10 +800,13 @@ def run_sweeps(
     record_loss: bool,
     eps: float,
     callback: Callback | None = None,
+    between: tuple[int, int] | None = None,
 ) -> tuple[list[float], int]:
     """The iterations around a sweep: ``one_sweep(demix, basis, activation, act_num, act_den,
     power_sum, rule, update_basis, want_loss, eps, loading, floor, f_lo, f_hi)`` as
     :func:`sweep` after its observation argument; ``shape`` is ``(n_freq, n_frames)``.
+    ``between`` ``(R, code)``: ``rule`` on iterations 1, R + 1, 2R + 1, ..., the sweep's rule
+    ``code`` on the others (:func:`ilrma_cli.engine.taps_compiled.iterate`).
 
     ``model`` must be a :class:`GaussNMF`. A first sweep
     does the NMF update of iteration 1, so the updates run in the paper's order (NMF,
@@ -855,7 +858,8 @@ def run_sweeps(
     n_done = 0
     for it in range(1, n_iter + 1):
         want_loss = loss_wanted(record_loss, callback, it, n_iter)
-        part = sweep_once(code, it < n_iter, want_loss)
+        rule_code = code if between is None or (it - 1) % between[0] == 0 else between[1]
+        part = sweep_once(rule_code, it < n_iter, want_loss)
         gain = np.ones(n_src)
         if normalize:
             gain = normalise(demix, model, power_sum.sum(axis=0) / (n_freq * n_frames), eps)

@@ -25,7 +25,7 @@ from ilrma_cli.engine import linalg
 from ilrma_cli.engine.observation import Observation
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.spatial import UPDATES
-from ilrma_cli.engine.taps import TAPS_UPDATES, TapsObservation
+from ilrma_cli.engine.taps import TapsObservation, taps_rule
 from ilrma_cli.engine.types import Callback, loss_wanted
 
 
@@ -75,6 +75,7 @@ def iterate(
     record_loss: bool,
     eps: float,
     callback: Callback | None = None,
+    tap_refresh: int = 1,
 ) -> tuple[list[float], int]:
     """``n_iter`` iterations in place on ``demix`` and ``model``; ``(losses, n_done)``.
 
@@ -83,9 +84,10 @@ def iterate(
     the loss of every tenth iteration too (:func:`ilrma_cli.engine.types.loss_wanted`).
 
     ``demix`` ``(n_freq, n_sources, n_channels)``, or ``(n_freq, n_sources, K)`` on a
-    :class:`TapsObservation` (whose ``iss`` is T-ISS).
+    :class:`TapsObservation` (whose ``iss`` is T-ISS, and whose ``ip`` refreshes the filters
+    every ``tap_refresh`` iterations: :func:`ilrma_cli.engine.taps.taps_rule`).
     """
-    update_demix = (TAPS_UPDATES if isinstance(observation, TapsObservation) else UPDATES)[rule]
+    taps = isinstance(observation, TapsObservation)
     power = observation.output_power(demix)
     variance = model.variance(eps)
     losses = [negative_log_likelihood(model, power, variance, demix)] if record_loss else []
@@ -93,7 +95,8 @@ def iterate(
     for it in range(1, n_iter + 1):
         variance = model.update(power, eps)
         covariances = observation.weighted_covariances(model.weights(power, variance))
-        update_demix(demix, covariances)
+        update = taps_rule(rule, tap_refresh, it) if taps else UPDATES[rule]
+        update(demix, covariances)
         power = observation.output_power(demix, out=power)
         if normalize:
             gain = normalise(demix, model, power.mean(axis=(1, 2)), eps)

@@ -143,6 +143,7 @@ def run(
         record_loss=config.record_loss,
         eps=EPS,
         callback=callback,
+        **({"tap_refresh": config.tap_refresh} if config.taps else {}),
     )
     separated, filters = None, None
     if config.taps:

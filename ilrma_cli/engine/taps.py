@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ilrma_cli.engine.observation import FLOOR, LOADING, freq_blocks
-from ilrma_cli.engine.spatial import UPDATES, DemixUpdate, update_iss
+from ilrma_cli.engine.spatial import UPDATES, DemixUpdate, update_ip, update_iss
 
 
 def stack_frames(current: np.ndarray, past: np.ndarray, taps: int, delay: int) -> np.ndarray:
@@ -163,4 +163,35 @@ def update_t_iss(demix: np.ndarray, cov: np.ndarray) -> None:
     update_iss(demix, cov)
 
 
+def update_ip_outputs(demix: np.ndarray, cov: np.ndarray) -> None:
+    """IP on the outputs ``y = P z``: ``P <- A P``, ``A`` ``(n_sources, n_sources)`` from one IP
+    sweep (:func:`ilrma_cli.engine.spatial.update_ip`, from ``A = I``) on ``V_n = P U_n P^H``.
+
+    With ``P = A P_0`` the auxiliary function of the rules is ``sum_n a_n V_n a_n^H - 2 log|det
+    A|`` plus terms free of ``A`` (``det W = det A det W_0``), so this is IP's MM step over
+    ``A``: the outputs are demixed again and each keeps the filters of the rows it mixes.
+    At taps = 0 it is IP itself (``(W U_n)^{-1} e_n = W^H (W U_n W^H)^{-1} e_n``). It needs
+    ``V_n`` only, ``mean_t y y^H / b_n`` plus the loading ``P P^H``: no ``K x K`` solve, and
+    the compiled backend forms no ``K x K`` covariance for it.
+    """
+    outputs = np.einsum("fik,fnkl,fjl->fnij", demix, cov, demix.conj())
+    outputs = 0.5 * (outputs + outputs.conj().swapaxes(-1, -2))
+    n_freq, n_src = demix.shape[:2]
+    mixing = np.tile(np.eye(n_src, dtype=np.complex128), (n_freq, 1, 1))
+    update_ip(mixing, outputs)
+    demix[:] = mixing @ demix
+
+
 TAPS_UPDATES: dict[str, DemixUpdate] = {**UPDATES, "iss": update_t_iss}
+
+
+def taps_rule(rule: str, refresh: int, iteration: int) -> DemixUpdate:
+    """The update of ILRMA-T ``iteration`` (1, 2, ...): ``rule``'s (:data:`TAPS_UPDATES`), except
+    that ``ip`` with ``refresh`` R > 1 updates the filters jointly with ``W`` (ILRMA-T's IP,
+    a ``K x K`` solve) only on iterations 1, R + 1, 2R + 1, ... and runs
+    :func:`update_ip_outputs` between. Each is an MM step of the same loss, so it never rises;
+    on the reverberant dev cases R = 2 and 4 separate as well as R = 1 (DEREVERB.md, "Refreshing
+    the filters every few iterations")."""
+    if rule == "ip" and (iteration - 1) % refresh:
+        return update_ip_outputs
+    return TAPS_UPDATES[rule]

@@ -50,6 +50,10 @@ from ilrma_cli.engine.observation import FLOOR, LOADING, freq_blocks
 from ilrma_cli.engine.source_models import SourceModel
 from ilrma_cli.engine.types import Callback
 
+# The rule of the iterations between two joint updates of the filters with ``tap_refresh``
+# > 1 (ilrma_cli.engine.taps.taps_rule): IP on the outputs; a code beside compiled.py's.
+RULE_IP_OUTPUTS = 4
+
 
 @dataclass
 class TapsFrames:
@@ -304,6 +308,100 @@ def _update_ip2(demix_f, cov, floor, a, mats, col, out, pair, rows):  # pragma: 
 
 
 @inline
+def _outputs_and_loads(
+    planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads
+):  # pragma: no cover - compiled
+    """The outputs of every row of ``demix_f`` into ``ys`` ``(n_src, 2, n_frames)``, and
+    ``diag[n, c] = mean_t |z_c|^2 / r_n`` ``(n_src, K)`` with ``loads[n]``, the loading
+    :func:`_covariances` gives ``U_n`` (from its trace), without forming ``U_n``."""
+    for n in range(demix_f.shape[0]):
+        _outputs(planes, f, rows, shifts, demix_f[n], ys[n, 0], ys[n, 1])
+    n_src, width = diag.shape
+    n_frames = planes.shape[3]
+    scale = 1.0 / n_frames
+    for c in range(width):
+        count = n_frames - shifts[c]
+        for n in range(n_src):
+            diag[n, c] = 0.0
+        if count <= 0:
+            continue
+        re, im = planes[rows[c], f, 0, :count], planes[rows[c], f, 1, :count]
+        for n in range(n_src):
+            w = inv_var[n, shifts[c] :]
+            acc = 0.0
+            for t in range(count):
+                acc += w[t] * (re[t] * re[t] + im[t] * im[t])
+            diag[n, c] = acc * scale
+    for n in range(n_src):
+        trace = 0.0
+        for c in range(width):
+            trace += diag[n, c]
+        loads[n] = loading * max(trace / width, floor)
+
+
+@inline
+def _ip_on_outputs(
+    planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads, scratch
+):  # pragma: no cover - compiled
+    """:func:`ilrma_cli.engine.taps.update_ip_outputs` at one frequency, from the outputs.
+
+    ``V_n = P U_n P^H = mean_t y y^H / r_n + load_n P P^H`` ``(n_src, n_src)`` is formed from
+    the outputs ``y = P z`` (``O(n_src^2 n_frames)``; the loads from
+    :func:`_outputs_and_loads`: no ``K x K`` covariance), IP from ``mix = I`` on it
+    (:func:`_update_ip`), then
+    ``P <- mix P`` and ``y <- mix y``: on return ``ys`` ``(n_src, 2, n_frames)`` holds the
+    outputs of the new rows. Scratch: ``diag`` ``(n_src, K)``, ``loads`` ``(n_src,)`` and
+    ``scratch`` from :func:`_outputs_workspace`.
+    """
+    cov, mix, mats, vecs, old = scratch
+    n_src, width = demix_f.shape
+    n_frames = planes.shape[3]
+    scale = 1.0 / n_frames
+    _outputs_and_loads(planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads)
+    for i in range(n_src):
+        for j in range(i, n_src):
+            gram = 0j
+            for k in range(width):
+                gram += demix_f[i, k] * demix_f[j, k].conjugate()
+            yi_re, yi_im, yj_re, yj_im = ys[i, 0], ys[i, 1], ys[j, 0], ys[j, 1]
+            for n in range(n_src):
+                w = inv_var[n]
+                acc_r, acc_i = 0.0, 0.0
+                for t in range(n_frames):  # y_i conj(y_j)
+                    acc_r += w[t] * (yi_re[t] * yj_re[t] + yi_im[t] * yj_im[t])
+                    acc_i += w[t] * (yi_im[t] * yj_re[t] - yi_re[t] * yj_im[t])
+                value = complex(acc_r * scale, acc_i * scale) + loads[n] * gram
+                if i == j:
+                    value = complex(value.real, 0.0)
+                cov[n, i, j] = value
+                cov[n, j, i] = value.conjugate()
+        for j in range(n_src):
+            mix[i, j] = 1.0 if i == j else 0.0
+    _update_ip(mix, cov, mats[0], mats[1], vecs[0], vecs[1], vecs[2])
+    col = vecs[0]
+    for k in range(width):  # P <- mix P, a column at a time
+        for i in range(n_src):
+            acc = 0j
+            for j in range(n_src):
+                acc += mix[i, j] * demix_f[j, k]
+            col[i] = acc
+        for i in range(n_src):
+            demix_f[i, k] = col[i]
+    old[:] = ys
+    for i in range(n_src):  # y <- mix y
+        y_re, y_im = ys[i, 0], ys[i, 1]
+        for t in range(n_frames):
+            y_re[t] = 0.0
+            y_im[t] = 0.0
+        for j in range(n_src):
+            cr, ci = mix[i, j].real, mix[i, j].imag
+            o_re, o_im = old[j, 0], old[j, 1]
+            for t in range(n_frames):
+                y_re[t] += cr * o_re[t] - ci * o_im[t]
+                y_im[t] += cr * o_im[t] + ci * o_re[t]
+
+
+@inline
 def _t_iss_on_outputs(
     planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads, v, yk
 ):  # pragma: no cover - compiled
@@ -323,27 +421,8 @@ def _t_iss_on_outputs(
     n_src, width = demix_f.shape
     n_frames = planes.shape[3]
     scale = 1.0 / n_frames
+    _outputs_and_loads(planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads)
     for n in range(n_src):
-        _outputs(planes, f, rows, shifts, demix_f[n], ys[n, 0], ys[n, 1])
-    # diag[n, c] = mean_t |z_c|^2 / r_n, then the loading of U_n from its trace.
-    for c in range(width):
-        count = n_frames - shifts[c]
-        for n in range(n_src):
-            diag[n, c] = 0.0
-        if count <= 0:
-            continue
-        re, im = planes[rows[c], f, 0, :count], planes[rows[c], f, 1, :count]
-        for n in range(n_src):
-            w = inv_var[n, shifts[c] :]
-            acc = 0.0
-            for t in range(count):
-                acc += w[t] * (re[t] * re[t] + im[t] * im[t])
-            diag[n, c] = acc * scale
-    for n in range(n_src):
-        trace = 0.0
-        for c in range(width):
-            trace += diag[n, c]
-        loads[n] = loading * max(trace / width, floor)
         for c in range(width):
             diag[n, c] += loads[n]
     # Tap steps (T-ISS): y_n <- y_n - v_n z_c for each tap column c.
@@ -433,6 +512,19 @@ def _t_iss_workspace(n_src, width, n_frames):  # pragma: no cover - compiled
 
 
 @inline
+def _outputs_workspace(n_src, n_frames):  # pragma: no cover - compiled
+    """Scratch of :func:`_ip_on_outputs` beyond T-ISS's: ``cov`` ``(n_src, n_src, n_src)``, ``mix``
+    ``(n_src, n_src)``, ``mats`` ``(2, n_src, n_src)``, ``vecs`` ``(3, n_src)`` complex, ``old``
+    ``(n_src, 2, n_frames)``."""
+    cov = np.empty((n_src, n_src, n_src), dtype=np.complex128)
+    mix = np.empty((n_src, n_src), dtype=np.complex128)
+    mats = np.empty((2, n_src, n_src), dtype=np.complex128)
+    vecs = np.empty((3, n_src), dtype=np.complex128)
+    old = np.empty((n_src, 2, n_frames))
+    return cov, mix, mats, vecs, old
+
+
+@inline
 def _update_demix(rule, demix_f, cov_f, floor, a, mats, vecs, pair, rows):  # pragma: no cover
     """Apply IP or IP2 to one frequency's extended rows (T-ISS needs no covariances:
     :func:`_t_iss_on_outputs`)."""
@@ -473,8 +565,10 @@ def sweep(
     prod = np.empty((2, n_frames))
     a, mats, vecs, pair, rows_scratch = _workspace(n_src, width)
     ys, diag, loads, v, yk = _t_iss_workspace(n_src, width, n_frames)
+    scratch = _outputs_workspace(n_src, n_frames)
     cov_f = np.empty((n_src, width, width), dtype=np.complex128)
     want_sum = power_sum.shape[0] > 0
+    on_outputs = rule == RULE_ISS or rule == RULE_IP_OUTPUTS  # the rule leaves the outputs in ys
     loss = 0.0
     for f in range(f_lo, f_hi):
         for n in range(n_src):
@@ -482,13 +576,16 @@ def sweep(
         if rule == RULE_ISS:
             _t_iss_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], ys,
                               diag, loads, v, yk)  # fmt: skip
+        elif rule == RULE_IP_OUTPUTS:
+            _ip_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], ys, diag,
+                           loads, scratch)  # fmt: skip
         elif rule != NO_COV:
             _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, cov_f)
             _update_demix(rule, demix[f], cov_f, floor, a, mats, vecs, pair, rows_scratch)
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
-            if rule == RULE_ISS:  # the outputs of the updated rows are at hand
+            if on_outputs:  # the outputs of the updated rows are at hand
                 total = _power(ys[n, 0], ys[n, 1], power)
             else:
                 total = _output_power(planes, f, rows, shifts, demix[f, n], y_re, y_im, power)
@@ -577,11 +674,14 @@ def iterate(
     record_loss: bool,
     eps: float,
     callback: Callback | None = None,
+    tap_refresh: int = 1,
 ) -> tuple[list[float], int]:
     """:func:`ilrma_cli.engine.reference.iterate` on the stacked-taps observation, one sweep an iteration.
 
     ``demix`` ``(n_freq, n_sources, K)``; the order of the updates and the loss are those of
-    :func:`ilrma_cli.engine.compiled.iterate` (``rule`` ``iss`` is T-ISS).
+    :func:`ilrma_cli.engine.compiled.iterate` (``rule`` ``iss`` is T-ISS; ``ip`` with
+    ``tap_refresh`` R > 1 sweeps with :data:`RULE_IP_OUTPUTS` but on every R-th iteration, as
+    :func:`ilrma_cli.engine.taps.taps_rule`).
     """
     rows, shifts = frames.row_map()
 
@@ -599,6 +699,7 @@ def iterate(
         record_loss=record_loss,
         eps=eps,
         callback=callback,
+        between=(tap_refresh, RULE_IP_OUTPUTS) if rule == "ip" else None,
     )
 
 

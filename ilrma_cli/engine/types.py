@@ -59,7 +59,8 @@ class ILRMAConfig:
     ``spatial="fullrank"`` then refined by ``fullrank_iter`` iterations of the full-rank
     model (Gaussian NMF only; spatial weights as ``fullrank_weights`` says). With ``taps`` L > 0 the demixing is convolutional:
     ``y_t = W x_t - sum_{l<L} G_l x_{t-delay-l}`` (joint dereverberation and separation;
-    ``iss`` is then T-ISS).
+    ``iss`` is then T-ISS, and ``ip`` updates the filters jointly with ``W`` every
+    ``tap_refresh`` iterations, IP on the outputs between: :func:`ilrma_cli.engine.taps.taps_rule`).
     """
 
     n_basis: int = 2
@@ -77,6 +78,7 @@ class ILRMAConfig:
     fullrank_weights: str = "shared"  # its spatial weights: FULLRANK_WEIGHTS
     taps: int = 0  # past frames of the dereverberation filter (0: none; ilrma_cli.engine.taps)
     delay: int = 2  # prediction delay in frames before the first tap
+    tap_refresh: int = 1  # with taps and ip: the joint update every N iterations (taps.taps_rule)
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_basis, int | np.integer) or self.n_basis < 1:
@@ -116,6 +118,8 @@ class ILRMAConfig:
             raise ValueError(f"taps must be an integer >= 0, got {self.taps!r}")
         if not isinstance(self.delay, int | np.integer) or self.delay < 1:
             raise ValueError(f"delay must be an integer >= 1, got {self.delay!r}")
+        if not isinstance(self.tap_refresh, int | np.integer) or self.tap_refresh < 1:
+            raise ValueError(f"tap_refresh must be an integer >= 1, got {self.tap_refresh!r}")
         if self.spatial == "fullrank" and self.taps:
             raise ValueError("the full-rank spatial model does not run with taps > 0")
 
