@@ -15,7 +15,7 @@ quality: four 10-minute two-speaker scenes (two mics, RT60 250-700 ms) separated
 whole (the default for them) and by the long path (forced with ``--max-memory``):
 SDR improvement (BSS Eval v3 at mic 0, against the source images) of each, and the
 difference. Results go to ``bench/long_results.jsonl`` as they come, then into
-BENCHMARKS.md ("Long inputs", kept there when bench/run.py rewrites the rest).
+BENCHMARKS.md ("Long inputs", a marked section: bench/run.py keeps it when it rewrites the rest).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from cases import RATE, CaseSpec, load  # noqa: E402
+from sections import replace_section  # noqa: E402
 
 RESULTS = HERE / "long_results.jsonl"
-BENCHMARKS = HERE.parent / "BENCHMARKS.md"
 LENGTHS = (600, 3600, 10800)  # seconds
 CHANNELS = (4, 2)
 QUALITY_CASES = (
@@ -241,13 +241,8 @@ def section() -> str:
 
 
 def write_section() -> None:
-    """Put :func:`section` into BENCHMARKS.md in place of the one there (or at its end)."""
-    text = BENCHMARKS.read_text()
-    start = text.find("\n## Long inputs")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + (text[end:] if end >= 0 else "\n")
-    BENCHMARKS.write_text(text.rstrip("\n") + "\n" + section())
+    """Put :func:`section` into its marked section of BENCHMARKS.md (or at its end)."""
+    replace_section("long_memory", section())
 
 
 def main() -> None:

@@ -366,11 +366,10 @@ def main() -> None:
 def write_report(results: dict, seeds: range) -> None:
     """BENCHMARKS.md from the measured sections."""
     sections = (results["timing"], results.get("in_run", {}), results["quality"])
-    from long_memory import section  # the "Long inputs" section, measured on its own
     from sections import marked_sections  # the sections other scripts write (make bench)
 
     kept = marked_sections(OUTPUT.read_text()) if OUTPUT.exists() else ""
-    OUTPUT.write_text(markdown(*sections, results["memory"], seeds) + section() + kept)
+    OUTPUT.write_text(markdown(*sections, results["memory"], seeds) + kept)
     print(f"wrote {OUTPUT}")
 
 
