@@ -26,7 +26,7 @@ import numpy as np
 
 from ilrma_cli.engine import Result
 from ilrma_cli.engine.images import source_images
-from ilrma_cli.stft import StftConfig, istft_span, spans
+from ilrma_cli.stft import Span, StftConfig, istft_span, spans
 
 SIGNATURE_SAMPLES = 2**21  # per source and run: 8 MiB in float32 (about 2 min at 16 kHz)
 EXHAUSTIVE_MAX = 6  # sources up to which every pairing is tried (else the assignment solver)
@@ -36,15 +36,20 @@ def signature(obs: np.ndarray, result: Result, ref_mic: int, config: StftConfig)
     """The sources of ``result`` at ``ref_mic`` as time signals ``(n_sources, n)`` float32, each
     at unit peak, from the middle span of at most about :data:`SIGNATURE_SAMPLES` samples of
     the frames of ``obs`` ``(n_channels, n_freq, n_frames)`` (STFT ``config``)."""
-    n_frames = obs.shape[2]
-    n_samples = max((n_frames - 1) * config.hop, config.n_fft)
-    all_spans = spans(n_samples, n_frames, config, SIGNATURE_SAMPLES)
-    span = all_spans[len(all_spans) // 2]
+    span = signature_span(obs.shape[2], config)
     images = source_images(obs, result, ref_mic, slice(span.first, span.end))
     sources = istft_span(images, span, config)
     # Each source at unit peak, which the comparisons ignore: float32 holds any input's scale.
     peak = np.max(np.abs(sources), axis=1, keepdims=True)
     return (sources / np.maximum(peak, np.finfo(np.float64).tiny)).astype(np.float32)
+
+
+def signature_span(n_frames: int, config: StftConfig) -> Span:
+    """The samples and frames of a signature: the middle of the spans of about
+    :data:`SIGNATURE_SAMPLES` of a spectrogram of ``n_frames`` frames (:func:`ilrma_cli.stft.spans`)."""
+    n_samples = max((n_frames - 1) * config.hop, config.n_fft)
+    all_spans = spans(n_samples, n_frames, config, SIGNATURE_SAMPLES)
+    return all_spans[len(all_spans) // 2]
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

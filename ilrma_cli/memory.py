@@ -50,7 +50,7 @@ from __future__ import annotations
 import os
 import re
 
-from ilrma_cli.consensus import SIGNATURE_SAMPLES
+from ilrma_cli.consensus import signature_span
 from ilrma_cli.engine.observation import BLOCK_BINS
 from ilrma_cli.engine.threads import N_CHUNKS
 from ilrma_cli.stft import FRAMES_PER_BLOCK, SPAN_SAMPLES, StftConfig, n_frames
@@ -302,15 +302,14 @@ def signature_bytes(
 ) -> int:
     """Bytes beyond a finished run's mixture and separated spectrograms while its signature is
     made (:func:`ilrma_cli.consensus.signature`; 0 for one run): the sources' images over the
-    middle span of about ``SIGNATURE_SAMPLES`` (complex128), their inverse STFT and its
-    unit-peak copy (float64) and that copy in float32 (the runs before hold theirs:
+    span :func:`ilrma_cli.consensus.signature_span` (complex128), their inverse STFT and its
+    unit-peak copy (8 + 8 bytes a sample) and that copy in float32 (4) (the runs before hold theirs:
     :func:`held_run_bytes`). On the long path's few fit frames the span is all of them: with
     4 channels and 351 fit frames this was the peak, 97 MiB above the fit (session 15)."""
     if restarts <= 1:
         return 0
-    samples = signature_samples(n_frames, n_fft, hop)
-    span = min(n_frames, samples // hop + n_fft // hop + 2)
-    return n_sources * (n_freq * span * 16 + samples * (8 + 8 + 4))
+    span = signature_span(n_frames, StftConfig(n_fft, hop))
+    return n_sources * (n_freq * (span.end - span.first) * 16 + (span.stop - span.start) * 20)
 
 
 def held_run_bytes(
@@ -318,16 +317,10 @@ def held_run_bytes(
 ) -> int:
     """What a finished restart holds until all are done, besides :func:`restart_bytes`' ``held``:
     its float32 signature (8 MiB a source at most), demixing matrices and NMF factors."""
-    signature = n_sources * signature_samples(n_frames, n_fft, hop) * 4
+    span = signature_span(n_frames, StftConfig(n_fft, hop))
+    signature = n_sources * (span.stop - span.start) * 4
     matrices = n_freq * n_sources * n_channels * 16
     return signature + matrices + n_sources * n_basis * (n_freq + n_frames) * 8
-
-
-def signature_samples(n_frames: int, n_fft: int, hop: int) -> int:
-    """Samples per source of a signature: the middle span of about ``SIGNATURE_SAMPLES``
-    (:func:`ilrma_cli.stft.spans`: a remainder shorter than a frame joins it), at most all."""
-    length = -(-max(SIGNATURE_SAMPLES, n_fft) // hop) * hop
-    return min(max((n_frames - 1) * hop, n_fft), length + n_fft)
 
 
 def dereverb_bytes(
