@@ -116,8 +116,10 @@ def engine_bytes(
     With ``taps`` L > 0 the compiled sweeps (:mod:`ilrma_cli.engine.taps_compiled`) hold,
     instead of the features, each mic's frames once ``m B 16`` (float64 real and imaginary
     planes, the stack is never formed), the NMF factors and the activation update's two
-    sums per frequency chunk, and no per-bin statistics; finishing adds the
-    complex128 outputs ``m B 16`` and their copy in the output precision (single only).
+    sums per frequency chunk, and no per-bin statistics but, with ``tap_refresh`` above 1,
+    the outputs from one sweep to the next ``N B 16`` (``N <= m`` sources); finishing adds,
+    once they are gone, the complex128 outputs ``m B 16`` and their copy in the output
+    precision (single only), so the peak is the finishing one either way.
     The reference loop (:mod:`ilrma_cli.engine.taps`) holds the stacked frames ``K B 16``
     (complex128, ``K = m (1 + L)``) and the extended covariances ``m K^2 n_freq 16``;
     finishing holds the stacked frames and two complex128 copies of the outputs ``2 m B 16``.

@@ -801,12 +801,14 @@ def run_sweeps(
     eps: float,
     callback: Callback | None = None,
     between: tuple[int, int] | None = None,
+    rescaled: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[list[float], int]:
     """The iterations around a sweep: ``one_sweep(demix, basis, activation, act_num, act_den,
     power_sum, rule, update_basis, want_loss, eps, loading, floor, f_lo, f_hi)`` as
     :func:`sweep` after its observation argument; ``shape`` is ``(n_freq, n_frames)``.
     ``between`` ``(R, code)``: ``rule`` on iterations 1, R + 1, 2R + 1, ..., the sweep's rule
-    ``code`` on the others (:func:`ilrma_cli.engine.taps_compiled.iterate`).
+    ``code`` on the others (:func:`ilrma_cli.engine.taps_compiled.iterate`); ``rescaled(gain)``
+    after each iteration's normalisation (``gain`` ones without it).
 
     ``model`` must be a :class:`GaussNMF`. A first sweep
     does the NMF update of iteration 1, so the updates run in the paper's order (NMF,
@@ -863,6 +865,8 @@ def run_sweeps(
         gain = np.ones(n_src)
         if normalize:
             gain = normalise(demix, model, power_sum.sum(axis=0) / (n_freq * n_frames), eps)
+        if rescaled is not None:
+            rescaled(gain)
         n_done = it
         value = float("nan")
         if want_loss:

@@ -340,24 +340,54 @@ def _outputs_and_loads(
 
 
 @inline
+def _loads(planes, f, rows, shifts, inv_var, loading, floor, energy, loads):  # pragma: no cover
+    """``loads[n]``, the loading :func:`_covariances` gives ``U_n`` (from its trace
+    ``mean_t |z_t|^2 / r_n``), without forming ``U_n``: ``energy`` ``(n_frames,)`` scratch
+    receives ``|z_t|^2``, so the cost is ``O((K + n_src) n_frames)``."""
+    n_frames = planes.shape[3]
+    width = rows.shape[0]
+    for t in range(n_frames):
+        energy[t] = 0.0
+    for c in range(width):
+        count = n_frames - shifts[c]
+        if count <= 0:
+            continue
+        re, im = planes[rows[c], f, 0, :count], planes[rows[c], f, 1, :count]
+        out = energy[shifts[c] :]
+        for t in range(count):
+            out[t] += re[t] * re[t] + im[t] * im[t]
+    for n in range(inv_var.shape[0]):
+        w = inv_var[n]
+        acc = 0.0
+        for t in range(n_frames):
+            acc += w[t] * energy[t]
+        loads[n] = loading * max(acc / (n_frames * width), floor)
+
+
+@inline
 def _ip_on_outputs(
-    planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads, scratch
+    planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, scale, loads, scratch
 ):  # pragma: no cover - compiled
     """:func:`ilrma_cli.engine.taps.update_ip_outputs` at one frequency, from the outputs.
 
-    ``V_n = P U_n P^H = mean_t y y^H / r_n + load_n P P^H`` ``(n_src, n_src)`` is formed from
-    the outputs ``y = P z`` (``O(n_src^2 n_frames)``; the loads from
-    :func:`_outputs_and_loads`: no ``K x K`` covariance), IP from ``mix = I`` on it
-    (:func:`_update_ip`), then
-    ``P <- mix P`` and ``y <- mix y``: on return ``ys`` ``(n_src, 2, n_frames)`` holds the
-    outputs of the new rows. Scratch: ``diag`` ``(n_src, K)``, ``loads`` ``(n_src,)`` and
-    ``scratch`` from :func:`_outputs_workspace`.
+    ``ys`` ``(n_src, 2, n_frames)`` holds on entry the outputs of ``demix_f``'s rows divided
+    by ``scale`` ``(n_src,)`` (those of the last sweep, before its normalisation: no
+    ``O(n_src K n_frames)`` product here). ``V_n = P U_n P^H = mean_t y y^H / r_n + load_n
+    P P^H`` ``(n_src, n_src)`` is formed from them (``O(n_src^2 n_frames)``; the loads from
+    :func:`_loads`: no ``K x K`` covariance), IP from ``mix = I`` on it (:func:`_update_ip`),
+    then ``P <- mix P`` and ``y <- mix y``: on return ``ys`` holds the outputs of the new
+    rows. Scratch: ``loads`` ``(n_src,)`` and ``scratch`` from :func:`_outputs_workspace`.
     """
-    cov, mix, mats, vecs, old = scratch
+    cov, mix, mats, vecs, old, energy = scratch
     n_src, width = demix_f.shape
     n_frames = planes.shape[3]
-    scale = 1.0 / n_frames
-    _outputs_and_loads(planes, f, rows, shifts, inv_var, loading, floor, demix_f, ys, diag, loads)
+    inv_frames = 1.0 / n_frames
+    _loads(planes, f, rows, shifts, inv_var, loading, floor, energy, loads)
+    for n in range(n_src):
+        if scale[n] != 1.0:
+            for part in range(2):
+                for t in range(n_frames):
+                    ys[n, part, t] *= scale[n]
     for i in range(n_src):
         for j in range(i, n_src):
             gram = 0j
@@ -370,7 +400,7 @@ def _ip_on_outputs(
                 for t in range(n_frames):  # y_i conj(y_j)
                     acc_r += w[t] * (yi_re[t] * yj_re[t] + yi_im[t] * yj_im[t])
                     acc_i += w[t] * (yi_im[t] * yj_re[t] - yi_re[t] * yj_im[t])
-                value = complex(acc_r * scale, acc_i * scale) + loads[n] * gram
+                value = complex(acc_r * inv_frames, acc_i * inv_frames) + loads[n] * gram
                 if i == j:
                     value = complex(value.real, 0.0)
                 cov[n, i, j] = value
@@ -513,15 +543,16 @@ def _t_iss_workspace(n_src, width, n_frames):  # pragma: no cover - compiled
 
 @inline
 def _outputs_workspace(n_src, n_frames):  # pragma: no cover - compiled
-    """Scratch of :func:`_ip_on_outputs` beyond T-ISS's: ``cov`` ``(n_src, n_src, n_src)``, ``mix``
+    """Scratch of :func:`_ip_on_outputs`: ``cov`` ``(n_src, n_src, n_src)``, ``mix``
     ``(n_src, n_src)``, ``mats`` ``(2, n_src, n_src)``, ``vecs`` ``(3, n_src)`` complex, ``old``
-    ``(n_src, 2, n_frames)``."""
+    ``(n_src, 2, n_frames)``, ``energy`` ``(n_frames,)``."""
     cov = np.empty((n_src, n_src, n_src), dtype=np.complex128)
     mix = np.empty((n_src, n_src), dtype=np.complex128)
     mats = np.empty((2, n_src, n_src), dtype=np.complex128)
     vecs = np.empty((3, n_src), dtype=np.complex128)
     old = np.empty((n_src, 2, n_frames))
-    return cov, mix, mats, vecs, old
+    energy = np.empty(n_frames)
+    return cov, mix, mats, vecs, old, energy
 
 
 @inline
@@ -539,6 +570,8 @@ def sweep(
     planes,
     rows,
     shifts,
+    outputs,
+    scale,
     demix,
     basis,
     activation,
@@ -554,7 +587,14 @@ def sweep(
     f_lo,
     f_hi,
 ):  # pragma: no cover - compiled
-    """:func:`ilrma_cli.engine.compiled.sweep` on the stacked-taps observation (same arguments after ``shifts``)."""
+    """:func:`ilrma_cli.engine.compiled.sweep` on the stacked-taps observation (same arguments after ``scale``).
+
+    ``outputs`` ``(n_freq, n_src, 2, n_frames)`` (or ``(0, ...)``: none kept) receives the
+    outputs of every sweep with IP or without a rule that forms them (one that updates the
+    NMF or wants the loss or the powers), before normalisation; :data:`RULE_IP_OUTPUTS`
+    needs them and starts from them times ``scale`` ``(n_src,)``, the normalisation since
+    (:func:`_ip_on_outputs`).
+    """
     n_frames = planes.shape[3]
     n_src, width = demix.shape[1], demix.shape[2]
     inv_var = np.empty((n_src, n_frames))
@@ -568,7 +608,7 @@ def sweep(
     scratch = _outputs_workspace(n_src, n_frames)
     cov_f = np.empty((n_src, width, width), dtype=np.complex128)
     want_sum = power_sum.shape[0] > 0
-    on_outputs = rule == RULE_ISS or rule == RULE_IP_OUTPUTS  # the rule leaves the outputs in ys
+    keep = outputs.shape[0] > 0
     loss = 0.0
     for f in range(f_lo, f_hi):
         for n in range(n_src):
@@ -577,18 +617,21 @@ def sweep(
             _t_iss_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], ys,
                               diag, loads, v, yk)  # fmt: skip
         elif rule == RULE_IP_OUTPUTS:
-            _ip_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], ys, diag,
-                           loads, scratch)  # fmt: skip
+            _ip_on_outputs(planes, f, rows, shifts, inv_var, loading, floor, demix[f], outputs[f],
+                           scale, loads, scratch)  # fmt: skip
         elif rule != NO_COV:
             _covariances(planes, f, rows, shifts, inv_var, loading, floor, prod, cov_f)
             _update_demix(rule, demix[f], cov_f, floor, a, mats, vecs, pair, rows_scratch)
         if not (update_basis or want_loss or want_sum):
             continue
         for n in range(n_src):
-            if on_outputs:  # the outputs of the updated rows are at hand
+            if rule == RULE_ISS:  # the outputs of the updated rows are at hand
                 total = _power(ys[n, 0], ys[n, 1], power)
+            elif rule == RULE_IP_OUTPUTS:
+                total = _power(outputs[f, n, 0], outputs[f, n, 1], power)
             else:
-                total = _output_power(planes, f, rows, shifts, demix[f, n], y_re, y_im, power)
+                out_re, out_im = (outputs[f, n, 0], outputs[f, n, 1]) if keep else (y_re, y_im)
+                total = _output_power(planes, f, rows, shifts, demix[f, n], out_re, out_im, power)
             if want_sum:
                 power_sum[n] += total
             if want_loss:
@@ -655,8 +698,10 @@ def warm_up() -> None:
     basis = np.ones((2, 3, 2))
     activation = np.ones((2, 2, 4))
     act_num, act_den = np.zeros_like(activation), np.zeros_like(activation)
-    args = (np.zeros(2), RULE_IP, True, True, 1e-12, LOADING, FLOOR, 0, 3)
-    sweep(frames.planes, rows, shifts, demix, basis, activation, act_num, act_den, *args)
+    outputs = np.zeros((3, 2, 2, 4))
+    for code in (RULE_IP, RULE_IP_OUTPUTS):
+        sweep(frames.planes, rows, shifts, outputs, np.ones(2), demix, basis, activation, act_num,
+              act_den, np.zeros(2), code, True, True, 1e-12, LOADING, FLOOR, 0, 3)  # fmt: skip
     power = np.zeros((2, 4))
     iva_args = (RULE_IP, LOADING, FLOOR, 0, 3)
     iva_sweep(frames.planes, rows, shifts, demix, np.ones((2, 4)), power, *iva_args)
@@ -681,12 +726,20 @@ def iterate(
     ``demix`` ``(n_freq, n_sources, K)``; the order of the updates and the loss are those of
     :func:`ilrma_cli.engine.compiled.iterate` (``rule`` ``iss`` is T-ISS; ``ip`` with
     ``tap_refresh`` R > 1 sweeps with :data:`RULE_IP_OUTPUTS` but on every R-th iteration, as
-    :func:`ilrma_cli.engine.taps.taps_rule`).
+    :func:`ilrma_cli.engine.taps.taps_rule`, keeping the outputs ``n_sources B 16`` bytes
+    from one sweep to the next for it).
     """
     rows, shifts = frames.row_map()
+    refresh = rule == "ip" and tap_refresh > 1
+    n_frames = frames.planes.shape[3]
+    outputs = np.empty((frames.n_freq if refresh else 0, demix.shape[1], 2, n_frames))
+    scale = np.ones(demix.shape[1])
 
     def one_sweep(*args: object) -> float:
-        return float(sweep(frames.planes, rows, shifts, *args))
+        return float(sweep(frames.planes, rows, shifts, outputs, scale, *args))
+
+    def rescaled(gain: np.ndarray) -> None:
+        scale[:] = 1.0 / np.sqrt(gain)
 
     return compiled.run_sweeps(
         one_sweep,
@@ -699,7 +752,8 @@ def iterate(
         record_loss=record_loss,
         eps=eps,
         callback=callback,
-        between=(tap_refresh, RULE_IP_OUTPUTS) if rule == "ip" else None,
+        between=(tap_refresh, RULE_IP_OUTPUTS) if refresh else None,
+        rescaled=rescaled,
     )
 
 
