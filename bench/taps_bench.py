@@ -134,8 +134,8 @@ def write_section(lines: list[str], shape: tuple[int, ...]) -> None:
             "difference between 12 and 2 iterations, one BLAS thread. Compiled backend; the last "
             "column is the numpy reference loop at L = 2. `ip` updates the filters jointly with "
             f"the demixing every {DEFAULT_ILRMA.tap_refresh} iterations (`--tap-refresh`, the "
-            "default) and runs IP on the outputs between; `ip:1` does the joint update "
-            "(ILRMA-T's IP) every iteration; `iss` is T-ISS.",
+            "default) and runs IP on the outputs between; `ip:R` does it every R iterations, "
+            "`ip:1` every iteration (ILRMA-T's IP); `iss` is T-ISS.",
             "",
             *lines,
         ]

@@ -139,10 +139,10 @@ SETTINGS: tuple[Setting, ...] = (
             example="0,2,5", minimum=0),
     Setting("delay", int, 2, "Prediction delay of the dereverberation filter, in frames "
             "(--taps)", "engine", example="1,2,3", minimum=1),
-    Setting("tap_refresh", int, 4, "With --taps or --dereverb and the ip rule: the joint "
+    Setting("tap_refresh", int, 8, "With --taps or --dereverb and the ip rule: the joint "
             "update of the dereverberation filters with the demixing (ILRMA-T's IP) every N "
-            "iterations, IP on the dereverberated outputs between, at about the cost of an "
-            "iteration without taps (1: every iteration)", "engine", example="1,2,4",
+            "iterations, IP on the dereverberated outputs between, at about 1.5-2x the cost "
+            "of an iteration without taps (1: every iteration)", "engine", example="1,4,8",
             minimum=1),
     Setting("dereverb", int, 0, "Dereverberate first: joint ILRMA-T with this many past "
             "frames at a 0.2-s frame (--dereverb-n-fft), one source per channel, then "

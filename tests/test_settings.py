@@ -38,7 +38,7 @@ def test_every_engine_and_separation_field_has_one_entry():
 def test_defaults_are_the_engine_defaults_of_separate():
     expected = ILRMAConfig(n_basis=4, n_iter=100, update="ip", iva_iter=20, spatial="fullrank",
                            fullrank_iter=60, fullrank_basis=16,
-                           fullrank_weights="alternate", tap_refresh=4)  # fmt: skip
+                           fullrank_weights="alternate", tap_refresh=8)  # fmt: skip
     assert expected == DEFAULT_ILRMA
     assert SeparationSettings.from_values({}) == SeparationSettings()
 

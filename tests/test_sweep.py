@@ -203,7 +203,7 @@ def test_two_jobs_give_the_same_numbers_as_one(done, data, tmp_path):
                                  "model": "gauss", "dof": 1.0, "precision": "double",
                                  "spatial": "fullrank", "fullrank_iter": 60,
                                  "fullrank_basis": 16, "fullrank_weights": "alternate",
-                                 "taps": 0, "delay": 2, "tap_refresh": 4,
+                                 "taps": 0, "delay": 2, "tap_refresh": 8,
                                  "dereverb": 0, "dereverb_delay": 2,
                                  "dereverb_n_fft": None}  # fmt: skip
     assert [(s["n_basis"], s["update"], s["n_runs"]) for s in document["summary"]] == [
