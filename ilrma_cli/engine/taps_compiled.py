@@ -590,9 +590,9 @@ def sweep(
     """:func:`ilrma_cli.engine.compiled.sweep` on the stacked-taps observation (same arguments after ``scale``).
 
     ``outputs`` ``(n_freq, n_src, 2, n_frames)`` (or ``(0, ...)``: none kept) receives the
-    outputs of every sweep with IP or without a rule that forms them (one that updates the
-    NMF or wants the loss or the powers), before normalisation; :data:`RULE_IP_OUTPUTS`
-    needs them and starts from them times ``scale`` ``(n_src,)``, the normalisation since
+    outputs, before normalisation, of every sweep that forms them (one that updates the NMF
+    or wants the loss or the powers) with any rule but T-ISS; :data:`RULE_IP_OUTPUTS` needs
+    them and starts from them times ``scale`` ``(n_src,)``, the normalisation since
     (:func:`_ip_on_outputs`).
     """
     n_frames = planes.shape[3]
