@@ -83,7 +83,12 @@ def build(kernel_module: str, directory: Path | None = None) -> Path:
 
     target = directory or Path(kernels.__file__).parent
     exports = signatures(kernel_module)
-    with tempfile.TemporaryDirectory(prefix="ilrma-aot-") as tmp:
+    # numba's compiler probes leave their folders (temp.c, temp.o) in the temporary folder:
+    # let that be one of ours, removed with it
+    with (
+        tempfile.TemporaryDirectory(prefix="ilrma-aot-") as tmp,
+        patch.object(tempfile, "tempdir", tmp),
+    ):
         cc = CC(kernels.extension_name(kernel_module))
         cc.output_dir = tmp
         cc.target_cpu = "host"
